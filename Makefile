@@ -1,0 +1,47 @@
+# Two commands on a fresh machine with Python 3.11+: `make demo` and `make test`.
+# Both create .venv/ (pinned requirements.txt) on first use and reuse it afterwards.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ACTIVATE := source $(VENV)/bin/activate
+DURATION ?= 10
+MIN_TESTS ?= 40
+
+# Nothing leaves loopback: DDS discovery stays on localhost, each entry point has its own domain.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export PYTHONUNBUFFERED := 1
+
+.PHONY: venv build test demo bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@touch $(VENV)/COLCON_IGNORE $@
+
+build: venv
+	$(ACTIVATE) && colcon --log-base log build --base-paths . --build-base build --install-base install \
+	  --event-handlers console_cohesion+
+
+test: build
+	@rm -rf build/alfie_gr00t/test_results
+	$(ACTIVATE) && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-61} colcon --log-base log test --base-paths . \
+	  --build-base build --install-base install --event-handlers console_direct+ \
+	  --pytest-args -p no:cacheprovider -q -ra
+	$(ACTIVATE) && colcon test-result --test-result-base build --verbose
+	$(PY) .ci/check_test_count.py build/alfie_gr00t $(MIN_TESTS)
+
+demo: build
+	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-62} \
+	  python -m alfie_gr00t.bringup mock_mode:=true use_sim_robot:=true auto_activate:=true \
+	  ipc_path:=/tmp/alfie_gr00t_demo_$$$$.sock duration:=$(DURATION)
+
+bench: build
+	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-63} \
+	  python -m alfie_gr00t.bench $(BENCH_ARGS)
+
+clean:
+	rm -rf build install log

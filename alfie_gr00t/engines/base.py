@@ -1,0 +1,122 @@
+"""The inference-engine interface every backend implements.
+
+An engine turns a batch of decoded observations into action chunks. It never sees
+wire formats: the server decodes requests (either protocol) into an
+`ObservationBatch` first, so backends stay small and testable.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from alfie_gr00t import layout
+
+
+class EngineError(RuntimeError):
+    """A backend failed to load or to run; the message says what to install or fix."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What a backend needs to load itself (built from the server's parameters)."""
+
+    mock_mode: bool = True
+    model_checkpoint: str = ""
+    use_tensorrt: bool = False
+    device: str = "cuda:0"
+    action_horizon: int = layout.ACTION_HORIZON
+    action_dim: int = layout.ACTION_DIM
+    image_width: int = layout.IMAGE_WIDTH
+    image_height: int = layout.IMAGE_HEIGHT
+    camera_names: tuple[str, ...] = layout.CAMERA_NAMES
+    embodiment_tag: str = "new_embodiment"
+    denoising_steps: int = 4
+    mock_delay_ms: float = 0.0
+    # Isaac-GR00T modality mapping: video key per camera, state/action key per layout group.
+    video_keys: tuple[str, ...] = layout.CAMERA_NAMES
+    state_groups: tuple[layout.LayoutGroup, ...] = layout.LAYOUT_GROUPS
+    language_key: str = "task"
+
+
+@dataclass(frozen=True)
+class ObservationBatch:
+    """B decoded observations. images: camera -> (B, H, W, 3) uint8 RGB at model size."""
+
+    images: dict[str, np.ndarray]
+    state: np.ndarray  # (B, action_dim) float32
+    language: tuple[str, ...]
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.state.shape[0])
+
+
+@dataclass(frozen=True)
+class EngineOutput:
+    """Action chunks (B, horizon, dim) float32 and the engine's own stage timings in ms."""
+
+    actions: np.ndarray
+    stages_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Engine(ABC):
+    """A loaded policy. `max_batch_size` > 1 means a whole batch runs as one call."""
+
+    name: str = "engine"
+    max_batch_size: int = 1
+
+    @abstractmethod
+    def infer(self, batch: ObservationBatch) -> EngineOutput:
+        """Run the policy on a batch of at most `max_batch_size` observations."""
+
+    def close(self) -> None:
+        """Release device memory and handles."""
+
+    def describe(self) -> dict:
+        """Extra facts for the server status (device, precision, ...)."""
+        return {}
+
+
+def run_batched(engine: Engine, batch: ObservationBatch) -> EngineOutput:
+    """Run a batch of any size, split into `engine.max_batch_size` pieces when needed."""
+    size = batch.batch_size
+    step = max(1, engine.max_batch_size)
+    if size <= step:
+        return engine.infer(batch)
+    outputs, stages = [], {}
+    for start in range(0, size, step):
+        piece = ObservationBatch(
+            images={k: v[start:start + step] for k, v in batch.images.items()},
+            state=batch.state[start:start + step],
+            language=batch.language[start:start + step],
+        )
+        out = engine.infer(piece)
+        outputs.append(out.actions)
+        for key, ms in out.stages_ms.items():
+            stages[key] = stages.get(key, 0.0) + ms
+    return EngineOutput(np.concatenate(outputs, axis=0), stages)
+
+
+def dummy_batch(config: EngineConfig, batch_size: int = 1) -> ObservationBatch:
+    """A grey-image, zero-state batch for warm-up runs."""
+    shape = (batch_size, config.image_height, config.image_width, 3)
+    return ObservationBatch(
+        images={name: np.full(shape, 128, dtype=np.uint8) for name in config.camera_names},
+        state=np.zeros((batch_size, config.action_dim), dtype=np.float32),
+        language=("warm up",) * batch_size,
+    )
+
+
+def warm_up(engine: Engine, config: EngineConfig, runs: int) -> list[float]:
+    """Run the engine `runs` times on a dummy batch; return each run's wall time in ms."""
+    batch = dummy_batch(config)
+    times = []
+    for _ in range(max(0, runs)):
+        start = time.perf_counter()
+        engine.infer(batch)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return times

@@ -1,0 +1,98 @@
+"""groot_server: a ZeroMQ REP policy server inside a ROS 2 node.
+
+A 1 ms timer drains every queued request without ever blocking the executor on an
+empty socket; `~/status` carries the statistics as JSON at 1 Hz.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import sys
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from std_msgs.msg import String
+
+from alfie_gr00t.config import ServerConfig
+from alfie_gr00t.engines.base import warm_up
+from alfie_gr00t.engines.registry import create_engine
+from alfie_gr00t.nodes.params import declare_config
+from alfie_gr00t.server_core import PolicyService, serve_pending
+from alfie_gr00t.transport import RepEndpoint, is_loopback_host
+
+
+class GrootServer(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("groot_server", **node_kwargs)
+        self.config: ServerConfig = declare_config(self, ServerConfig)
+        self.status_pub = self.create_publisher(String, "~/status", 10)
+        self.service: PolicyService | None = None
+        self.endpoint: RepEndpoint | None = None
+
+    def start(self) -> None:
+        """Load and warm up the engine, bind the socket, start the timers."""
+        cfg = self.config
+        engine = create_engine(cfg.engine_config())
+        times = warm_up(engine, cfg.engine_config(), cfg.warmup_runs)
+        if times:
+            self.get_logger().info(
+                f"engine '{engine.name}' warmed up: {len(times)} runs, first {times[0]:.1f} ms, "
+                f"median {statistics.median(times):.1f} ms")
+        self.service = PolicyService(engine, cfg)
+        if cfg.transport == "tcp" and not is_loopback_host(cfg.bind_host) and not cfg.api_token:
+            self.get_logger().warning(
+                f"TCP bound to {cfg.bind_host} without api_token: anyone who can reach port {cfg.bind_port} "
+                "can request actions. Set api_token for remote use.")
+        self.endpoint = RepEndpoint(cfg.address, cfg.max_message_bytes, int(cfg.ipc_mode, 8))
+        self.get_logger().info(f"serving on {cfg.address} (engine: {engine.name})")
+        self.create_timer(0.001, self._serve)
+        self.create_timer(1.0, self._publish_status)
+
+    def _serve(self) -> None:
+        serve_pending(self.endpoint, self.service)
+        if self.service.kill_requested:
+            self.get_logger().warning("remote kill requested; shutting down")
+            rclpy.try_shutdown()
+
+    def _publish_status(self) -> None:
+        self.status_pub.publish(String(data=json.dumps(self.service.status())))
+
+    def close(self) -> None:
+        """Remove our socket file and release the engine (safe to call twice)."""
+        if self.endpoint is not None:
+            self.endpoint.close()
+            self.endpoint = None
+        if self.service is not None:
+            self.get_logger().info("server profile (ms):\n" + self.service.stages.format_table())
+            self.service.engine.close()
+            self.service.close()
+            self.service = None
+
+
+def main(args=None) -> int:
+    logging.basicConfig(level=logging.INFO)
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = GrootServer()
+        node.start()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as exc:  # startup errors: say what to fix, exit non-zero
+        logger = node.get_logger() if node else logging.getLogger("groot_server")
+        logger.error(f"groot_server failed: {exc}")
+        return 1
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""Turn action chunks from the policy into a smooth command stream (SPEC §6).
+
+The policy answers with chunks of steps at the training rate (15 Hz); the robot wants a
+command every control tick (100 Hz). The scheduler sits in between:
+
+- time: step k of a chunk belongs to `observation_time + k / action_step_hz`, so the
+  steps that elapsed while the observation travelled and the model ran are skipped
+  (latency compensation) and the rest plays at the right moment;
+- each step owns one step period: between steps the command is interpolated
+  linearly, the last step is held for its period, and after that the queue is dry
+  (None, never extrapolated);
+- a new chunk that arrives while another is playing fades in over `crossfade_steps`
+  steps, so the switch has no jump;
+- the caller asks for the next chunk when fewer than `refill_threshold_steps` remain,
+  before the queue runs dry (seed 001's action-queue refill);
+- without a fresh chunk for `watchdog_timeout_s` it stops commanding (None) and the
+  caller holds.
+
+It is ROS-free and thread-safe: one thread adds chunks, a timer reads commands.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from alfie_gr00t import layout
+
+# Layers kept for overlapping crossfades. Only reached when chunks arrive faster than
+# one crossfade; dropping the oldest then costs a small step, which safety rate-limits.
+_MAX_LAYERS = 8
+# Tolerance when flooring elapsed steps, so 0.2 s at 15 Hz counts as 3 steps, not 2.
+_STEP_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """How chunks are played. Defaults follow SPEC §5/§6 (15 Hz steps, 16-step chunks)."""
+
+    action_step_hz: float = 15.0
+    action_horizon: int = layout.ACTION_HORIZON
+    refill_threshold_steps: float = 8.0
+    crossfade_steps: int = 3
+    ema_alpha: float = 1.0
+    watchdog_timeout_s: float = 0.5
+    action_dim: int = layout.ACTION_DIM
+
+    def __post_init__(self):
+        if not (math.isfinite(self.action_step_hz) and self.action_step_hz > 0):
+            raise ValueError(f"action_step_hz must be a positive number, got {self.action_step_hz}")
+        if int(self.action_horizon) != self.action_horizon or self.action_horizon < 1:
+            raise ValueError(f"action_horizon must be an integer >= 1, got {self.action_horizon}")
+        if not (0 < self.refill_threshold_steps <= self.action_horizon):
+            raise ValueError(
+                f"refill_threshold_steps must be in (0, action_horizon={self.action_horizon}], "
+                f"got {self.refill_threshold_steps}"
+            )
+        if int(self.crossfade_steps) != self.crossfade_steps or self.crossfade_steps < 0:
+            raise ValueError(f"crossfade_steps must be an integer >= 0, got {self.crossfade_steps}")
+        if not (0 < self.ema_alpha <= 1):
+            raise ValueError(f"ema_alpha must be in (0, 1] (1 = no smoothing), got {self.ema_alpha}")
+        if not (math.isfinite(self.watchdog_timeout_s) and self.watchdog_timeout_s > 0):
+            raise ValueError(f"watchdog_timeout_s must be a positive number, got {self.watchdog_timeout_s}")
+        if int(self.action_dim) != self.action_dim or self.action_dim < 1:
+            raise ValueError(f"action_dim must be an integer >= 1, got {self.action_dim}")
+
+
+class _Layer:
+    """One chunk on the time line, fading in over [fade_start, fade_end]."""
+
+    __slots__ = ("actions", "origin", "offset", "fade_start", "fade_end")
+
+    def __init__(self, actions: np.ndarray, origin: float, offset: int, fade_start: float, fade_end: float):
+        self.actions = actions  # kept steps only
+        self.origin = origin  # clock time of the chunk's original step 0
+        self.offset = offset  # steps dropped from the front
+        self.fade_start = fade_start
+        self.fade_end = fade_end
+
+    def position(self, t: float, hz: float) -> float:
+        """Steps into the kept actions at time t (0 = first kept step)."""
+        return (t - self.origin) * hz - self.offset
+
+    def weight(self, t: float) -> float:
+        if t >= self.fade_end:
+            return 1.0
+        if t <= self.fade_start:
+            return 0.0
+        return (t - self.fade_start) / (self.fade_end - self.fade_start)
+
+    def sample(self, p: float, out: np.ndarray) -> None:
+        """Write the interpolated action at position p into out (held at both ends)."""
+        last = len(self.actions) - 1
+        if p <= 0.0:
+            out[:] = self.actions[0]
+        elif p >= last:
+            out[:] = self.actions[last]
+        else:
+            i = int(p)
+            np.subtract(self.actions[i + 1], self.actions[i], out=out)
+            out *= p - i
+            out += self.actions[i]
+
+
+class ActionScheduler:
+    """Plays action chunks on a clock; `command()` is cheap enough for a 100 Hz timer."""
+
+    def __init__(self, config: SchedulerConfig, clock: Callable[[], float] = time.monotonic):
+        self._config = config
+        self._clock = clock
+        self._hz = float(config.action_step_hz)
+        self._fade_s = config.crossfade_steps / self._hz
+        self._lock = threading.Lock()
+        self._layers: list[_Layer] = []
+        self._last_fresh: float | None = None
+        self._ema: np.ndarray | None = None
+        self._sample = np.empty(config.action_dim, dtype=np.float64)
+        self._blend = np.empty(config.action_dim, dtype=np.float64)
+        self._chunks_received = 0
+        self._chunks_stale = 0
+        self._steps_dropped_total = 0
+
+    @property
+    def config(self) -> SchedulerConfig:
+        return self._config
+
+    @property
+    def chunks_received(self) -> int:
+        """Valid chunks passed to add_chunk (stale ones included)."""
+        return self._chunks_received
+
+    @property
+    def chunks_stale(self) -> int:
+        """Chunks ignored because all their steps had elapsed on arrival."""
+        return self._chunks_stale
+
+    @property
+    def steps_dropped_total(self) -> int:
+        """Steps skipped for latency compensation, over all chunks."""
+        return self._steps_dropped_total
+
+    def add_chunk(self, actions: np.ndarray, observation_time: float) -> int:
+        """Queue a chunk computed from an observation captured at `observation_time` (clock time).
+
+        The steps that already elapsed since then are dropped; the number dropped is
+        returned. A chunk whose every step has elapsed is ignored and does not feed the
+        watchdog. If another chunk is still playing, the new one fades in over
+        `crossfade_steps` steps. The array is copied (callers may reuse buffers).
+        """
+        chunk = self._validated(actions, observation_time)
+        now = self._clock()
+        with self._lock:
+            self._chunks_received += 1
+            # An observation stamped in the future (clock skew) starts now.
+            origin = min(float(observation_time), now)
+            dropped = int(math.floor((now - origin) * self._hz + _STEP_EPS))
+            if dropped >= len(chunk):
+                self._chunks_stale += 1
+                self._steps_dropped_total += len(chunk)
+                return len(chunk)
+            self._steps_dropped_total += dropped
+            kept = chunk[dropped:].copy()
+            if self._fade_s > 0 and self._playing(now):
+                self._prune(now)
+                if len(self._layers) >= _MAX_LAYERS:
+                    del self._layers[0]
+                self._layers.append(_Layer(kept, origin, dropped, now, now + self._fade_s))
+            else:
+                self._layers = [_Layer(kept, origin, dropped, -math.inf, -math.inf)]
+            self._last_fresh = now
+            return dropped
+
+    def command(self, now: float | None = None) -> np.ndarray | None:
+        """The command for time `now` (default: the clock), or None when there is nothing to play.
+
+        None means: no chunk yet, the queue ran dry, or the watchdog expired. The caller
+        then holds position. The returned array is the caller's to keep.
+        """
+        with self._lock:
+            t = self._clock() if now is None else now
+            if not self._playing(t):
+                self._ema = None  # a hold happened; do not smooth from before it
+                return None
+            self._prune(t)
+            base = self._layers[0]
+            base.sample(base.position(t, self._hz), self._blend)
+            for layer in self._layers[1:]:
+                w = layer.weight(t)
+                if w <= 0.0:
+                    continue
+                layer.sample(layer.position(t, self._hz), self._sample)
+                self._sample -= self._blend
+                self._sample *= w
+                self._blend += self._sample
+            alpha = self._config.ema_alpha
+            if alpha < 1.0:
+                if self._ema is None:
+                    self._ema = self._blend.copy()
+                else:
+                    self._ema *= 1.0 - alpha
+                    self._ema += alpha * self._blend
+                return self._ema.copy()
+            return self._blend.copy()
+
+    def remaining_steps(self, now: float | None = None) -> float:
+        """Steps left before the queue runs dry (0 when nothing is playing)."""
+        with self._lock:
+            t = self._clock() if now is None else now
+            if not self._playing(t):
+                return 0.0
+            newest = self._layers[-1]
+            return float(len(newest.actions) - max(0.0, newest.position(t, self._hz)))
+
+    def needs_refill(self, now: float | None = None) -> bool:
+        """True when the caller should request the next chunk (remaining < threshold)."""
+        return self.remaining_steps(now) < self._config.refill_threshold_steps
+
+    def watchdog_expired(self, now: float | None = None) -> bool:
+        """True when no chunk that contributed steps arrived within watchdog_timeout_s (or none ever)."""
+        with self._lock:
+            t = self._clock() if now is None else now
+            return self._expired(t)
+
+    def reset(self) -> None:
+        """Forget queued chunks, the watchdog and the EMA state (counters are kept)."""
+        with self._lock:
+            self._layers = []
+            self._last_fresh = None
+            self._ema = None
+
+    # -- internals (call with the lock held) ---------------------------------------------
+
+    def _validated(self, actions: np.ndarray, observation_time: float) -> np.ndarray:
+        chunk = np.asarray(actions, dtype=np.float64)
+        dim = self._config.action_dim
+        if chunk.ndim != 2 or chunk.shape[0] < 1 or chunk.shape[1] != dim:
+            raise ValueError(f"actions must have shape (H>=1, {dim}), got {chunk.shape}")
+        if not np.all(np.isfinite(chunk)):
+            raise ValueError("actions contain non-finite values")
+        if not math.isfinite(observation_time):
+            raise ValueError(f"observation_time must be finite, got {observation_time}")
+        return chunk[: self._config.action_horizon]
+
+    def _expired(self, t: float) -> bool:
+        return self._last_fresh is None or t - self._last_fresh > self._config.watchdog_timeout_s
+
+    def _playing(self, t: float) -> bool:
+        """A chunk has steps left at time t and the watchdog is satisfied."""
+        if not self._layers or self._expired(t):
+            return False
+        newest = self._layers[-1]
+        return newest.position(t, self._hz) < len(newest.actions)
+
+    def _prune(self, t: float) -> None:
+        """Drop layers hidden under a newer layer that has fully faded in by time t."""
+        for i in range(len(self._layers) - 1, 0, -1):
+            if self._layers[i].weight(t) >= 1.0:
+                del self._layers[:i]
+                return

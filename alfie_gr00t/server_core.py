@@ -1,0 +1,249 @@
+"""The policy service: request bytes in, reply bytes out, for both wire protocols.
+
+`PolicyService.respond` is where a request is decoded, validated, run and answered.
+It never raises: every failure becomes an error reply, so the REP socket is never
+left waiting for a send. `serve_pending` is the loop body the node's timer calls.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+
+import numpy as np
+
+from alfie_gr00t import gr00t_protocol, images, protocol
+from alfie_gr00t.config import ServerConfig
+from alfie_gr00t.engines.base import Engine, EngineOutput, ObservationBatch, run_batched
+from alfie_gr00t.stats import RollingStats, StageStats, StageTimer
+from alfie_gr00t.transport import RepEndpoint
+
+log = logging.getLogger("alfie_gr00t.server")
+
+
+class PolicyService:
+    """Answers observation requests (our schema) and Isaac-GR00T endpoint requests."""
+
+    def __init__(self, engine: Engine, config: ServerConfig, codec: images.ParallelCodec | None = None):
+        self.engine = engine
+        self.config = config
+        self._codec = codec or images.ParallelCodec(config.decode_threads)
+        self._limits = config.limits
+        self._gr00t_limits = gr00t_protocol.Gr00tLimits(
+            max_batch_size=config.max_batch_size, max_image_side=config.max_image_side,
+            max_array_bytes=config.max_message_bytes, max_language_chars=config.max_language_chars)
+        self._token = config.api_token.encode()
+        self.started = time.monotonic()
+        self.total_requests = 0
+        self.errors = 0
+        self.last_error = ""
+        self.kill_requested = False
+        self.inference_ms = RollingStats()
+        self.request_ms = RollingStats()
+        self.stages = StageStats()
+
+    # -- entry point -------------------------------------------------------------
+    def respond(self, payload) -> bytes:
+        """One reply for one request, whatever the request holds."""
+        timer = StageTimer()
+        self.total_requests += 1
+        try:
+            message = protocol.unpack_message(payload, self._limits.max_message_bytes)
+        except protocol.ProtocolError as exc:
+            return self._fail(str(exc), None)
+        timer.mark("unpack")
+        if isinstance(message, dict) and "endpoint" in message:
+            reply = self._respond_gr00t(payload)
+        else:
+            reply = self._respond_observation(message, timer)
+        self.request_ms.add(timer.total_ms())
+        return reply
+
+    # -- our protocol ------------------------------------------------------------
+    def _respond_observation(self, message, timer: StageTimer) -> bytes:
+        frame_id = message.get("frame_id") if isinstance(message, dict) else None
+        frame_id = frame_id if isinstance(frame_id, int) and not isinstance(frame_id, bool) else None
+        try:
+            obs = protocol.parse_observation(message, self.config.camera_names, self.config.action_dim, self._limits)
+            self._check_token(obs.api_token)
+            frames = self._codec.map(self._decode_image, obs.images)
+            timer.mark("decode")
+            batch = ObservationBatch(
+                images={name: frame[None] for name, frame in frames.items()},
+                state=obs.state[None], language=(obs.language,))
+            timer.mark("preprocess")
+            output = self._infer(batch)
+            timer.mark("inference")
+            reply = protocol.encode_actions(output.actions[0], self.inference_ms.last, obs.frame_id, None)
+            timer.mark("pack")
+        except (protocol.ProtocolError, images.ImageError, PermissionError) as exc:
+            return self._fail(str(exc), frame_id)
+        except Exception as exc:  # engine failures must not take the server down
+            log.exception("inference failed")
+            return self._fail(f"Model inference failed: {type(exc).__name__}: {exc}", frame_id)
+        stages = dict(timer.stages)
+        self.stages.add(stages)
+        # Re-pack with the stage timings now that packing itself has been measured.
+        return protocol.encode_actions(output.actions[0], self.inference_ms.last, obs.frame_id, stages) \
+            if stages else reply
+
+    def _decode_image(self, image) -> np.ndarray:
+        if isinstance(image, protocol.RawImage):
+            frame = images.raw_to_array(image, self._limits.max_image_side)
+        else:
+            frame = images.decode_jpeg(image, self._limits.max_image_side)
+        return images.resize(frame, self.config.image_width, self.config.image_height)
+
+    def _infer(self, batch: ObservationBatch) -> EngineOutput:
+        start = time.perf_counter()
+        output = run_batched(self.engine, batch)
+        self.inference_ms.add((time.perf_counter() - start) * 1000.0)
+        expected = (batch.batch_size, self.config.action_horizon, self.config.action_dim)
+        if output.actions.shape != expected:
+            raise RuntimeError(f"engine returned actions of shape {output.actions.shape}, expected {expected}")
+        if not np.isfinite(output.actions).all():
+            raise RuntimeError("engine returned non-finite actions")
+        engine_stages = {f"engine_{k}": v for k, v in output.stages_ms.items() if k != "inference"}
+        if engine_stages:
+            self.stages.add(engine_stages)
+        return output
+
+    def _check_token(self, token: str | None) -> None:
+        if self._token and not hmac.compare_digest((token or "").encode(), self._token):
+            raise PermissionError("unauthorized: missing or wrong api_token")
+
+    def _fail(self, message: str, frame_id) -> bytes:
+        self.errors += 1
+        self.last_error = message[:500]
+        log.warning("request refused: %s", self.last_error)
+        return protocol.encode_error(self.last_error, frame_id)
+
+    # -- Isaac-GR00T protocol ------------------------------------------------------
+    def _respond_gr00t(self, payload) -> bytes:
+        try:
+            request = gr00t_protocol.unpack(payload, self._gr00t_limits)
+            if not isinstance(request, dict):
+                raise gr00t_protocol.Gr00tProtocolError("request must be a map")
+            token = request.get("api_token")
+            self._check_token(token if isinstance(token, str) else None)
+            result = self._gr00t_endpoint(request.get("endpoint"), request.get("data"))
+            return gr00t_protocol.pack(result)
+        except (gr00t_protocol.Gr00tProtocolError, images.ImageError, PermissionError, ValueError) as exc:
+            message = str(exc)
+        except Exception as exc:
+            log.exception("Isaac-GR00T request failed")
+            message = f"{type(exc).__name__}: {exc}"
+        self.errors += 1
+        self.last_error = message[:500]
+        log.warning("request refused: %s", self.last_error)
+        return gr00t_protocol.pack({"error": self.last_error})
+
+    def _gr00t_endpoint(self, endpoint, data):
+        cfg = self.config
+        if endpoint == "ping":
+            return {"status": "ok", "message": "Server is running", "engine": self.engine.name}
+        if endpoint == "get_modality_config":
+            return gr00t_protocol.modality_config(cfg.video_keys, cfg.groups, cfg.language_key, cfg.action_horizon)
+        if endpoint == "reset":
+            return {"status": "ok"}
+        if endpoint == "kill":
+            if not cfg.allow_remote_kill:
+                raise PermissionError("kill is disabled on this server (allow_remote_kill:=false)")
+            self.kill_requested = True
+            return {"status": "ok", "message": "Server shutting down"}
+        if endpoint == "get_action":
+            if not isinstance(data, dict) or not isinstance(data.get("observation"), dict):
+                raise gr00t_protocol.Gr00tProtocolError("get_action needs data={'observation': {...}, 'options': ...}")
+            timer = StageTimer()
+            batch = gr00t_protocol.observation_batch(
+                data["observation"], camera_names=cfg.video_keys, groups=cfg.groups, language_key=cfg.language_key,
+                image_size=(cfg.image_width, cfg.image_height), limits=self._gr00t_limits)
+            batch = ObservationBatch(dict(zip(cfg.camera_names, batch.images.values())), batch.state, batch.language)
+            timer.mark("preprocess")
+            output = self._infer(batch)
+            timer.mark("inference")
+            self.stages.add(timer.stages)
+            info = {"inference_time_ms": self.inference_ms.last, "engine": self.engine.name}
+            return [gr00t_protocol.action_dict(output.actions, cfg.groups), info]
+        raise gr00t_protocol.Gr00tProtocolError(
+            f"unknown endpoint {str(endpoint)[:80]!r}; known: ping, get_action, reset, get_modality_config, kill")
+
+    # -- status ------------------------------------------------------------------
+    def status(self) -> dict:
+        inference = self.inference_ms.snapshot()
+        request = self.request_ms.snapshot()
+        return {
+            "total_requests": self.total_requests,
+            "average_inference_ms": inference["mean"],
+            "last_inference_ms": inference["last"],
+            "mock_mode": self.config.mock_mode,
+            "tensorrt": self.engine.name == "tensorrt",
+            "bind_address": self.config.address,
+            "engine": self.engine.name,
+            "inference_p50_ms": inference["p50"],
+            "inference_p95_ms": inference["p95"],
+            "inference_p99_ms": inference["p99"],
+            "request_p50_ms": request["p50"],
+            "request_p95_ms": request["p95"],
+            "request_p99_ms": request["p99"],
+            "requests_per_s": round(self.request_ms.rate(), 2),
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "stages_ms": self.stages.summary(),
+            **self.engine.describe(),
+        }
+
+    def close(self) -> None:
+        self._codec.close()
+
+
+def serve_pending(endpoint: RepEndpoint, service: PolicyService, wait_ms: int = 0, max_requests: int = 1000) -> int:
+    """Answer every request already queued (waiting up to `wait_ms` for the first); returns how many."""
+    served = 0
+    payload = endpoint.receive(wait_ms)
+    while payload is not None:
+        endpoint.send(service.respond(payload))
+        served += 1
+        if served >= max_requests or service.kill_requested:
+            break
+        payload = endpoint.receive(0)
+    return served
+
+
+class BackgroundServer:
+    """A ROS-free server on its own thread (tests, benchmark, bringup without the node).
+
+    The thread owns the REP socket; `stop()` joins it and removes the socket file.
+    """
+
+    def __init__(self, service: PolicyService, address: str | None = None, ipc_mode: int = 0o660):
+        import threading
+
+        cfg = service.config
+        self.service = service
+        self.endpoint = RepEndpoint(address or cfg.address, cfg.max_message_bytes, ipc_mode)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="policy-server", daemon=True)
+
+    def start(self) -> "BackgroundServer":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set() and not self.service.kill_requested:
+                serve_pending(self.endpoint, self.service, wait_ms=20)
+        finally:
+            self.endpoint.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+    def __enter__(self) -> "BackgroundServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,172 @@
+"""ZeroMQ REQ/REP endpoints and the IPC socket-file lifecycle.
+
+The server's REP endpoint never blocks unless asked to; the client's REQ socket is
+closed (linger 0) and recreated after a timeout, because a REQ socket that missed its
+reply is stuck in the wrong state forever.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import stat
+
+import zmq
+
+
+class AddressInUse(RuntimeError):
+    """Another live server owns the address; we never steal it."""
+
+
+class RequestTimeout(TimeoutError):
+    """No reply within the timeout; the REQ socket has already been recreated."""
+
+
+def endpoint_address(transport: str, ipc_path: str, host: str, port: int) -> str:
+    if transport == "ipc":
+        if not ipc_path:
+            raise ValueError("transport 'ipc' needs a non-empty ipc_path")
+        return f"ipc://{ipc_path}"
+    if transport == "tcp":
+        if not 0 < int(port) < 65536:
+            raise ValueError(f"port must be 1..65535, got {port}")
+        return f"tcp://{host}:{int(port)}"
+    raise ValueError(f"transport must be 'ipc' or 'tcp', got {transport!r}")
+
+
+def is_loopback_host(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # '*', '0.0.0.0'-like names or interfaces: reachable beyond loopback
+
+
+def ipc_path_of(address: str) -> str | None:
+    return address[len("ipc://"):] if address.startswith("ipc://") else None
+
+
+def ipc_path_is_live(path: str) -> bool:
+    """True when something accepts connections on the Unix socket at `path`."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(0.5)
+    try:
+        probe.connect(path)
+        return True
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def claim_ipc_path(path: str) -> None:
+    """Make `path` free for binding: remove a dead server's file, refuse a live one."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise AddressInUse(f"{path} exists and is not a socket; refusing to remove it")
+    if ipc_path_is_live(path):
+        raise AddressInUse(f"another server is live on ipc://{path}; stop it or choose another ipc_path")
+    os.unlink(path)
+
+
+class RepEndpoint:
+    """The server's bound REP socket. One recv is always followed by exactly one send."""
+
+    def __init__(self, address: str, max_message_bytes: int, ipc_mode: int = 0o660,
+                 context: zmq.Context | None = None):
+        self.address = address
+        self._context = context or zmq.Context.instance()
+        self._ipc_path = ipc_path_of(address)
+        self._ipc_inode = None
+        if self._ipc_path:
+            claim_ipc_path(self._ipc_path)
+        self._socket = self._context.socket(zmq.REP)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, int(max_message_bytes))
+        try:
+            self._socket.bind(address)
+        except zmq.ZMQError as exc:
+            self._socket.close(0)
+            raise AddressInUse(f"cannot bind {address}: {exc}") from None
+        if self._ipc_path:
+            os.chmod(self._ipc_path, ipc_mode)
+            self._ipc_inode = os.stat(self._ipc_path).st_ino
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+
+    def receive(self, timeout_ms: int = 0):
+        """The next request as a buffer, or None if none arrives within `timeout_ms` (0 = don't wait)."""
+        if timeout_ms == 0:
+            try:
+                return self._socket.recv(zmq.NOBLOCK, copy=False).buffer
+            except zmq.Again:
+                return None
+        if not self._poller.poll(timeout_ms):
+            return None
+        return self._socket.recv(copy=False).buffer
+
+    def send(self, payload: bytes) -> None:
+        self._socket.send(payload, copy=len(payload) < 65536)
+
+    def close(self) -> None:
+        """Close the socket and remove our own IPC file (never a file another server re-created)."""
+        self._socket.close(0)
+        if self._ipc_path and self._ipc_inode is not None:
+            try:
+                if os.stat(self._ipc_path).st_ino == self._ipc_inode:
+                    os.unlink(self._ipc_path)
+            except FileNotFoundError:
+                pass
+            self._ipc_inode = None
+
+
+class ReqClient:
+    """A REQ socket with a per-request timeout; recreated after every timeout or send failure."""
+
+    def __init__(self, address: str, timeout_ms: int, max_reply_bytes: int = 16 << 20,
+                 context: zmq.Context | None = None):
+        self.address = address
+        self.timeout_ms = int(timeout_ms)
+        self._max_reply_bytes = int(max_reply_bytes)
+        self._context = context or zmq.Context.instance()
+        self._socket = None
+        self.reconnects = 0
+
+    def _open(self) -> zmq.Socket:
+        sock = self._context.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, self._max_reply_bytes)
+        sock.connect(self.address)
+        return sock
+
+    def request(self, payload: bytes, timeout_ms: int | None = None):
+        """Send one request and wait for its reply (a buffer); RequestTimeout when none comes."""
+        if self._socket is None:
+            self._socket = self._open()
+        timeout = self.timeout_ms if timeout_ms is None else int(timeout_ms)
+        try:
+            self._socket.send(payload, copy=len(payload) < 65536)
+            if self._socket.poll(timeout, zmq.POLLIN):
+                return self._socket.recv(copy=False).buffer
+        except zmq.ZMQError:
+            pass
+        self.reset()
+        raise RequestTimeout(f"no reply from {self.address} within {timeout} ms")
+
+    def reset(self) -> None:
+        if self._socket is not None:
+            self._socket.close(0)
+            self._socket = None
+            self.reconnects += 1
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close(0)
+            self._socket = None

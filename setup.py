@@ -1,0 +1,34 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "alfie_gr00t"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+    ],
+    install_requires=["setuptools"],
+    extras_require={"plot": ["matplotlib"]},
+    zip_safe=True,
+    maintainer="Alfie Robotics maintainers",
+    maintainer_email="maintainers@alfie-robotics.org",
+    description="GR00T N1.6 policy server and safe 100 Hz robot client over ZeroMQ",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "groot_server = alfie_gr00t.nodes.groot_server:main",
+            "groot_client = alfie_gr00t.nodes.groot_client:main",
+            "groot_sim_robot = alfie_gr00t.nodes.sim_robot:main",
+            "groot_build_engine = alfie_gr00t.build_engine:main",
+            "groot_bench = alfie_gr00t.bench:main",
+        ],
+    },
+)

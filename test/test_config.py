@@ -1,0 +1,38 @@
+"""Configs: validation at construction, and YAML defaults equal the code defaults."""
+
+import os
+
+import pytest
+import yaml
+
+from alfie_gr00t.config import ClientConfig, ServerConfig, config_from_values, defaults_as_parameters
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("cls, name", [(ServerConfig, "groot_server"), (ClientConfig, "groot_client")])
+def test_yaml_matches_code_defaults(cls, name):
+    with open(os.path.join(ROOT, "config", f"{name}.yaml")) as f:
+        params = yaml.safe_load(f)[f"/**/{name}"]["ros__parameters"]
+    assert params == defaults_as_parameters(cls)
+
+
+@pytest.mark.parametrize("cls, values, fragment", [
+    (ServerConfig, {"transport": "udp"}, "transport"),
+    (ServerConfig, {"state_group_sizes": [6, 6, 6, 2]}, "sum to 20"),
+    (ServerConfig, {"ipc_mode": "rw"}, "invalid literal"),
+    (ServerConfig, {"max_message_bytes": 0}, "positive"),
+    (ClientConfig, {"joint_names": ["a"]}, "joint_names needs 21"),
+    (ClientConfig, {"camera_topics": ["/a"]}, "one topic per camera"),
+    (ClientConfig, {"server_protocol": "grpc"}, "server_protocol"),
+    (ClientConfig, {"jpeg_quality": 0}, "jpeg_quality"),
+    (ClientConfig, {"nonsense": 1}, "unknown"),
+])
+def test_invalid_values_are_refused(cls, values, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        config_from_values(cls, values)
+
+
+def test_lists_become_tuples():
+    config = config_from_values(ClientConfig, {"camera_names": ["a", "b"], "camera_topics": ["/a", "/b"]})
+    assert config.camera_names == ("a", "b")

@@ -1,0 +1,372 @@
+"""ActionScheduler: interpolation, refill, latency alignment, crossfade, EMA, watchdog.
+
+All time comes from a fake clock; nothing here sleeps or measures wall time.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+
+from alfie_gr00t.scheduler import ActionScheduler, SchedulerConfig
+
+HZ = 15.0
+STEP = 1.0 / HZ
+DIM = 21
+T0 = 100.0
+
+
+class FakeClock:
+    def __init__(self, now=T0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def curved_chunk(steps=16, dim=DIM):
+    """Step k, dim d = k**2 + d: non-linear in k, so interpolation is distinguishable."""
+    k = np.arange(steps, dtype=np.float64)[:, None]
+    return k**2 + np.arange(dim, dtype=np.float64)[None, :]
+
+
+def constant_chunk(value, steps=16, dim=DIM):
+    return np.full((steps, dim), float(value))
+
+
+def make(clock=None, **overrides):
+    # A long watchdog unless a test is about the watchdog: a 16-step chunk lasts 1.07 s.
+    config = SchedulerConfig(**{"watchdog_timeout_s": 10.0, **overrides})
+    clock = clock or FakeClock()
+    return ActionScheduler(config, clock=clock), clock
+
+
+# -- config ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("action_step_hz", 0.0),
+        ("action_step_hz", float("nan")),
+        ("action_horizon", 0),
+        ("refill_threshold_steps", 0.0),
+        ("refill_threshold_steps", 17.0),
+        ("crossfade_steps", -1),
+        ("crossfade_steps", 1.5),
+        ("ema_alpha", 0.0),
+        ("ema_alpha", 1.5),
+        ("watchdog_timeout_s", 0.0),
+        ("action_dim", 0),
+    ],
+)
+def test_config_rejects_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        SchedulerConfig(**{field: value})
+
+
+def test_config_defaults_follow_spec():
+    config = SchedulerConfig()
+    assert (config.action_step_hz, config.action_horizon, config.action_dim) == (15.0, 16, 21)
+    assert config.watchdog_timeout_s == 0.5
+    assert config.ema_alpha == 1.0
+
+
+# -- playing one chunk ----------------------------------------------------------------
+
+
+def test_nothing_to_play_before_the_first_chunk():
+    scheduler, _ = make()
+    assert scheduler.command() is None
+    assert scheduler.remaining_steps() == 0.0
+    assert scheduler.needs_refill()
+    assert scheduler.watchdog_expired()
+
+
+@pytest.mark.parametrize("k", [0, 1, 7, 14, 15])
+def test_command_at_step_points_equals_the_step(k):
+    scheduler, _ = make()
+    chunk = curved_chunk()
+    assert scheduler.add_chunk(chunk, observation_time=T0) == 0
+    np.testing.assert_allclose(scheduler.command(T0 + k * STEP), chunk[k], atol=1e-9)
+
+
+@pytest.mark.parametrize("k", [0, 5, 13])
+def test_command_midway_interpolates_linearly(k):
+    scheduler, _ = make()
+    chunk = curved_chunk()
+    scheduler.add_chunk(chunk, observation_time=T0)
+    expected = 0.5 * (chunk[k] + chunk[k + 1])
+    np.testing.assert_allclose(scheduler.command(T0 + (k + 0.5) * STEP), expected, atol=1e-9)
+    expected_quarter = 0.75 * chunk[k] + 0.25 * chunk[k + 1]
+    np.testing.assert_allclose(scheduler.command(T0 + (k + 0.25) * STEP), expected_quarter, atol=1e-9)
+
+
+def test_last_step_is_held_for_its_period_then_the_queue_is_dry():
+    scheduler, _ = make()
+    chunk = curved_chunk()
+    scheduler.add_chunk(chunk, observation_time=T0)
+    np.testing.assert_allclose(scheduler.command(T0 + 15.5 * STEP), chunk[15], atol=1e-9)
+    assert scheduler.command(T0 + 16.01 * STEP) is None
+    assert scheduler.remaining_steps(T0 + 16.01 * STEP) == 0.0
+
+
+def test_command_returns_a_copy_the_caller_can_keep():
+    scheduler, _ = make()
+    scheduler.add_chunk(constant_chunk(1.0), observation_time=T0)
+    first = scheduler.command(T0)
+    first[:] = 99.0
+    np.testing.assert_array_equal(scheduler.command(T0), np.ones(DIM))
+
+
+def test_input_buffer_is_copied():
+    scheduler, _ = make()
+    buffer = constant_chunk(1.0)
+    scheduler.add_chunk(buffer, observation_time=T0)
+    buffer[:] = 50.0  # the caller reuses its buffer
+    np.testing.assert_array_equal(scheduler.command(T0), np.ones(DIM))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [np.zeros((16, DIM - 1)), np.zeros(DIM), np.zeros((0, DIM)), np.full((16, DIM), np.nan)],
+    ids=["wrong-dim", "1-d", "empty", "nan"],
+)
+def test_add_chunk_rejects_malformed_chunks(bad):
+    scheduler, _ = make()
+    with pytest.raises(ValueError):
+        scheduler.add_chunk(bad, observation_time=T0)
+    assert scheduler.command(T0) is None
+
+
+def test_action_horizon_caps_a_longer_chunk():
+    scheduler, _ = make(action_horizon=8, refill_threshold_steps=4)
+    chunk = curved_chunk(steps=16)
+    scheduler.add_chunk(chunk, observation_time=T0)
+    assert scheduler.remaining_steps(T0) == pytest.approx(8.0)
+    np.testing.assert_allclose(scheduler.command(T0 + 7.5 * STEP), chunk[7], atol=1e-9)
+    assert scheduler.command(T0 + 8.01 * STEP) is None
+
+
+# -- refill ---------------------------------------------------------------------------
+
+
+def test_refill_is_requested_when_fewer_than_threshold_steps_remain():
+    scheduler, _ = make(refill_threshold_steps=8)
+    scheduler.add_chunk(curved_chunk(), observation_time=T0)
+    assert scheduler.remaining_steps(T0) == pytest.approx(16.0)
+    assert not scheduler.needs_refill(T0)
+    assert scheduler.remaining_steps(T0 + 7.5 * STEP) == pytest.approx(8.5)
+    assert not scheduler.needs_refill(T0 + 7.5 * STEP)
+    assert scheduler.remaining_steps(T0 + 8.5 * STEP) == pytest.approx(7.5)
+    assert scheduler.needs_refill(T0 + 8.5 * STEP)
+
+
+def test_remaining_steps_uses_the_injected_clock_by_default():
+    scheduler, clock = make()
+    scheduler.add_chunk(curved_chunk(), observation_time=T0)
+    clock.now = T0 + 4 * STEP
+    assert scheduler.remaining_steps() == pytest.approx(12.0)
+
+
+# -- latency compensation -------------------------------------------------------------
+
+
+def test_chunk_is_aligned_to_now_by_dropping_elapsed_steps():
+    clock = FakeClock(T0 + 0.2)
+    scheduler, _ = make(clock)
+    chunk = curved_chunk()
+    assert scheduler.add_chunk(chunk, observation_time=T0) == 3
+    np.testing.assert_allclose(scheduler.command(), chunk[3], atol=1e-9)
+    assert scheduler.remaining_steps() == pytest.approx(13.0)
+    assert scheduler.steps_dropped_total == 3
+
+
+def test_partial_step_of_latency_is_played_in_time():
+    clock = FakeClock(T0 + 3.4 * STEP)
+    scheduler, _ = make(clock)
+    chunk = curved_chunk()
+    assert scheduler.add_chunk(chunk, observation_time=T0) == 3
+    np.testing.assert_allclose(scheduler.command(), 0.6 * chunk[3] + 0.4 * chunk[4], atol=1e-9)
+
+
+def test_observation_from_the_future_starts_now():
+    scheduler, _ = make()
+    chunk = curved_chunk()
+    assert scheduler.add_chunk(chunk, observation_time=T0 + 1.0) == 0
+    np.testing.assert_allclose(scheduler.command(T0), chunk[0], atol=1e-9)
+    assert scheduler.remaining_steps(T0) == pytest.approx(16.0)
+
+
+def test_chunk_whose_steps_all_elapsed_is_ignored():
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock, watchdog_timeout_s=0.5)
+    scheduler.add_chunk(constant_chunk(1.0), observation_time=T0)
+    clock.now = T0 + 0.4
+    assert scheduler.add_chunk(constant_chunk(7.0), observation_time=T0 - 2.0) == 16
+    np.testing.assert_array_equal(scheduler.command(), np.ones(DIM))  # queue unchanged
+    assert scheduler.chunks_received == 2
+    assert scheduler.chunks_stale == 1
+    # The stale chunk did not feed the watchdog: it expires 0.5 s after the first chunk.
+    assert scheduler.watchdog_expired(T0 + 0.51)
+
+
+def test_stale_chunk_on_an_empty_queue_plays_nothing():
+    scheduler, _ = make()
+    assert scheduler.add_chunk(curved_chunk(), observation_time=T0 - 5.0) == 16
+    assert scheduler.command(T0) is None
+    assert scheduler.watchdog_expired(T0)
+
+
+# -- crossfade ------------------------------------------------------------------------
+
+
+def max_jump_across_switch(crossfade_steps):
+    """Largest change between consecutive 100 Hz commands when an offset chunk replaces another."""
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock, crossfade_steps=crossfade_steps)
+    ramp = np.linspace(0.0, 0.3, 16)[:, None] * np.ones((1, DIM))
+    scheduler.add_chunk(ramp, observation_time=T0)
+    outputs = []
+    for tick in range(120):
+        clock.now = T0 + tick * 0.01
+        if tick == 40:
+            scheduler.add_chunk(ramp + 1.0, observation_time=clock.now)  # restarts the ramp, 1.0 higher
+        outputs.append(scheduler.command())
+    assert all(out is not None for out in outputs)
+    return float(np.max(np.abs(np.diff(np.stack(outputs), axis=0))))
+
+
+def test_crossfade_makes_the_switch_smoother_than_a_hard_switch():
+    hard = max_jump_across_switch(0)
+    soft = max_jump_across_switch(3)
+    assert hard > 0.8  # 1.0 minus the 6 steps the old ramp had climbed, in one tick
+    assert soft < 0.2  # 1.0 spread over 3 steps (0.2 s = 20 ticks) plus the ramp's slope
+    assert soft < hard
+
+
+def test_crossfade_blends_old_to_new_linearly_over_the_configured_steps():
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock, crossfade_steps=3)
+    scheduler.add_chunk(constant_chunk(0.0), observation_time=T0)
+    clock.now = T0 + 0.1
+    scheduler.add_chunk(constant_chunk(1.0), observation_time=clock.now)
+    np.testing.assert_allclose(scheduler.command(T0 + 0.1), np.zeros(DIM), atol=1e-9)
+    np.testing.assert_allclose(scheduler.command(T0 + 0.1 + 1.5 * STEP), np.full(DIM, 0.5), atol=1e-9)
+    np.testing.assert_allclose(scheduler.command(T0 + 0.1 + 3 * STEP), np.ones(DIM), atol=1e-9)
+
+
+def test_chunk_arriving_mid_crossfade_does_not_jump():
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock, crossfade_steps=3)
+    scheduler.add_chunk(constant_chunk(0.0), observation_time=T0)
+    outputs = []
+    for tick in range(60):
+        clock.now = T0 + tick * 0.01
+        if tick in (10, 15, 20, 25, 30):  # faster than one crossfade (20 ticks)
+            scheduler.add_chunk(constant_chunk(tick / 10.0), observation_time=clock.now)
+        outputs.append(scheduler.command())
+    jumps = np.abs(np.diff(np.stack(outputs), axis=0))
+    assert np.max(jumps) < 0.25
+    np.testing.assert_allclose(outputs[-1], np.full(DIM, 3.0), atol=1e-9)
+
+
+def test_no_crossfade_after_the_queue_ran_dry():
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock, crossfade_steps=3)
+    scheduler.add_chunk(constant_chunk(0.0, steps=2), observation_time=T0)
+    clock.now = T0 + 3 * STEP  # the 2-step chunk is over
+    assert scheduler.command() is None
+    scheduler.add_chunk(constant_chunk(1.0), observation_time=clock.now)
+    np.testing.assert_array_equal(scheduler.command(), np.ones(DIM))
+
+
+# -- EMA ------------------------------------------------------------------------------
+
+
+def test_ema_smooths_a_step_change():
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock, crossfade_steps=0, ema_alpha=0.5)
+    scheduler.add_chunk(constant_chunk(0.0), observation_time=T0)
+    np.testing.assert_allclose(scheduler.command(), np.zeros(DIM))
+    scheduler.add_chunk(constant_chunk(1.0), observation_time=T0)
+    np.testing.assert_allclose(scheduler.command(), np.full(DIM, 0.5))
+    np.testing.assert_allclose(scheduler.command(), np.full(DIM, 0.75))
+
+
+def test_ema_off_passes_the_step_change_through():
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock, crossfade_steps=0, ema_alpha=1.0)
+    scheduler.add_chunk(constant_chunk(0.0), observation_time=T0)
+    scheduler.command()
+    scheduler.add_chunk(constant_chunk(1.0), observation_time=T0)
+    np.testing.assert_allclose(scheduler.command(), np.ones(DIM))
+
+
+# -- watchdog -------------------------------------------------------------------------
+
+
+def test_watchdog_stops_commands_and_a_fresh_chunk_resumes_them():
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock, watchdog_timeout_s=0.5)
+    scheduler.add_chunk(constant_chunk(1.0), observation_time=T0)
+    clock.now = T0 + 0.49
+    assert not scheduler.watchdog_expired()
+    assert scheduler.command() is not None
+    clock.now = T0 + 0.51  # the chunk still has steps, but nothing fresh came
+    assert scheduler.watchdog_expired()
+    assert scheduler.command() is None
+    assert scheduler.remaining_steps() == 0.0
+    assert scheduler.needs_refill()
+    scheduler.add_chunk(constant_chunk(2.0), observation_time=clock.now)
+    assert not scheduler.watchdog_expired()
+    np.testing.assert_array_equal(scheduler.command(), np.full(DIM, 2.0))  # no fade from the stale plan
+
+
+# -- reset ----------------------------------------------------------------------------
+
+
+def test_reset_forgets_the_queue_watchdog_and_ema_but_keeps_counters():
+    clock = FakeClock(T0 + 0.2)
+    scheduler, _ = make(clock, ema_alpha=0.5)
+    scheduler.add_chunk(constant_chunk(0.0), observation_time=T0)
+    scheduler.command()
+    scheduler.reset()
+    assert scheduler.command() is None
+    assert scheduler.remaining_steps() == 0.0
+    assert scheduler.watchdog_expired()
+    assert (scheduler.chunks_received, scheduler.steps_dropped_total) == (1, 3)
+    scheduler.add_chunk(constant_chunk(4.0), observation_time=clock.now)
+    np.testing.assert_array_equal(scheduler.command(), np.full(DIM, 4.0))  # EMA starts afresh
+
+
+# -- threads --------------------------------------------------------------------------
+
+
+def test_concurrent_add_and_command_smoke():
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock)
+    chunks = 300
+    errors = []
+
+    def produce():
+        try:
+            for i in range(chunks):
+                scheduler.add_chunk(constant_chunk(float(i % 7)), observation_time=clock())
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    reads = 0
+    while producer.is_alive() and reads < 200_000:
+        out = scheduler.command()
+        if out is not None:
+            assert out.shape == (DIM,)
+            assert np.all(np.isfinite(out)) and np.all((out >= 0.0) & (out <= 6.0))
+        scheduler.needs_refill()
+        reads += 1
+    producer.join()
+    assert not errors
+    assert scheduler.chunks_received == chunks
+    assert scheduler.command() is not None
