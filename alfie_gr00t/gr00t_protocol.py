@@ -440,6 +440,7 @@ def observation_batch(
     language_key: str,
     image_size: tuple[int, int],
     limits: Gr00tLimits = _DEFAULT_LIMITS,
+    video_keys=None,
 ) -> ObservationBatch:
     """Validate and convert an upstream-format observation into an ObservationBatch.
 
@@ -447,16 +448,23 @@ def observation_batch(
     group (cast to float32), language[language_key] ``[[str]] * B`` (a list of B str is also
     accepted). The last of T frames is used; frames are resized to ``image_size`` =
     (width, height) with INTER_AREA; state groups are concatenated in layout order.
+    ``video_keys`` (same length as ``camera_names``) names the wire key of each camera when
+    they differ; the batch's images stay keyed by camera name.
     """
     if not isinstance(observation, Mapping):
         raise Gr00tProtocolError(f"observation: expected a map, got {type(observation).__name__}")
     cameras = [str(name) for name in camera_names]
+    wire_keys = cameras if video_keys is None else [str(key) for key in video_keys]
+    if len(wire_keys) != len(cameras):
+        raise ValueError(f"video_keys ({len(wire_keys)}) and camera_names ({len(cameras)}) differ in length")
     groups = tuple(groups)
     batch = _BatchSize(limits)
 
     video = _sub_dict(observation, "video")
-    _check_keys("video", video, cameras)
-    images = {name: _video(f"video['{name}']", video[name], image_size, batch) for name in cameras}
+    _check_keys("video", video, wire_keys)
+    images = {
+        name: _video(f"video['{key}']", video[key], image_size, batch) for name, key in zip(cameras, wire_keys)
+    }
 
     state = _sub_dict(observation, "state")
     _check_keys("state", state, [group.name for group in groups])

@@ -211,5 +211,5 @@ def _affine_for(stats: dict, key: str, dim: int, path: str) -> _Affine:
         if np.any(low > high):
             raise ValueError(f"stats file {path!r}: {key}.min is above {key}.max")
         degenerate = high - low < _MIN_STD
-        return _Affine(np.where(degenerate, low, (high + low) / 2.0), np.where(degenerate, 1.0, (high - low) / 2.0))
+        return _Affine((high + low) / 2.0, np.where(degenerate, 1.0, (high - low) / 2.0))
     raise ValueError(f"stats file {path!r}: {key!r} needs mean/std or min/max")

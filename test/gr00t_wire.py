@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 import io
 import threading
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, Callable
 
 import msgpack

@@ -7,18 +7,12 @@ so an ONNX file and the plan built from it behave the same.
 
 Inputs (matched by name; ``B`` is the batch dimension, fixed or dynamic):
 
-=================  ==========================  ===========================================
-name               dtype                       shape and meaning
-=================  ==========================  ===========================================
-one per camera     uint8                       (B, H, W, 3) NHWC, RGB, 0..255
-(``camera_names``, or float32 / float16        (B, 3, H, W) NCHW, RGB, scaled to [0, 1]
-default left_wide,
-right_wide,
-left_center,
-right_center)
-``state``          float32 / float16 / f64     (B, action_dim) -- the 21-D robot state
-``language_tokens`` int64 / int32 (optional)   (B, L) token ids of the task text
-=================  ==========================  ===========================================
+    <camera>          one per name in ``camera_names`` (default left_wide, right_wide,
+                      left_center, right_center), either
+                        uint8           (B, H, W, 3)  NHWC, RGB, 0..255, or
+                        float32/float16 (B, 3, H, W)  NCHW, RGB, scaled to [0, 1]
+    state             float32/float16/float64 (B, action_dim): the 21-D robot state
+    language_tokens   optional, int64/int32 (B, L): token ids of the task text
 
 Output: ``actions`` float32 / float16 / float64, (B, T, action_dim) with
 T >= action_horizon; the first ``action_horizon`` steps are served. Other outputs are
@@ -195,7 +189,7 @@ def _image_input(camera: str, spec: TensorSpec, config: EngineConfig) -> ImageIn
 def _check_state(spec: TensorSpec, config: EngineConfig) -> None:
     if spec.dtype not in _FLOAT_DTYPES or not _dims_match(spec.shape, (-1, config.action_dim)):
         raise EngineError(
-            f"input '{STATE_INPUT}' is {spec.dtype.name} {_fmt(spec.shape)}: expected float32/float16 "
+            f"input '{STATE_INPUT}' is {spec.dtype.name} {_fmt(spec.shape)}: expected float32/float16/float64 "
             f"(B, {config.action_dim}) (action_dim = {config.action_dim}; {_CONTRACT_DOC})"
         )
 
@@ -266,6 +260,19 @@ def encode_text(text: str, length: int) -> np.ndarray:
     return ids
 
 
+_FP16_UNIT = (np.arange(256) / 255.0).astype(np.float16)  # numpy's own float16 arithmetic is slow
+
+
+def to_unit_nchw(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """uint8 (B, H, W, 3) -> (B, 3, H, W) float32/float16 in [0, 1]."""
+    chw = np.ascontiguousarray(image.transpose(0, 3, 1, 2))
+    if np.dtype(dtype) == np.float16:
+        return _FP16_UNIT[chw]
+    out = chw.astype(np.float32)
+    out *= np.float32(1.0 / 255.0)
+    return out
+
+
 def _pad_batch(array: np.ndarray, size: int) -> np.ndarray:
     """Repeat the last row up to `size` rows (fixed-batch graphs)."""
     if array.shape[0] == size:
@@ -299,7 +306,7 @@ def prepare_inputs(batch: ObservationBatch, plan: ContractPlan) -> dict[str, np.
     for img in plan.images:
         image = _camera_array(batch, img.camera, plan)
         if img.layout == "nchw":
-            image = image.transpose(0, 3, 1, 2).astype(img.dtype) / img.dtype.type(255.0)
+            image = to_unit_nchw(image, img.dtype)
         feeds[img.name] = np.ascontiguousarray(_pad_batch(image, target))
     state = np.asarray(batch.state)
     if state.shape != (size, plan.action_dim):

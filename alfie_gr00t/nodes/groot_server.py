@@ -7,12 +7,10 @@ empty socket; `~/status` carries the statistics as JSON at 1 Hz.
 from __future__ import annotations
 
 import json
-import logging
 import statistics
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import String
 
@@ -20,6 +18,7 @@ from alfie_gr00t.config import ServerConfig
 from alfie_gr00t.engines.base import warm_up
 from alfie_gr00t.engines.registry import create_engine
 from alfie_gr00t.nodes.params import declare_config
+from alfie_gr00t.nodes.runner import run_node
 from alfie_gr00t.server_core import PolicyService, serve_pending
 from alfie_gr00t.transport import RepEndpoint, is_loopback_host
 
@@ -73,25 +72,7 @@ class GrootServer(Node):
 
 
 def main(args=None) -> int:
-    logging.basicConfig(level=logging.INFO)
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = GrootServer()
-        node.start()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:  # startup errors: say what to fix, exit non-zero
-        logger = node.get_logger() if node else logging.getLogger("groot_server")
-        logger.error(f"groot_server failed: {exc}")
-        return 1
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(GrootServer, args)
 
 
 if __name__ == "__main__":

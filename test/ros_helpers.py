@@ -1,0 +1,79 @@
+"""Helpers for tests that run real rclpy nodes and real node processes."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def params(**values):
+    return [Parameter(name, value=value) for name, value in values.items()]
+
+
+class Spinner:
+    """Spins nodes on a multi-threaded executor in a background thread."""
+
+    def __init__(self, context, *nodes, threads=4):
+        self.executor = MultiThreadedExecutor(num_threads=threads, context=context)
+        for node in nodes:
+            self.executor.add_node(node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.executor.shutdown(timeout_sec=2.0)
+        self._thread.join(timeout=5.0)
+
+
+class Collector:
+    """Keeps every message of a topic (thread-safe enough for tests: list appends)."""
+
+    def __init__(self, node, msg_type, topic, qos=10):
+        self.messages = []
+        self.stamps = []
+        node.create_subscription(msg_type, topic, self._store, qos)
+
+    def _store(self, msg):
+        self.stamps.append(time.monotonic())
+        self.messages.append(msg)
+
+    def json(self):
+        return [json.loads(m.data) for m in self.messages]
+
+
+def wait_for(predicate, timeout=10.0, interval=0.02):
+    """Poll `predicate` until truthy or timeout; returns its last value."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value
+
+
+def node_env(domain_id):
+    env = dict(os.environ)
+    env.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1",
+               PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""))
+    return env
+
+
+def start_node_process(module, domain_id, ros_params: dict, extra_args=()):
+    """`python -m alfie_gr00t.nodes.<module> --ros-args -p k:=v ...` as a real process."""
+    args = [sys.executable, "-m", f"alfie_gr00t.nodes.{module}", *extra_args, "--ros-args"]
+    for key, value in ros_params.items():
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        args += ["-p", f"{key}:={value}"]
+    return subprocess.Popen(args, env=node_env(domain_id), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
