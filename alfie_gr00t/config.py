@@ -121,6 +121,7 @@ class ClientConfig:
     joint_upper_limits: tuple[float, ...] = layout.UPPER_LIMITS
     max_joint_step: float = 0.05
     max_base_step: float = 0.02
+    chunk_reject_margin: float = 0.2
     command_rate_hz: float = 100.0
     action_step_hz: float = 15.0
     action_horizon: int = layout.ACTION_HORIZON
@@ -149,7 +150,7 @@ class ClientConfig:
         _require(all(lo <= hi for lo, hi in zip(self.joint_lower_limits, self.joint_upper_limits)),
                  "every joint_lower_limits entry must be <= its joint_upper_limits entry")
         for name in ("command_rate_hz", "action_step_hz", "target_fps", "watchdog_timeout_s",
-                     "max_observation_age_ms", "max_joint_step", "max_base_step"):
+                     "max_observation_age_ms", "max_joint_step", "max_base_step", "chunk_reject_margin"):
             _require(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
         _require(self.inference_timeout_ms > 0 and self.max_consecutive_failures > 0,
                  "inference_timeout_ms and max_consecutive_failures must be positive")

@@ -146,7 +146,7 @@ class PolicyService:
         if endpoint == "get_modality_config":
             return gr00t_protocol.modality_config(cfg.video_keys, cfg.groups, cfg.language_key, cfg.action_horizon)
         if endpoint == "reset":
-            return {"status": "ok"}
+            return {}
         if endpoint == "kill":
             if not cfg.allow_remote_kill:
                 raise PermissionError("kill is disabled on this server (allow_remote_kill:=false)")
@@ -157,9 +157,9 @@ class PolicyService:
                 raise gr00t_protocol.Gr00tProtocolError("get_action needs data={'observation': {...}, 'options': ...}")
             timer = StageTimer()
             batch = gr00t_protocol.observation_batch(
-                data["observation"], camera_names=cfg.video_keys, groups=cfg.groups, language_key=cfg.language_key,
-                image_size=(cfg.image_width, cfg.image_height), limits=self._gr00t_limits)
-            batch = ObservationBatch(dict(zip(cfg.camera_names, batch.images.values())), batch.state, batch.language)
+                data["observation"], camera_names=cfg.camera_names, video_keys=cfg.video_keys, groups=cfg.groups,
+                language_key=cfg.language_key, image_size=(cfg.image_width, cfg.image_height),
+                limits=self._gr00t_limits)
             timer.mark("preprocess")
             output = self._infer(batch)
             timer.mark("inference")

@@ -112,7 +112,8 @@ def test_min_max_scales_to_minus_one_one_and_round_trips(tmp_path):
     np.testing.assert_allclose(normalizer.normalize_state(low), -np.ones(DIM))
     np.testing.assert_allclose(normalizer.normalize_state(high), np.ones(DIM))
     np.testing.assert_allclose(normalizer.normalize_state((low + high) / 2), np.zeros(DIM), atol=1e-12)
-    np.testing.assert_allclose(normalizer.denormalize_action(np.array([[-1.0] * DIM, [1.0] * DIM])), [2 * low, 2 * high])
+    extremes = np.array([[-1.0] * DIM, [1.0] * DIM])
+    np.testing.assert_allclose(normalizer.denormalize_action(extremes), [2 * low, 2 * high])
     state = RNG.uniform(low, high)
     np.testing.assert_allclose(normalizer.denormalize_state(normalizer.normalize_state(state)), state)
 

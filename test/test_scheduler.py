@@ -332,12 +332,24 @@ def test_reset_forgets_the_queue_watchdog_and_ema_but_keeps_counters():
     scheduler.add_chunk(constant_chunk(0.0), observation_time=T0)
     scheduler.command()
     scheduler.reset()
-    assert scheduler.command() is None
     assert scheduler.remaining_steps() == 0.0
     assert scheduler.watchdog_expired()
     assert (scheduler.chunks_received, scheduler.steps_dropped_total) == (1, 3)
     scheduler.add_chunk(constant_chunk(4.0), observation_time=clock.now)
     np.testing.assert_array_equal(scheduler.command(), np.full(DIM, 4.0))  # EMA starts afresh
+    scheduler.reset()
+    assert scheduler.command() is None
+
+
+def test_ema_restarts_after_a_hold():
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock, ema_alpha=0.5, watchdog_timeout_s=0.5)
+    scheduler.add_chunk(constant_chunk(0.0), observation_time=T0)
+    scheduler.command()
+    clock.now = T0 + 0.6
+    assert scheduler.command() is None  # the caller held position here
+    scheduler.add_chunk(constant_chunk(4.0), observation_time=clock.now)
+    np.testing.assert_array_equal(scheduler.command(), np.full(DIM, 4.0))  # not blended with the stale 0.0
 
 
 # -- threads --------------------------------------------------------------------------

@@ -1,0 +1,385 @@
+"""The robot client's ROS-free core: inputs, state machine, policy links, inference thread.
+
+The node's callbacks only store the latest messages here; the inference thread turns a
+fresh snapshot into a request, validates the reply and hands the chunk to the scheduler.
+The 100 Hz command loop (in the node) never waits on any of this.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from alfie_gr00t import gr00t_protocol, images, protocol
+from alfie_gr00t.config import ClientConfig
+from alfie_gr00t.layout import LAYOUT_GROUPS
+from alfie_gr00t.normalization import Normalizer
+from alfie_gr00t.scheduler import ActionScheduler
+from alfie_gr00t.stats import RollingStats, StageStats, StageTimer
+from alfie_gr00t.transport import ReqClient, RequestTimeout
+
+try:  # cv_bridge is a ROS system package (not on PyPI); numpy conversion covers the common encodings.
+    from cv_bridge import CvBridge
+except ImportError:  # pragma: no cover - depends on the machine
+    CvBridge = None
+
+
+class ClientState(str, enum.Enum):
+    IDLE = "IDLE"
+    CONNECTING = "CONNECTING"
+    ACTIVE = "ACTIVE"
+    ERROR = "ERROR"
+    E_STOP = "E_STOP"
+
+
+class ClientStateMachine:
+    """SPEC §4 transitions. Each event returns True when the robot must get one hold now."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.state = ClientState.IDLE
+        self.epoch = 0  # bumped on every activation, so a late reply from an older one is dropped
+
+    def _move(self, new: ClientState) -> bool:
+        old, self.state = self.state, new
+        if new is ClientState.CONNECTING and old is not ClientState.CONNECTING:
+            self.epoch += 1
+        return old is ClientState.ACTIVE and new is not ClientState.ACTIVE
+
+    def activate(self, on: bool) -> bool:
+        with self._lock:
+            if self.state is ClientState.E_STOP:
+                return False  # latched until estop:false
+            if on:
+                if self.state in (ClientState.IDLE, ClientState.ERROR):
+                    return self._move(ClientState.CONNECTING)
+                return False
+            return self._move(ClientState.IDLE)
+
+    def estop(self, on: bool) -> bool:
+        with self._lock:
+            if on:
+                was_stopped = self.state is ClientState.E_STOP
+                self._move(ClientState.E_STOP)
+                return not was_stopped  # always hold on entering E_STOP
+            if self.state is ClientState.E_STOP:
+                self._move(ClientState.IDLE)
+            return False
+
+    def chunk_arrived(self, epoch: int) -> bool:
+        """A valid chunk for activation `epoch`; True when it may be played."""
+        with self._lock:
+            if epoch != self.epoch or self.state not in (ClientState.CONNECTING, ClientState.ACTIVE):
+                return False
+            self.state = ClientState.ACTIVE
+            return True
+
+    def fail(self, epoch: int) -> bool:
+        """Too many consecutive failures during activation `epoch`; True when this moved us to ERROR."""
+        with self._lock:
+            if epoch != self.epoch or self.state not in (ClientState.CONNECTING, ClientState.ACTIVE):
+                return False
+            self._move(ClientState.ERROR)
+            return True
+
+    @property
+    def wants_inference(self) -> bool:
+        return self.state in (ClientState.CONNECTING, ClientState.ACTIVE)
+
+
+class StaleInputs(RuntimeError):
+    def __init__(self, names: list[str]):
+        super().__init__(f"stale or missing inputs: {', '.join(names)}")
+        self.names = names
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    frames: dict  # camera -> the latest sensor_msgs Image/CompressedImage (or any object with the same fields)
+    state: np.ndarray
+    state_time: float  # clock() when the state arrived: the observation's capture time
+    language: str
+
+
+class LatestInputs:
+    """The newest camera frames, state and task; written by callbacks, read by the inference thread."""
+
+    def __init__(self, camera_names, state_dim: int, task: str, clock=time.monotonic):
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._frames: dict = {}
+        self._frame_times: dict[str, float] = {}
+        self._camera_names = tuple(camera_names)
+        self._state = np.zeros(state_dim, dtype=np.float32)
+        self._state_time: float | None = None
+        self.task = task
+
+    def store_frame(self, name: str, msg) -> None:
+        with self._lock:
+            self._frames[name] = msg
+            self._frame_times[name] = self._clock()
+
+    def store_state(self, values: dict[int, float]) -> None:
+        """Update some state dims (index -> value) and mark the state fresh."""
+        with self._lock:
+            state = self._state.copy()
+            for index, value in values.items():
+                state[index] = value
+            self._state = state
+            self._state_time = self._clock()
+
+    def update_state_dims(self, values: dict[int, float]) -> None:
+        """Update dims without touching freshness (the base twist rides along with the joint state)."""
+        with self._lock:
+            state = self._state.copy()
+            for index, value in values.items():
+                state[index] = value
+            self._state = state
+
+    def measured_state(self) -> np.ndarray | None:
+        with self._lock:
+            return None if self._state_time is None else self._state.copy()
+
+    def snapshot(self, max_age_s: float) -> Snapshot:
+        """The latest inputs, or StaleInputs naming every camera/state older than `max_age_s`."""
+        now = self._clock()
+        with self._lock:
+            stale = [n for n in self._camera_names if now - self._frame_times.get(n, -np.inf) > max_age_s]
+            if self._state_time is None or now - self._state_time > max_age_s:
+                stale.append("state")
+            if stale:
+                raise StaleInputs(stale)
+            return Snapshot(dict(self._frames), self._state.copy(), self._state_time, self.task)
+
+
+def state_updates_from_joint_state(names, positions, joint_names) -> dict[int, float]:
+    """Map a JointState (by name) onto layout indices; unknown names are ignored."""
+    index = {name: i for i, name in enumerate(joint_names)}
+    return {index[n]: float(p) for n, p in zip(names, positions) if n in index}
+
+
+# -- frames -------------------------------------------------------------------------------
+_bridge = None
+
+
+def frame_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs Image or CompressedImage -> (H, W, 3) uint8 RGB."""
+    global _bridge
+    if hasattr(msg, "encoding"):
+        if CvBridge is not None:
+            _bridge = _bridge or CvBridge()
+            return _bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8")
+        return images.to_rgb(msg.data, msg.height, msg.width, msg.encoding, msg.step)
+    return images.decode_jpeg(bytes(msg.data), max_side=8192)
+
+
+def frame_to_jpeg(msg, width: int, height: int, quality: int) -> bytes:
+    """JPEG at the model size; a compressed frame that already is one passes through untouched."""
+    if not hasattr(msg, "encoding"):
+        data = bytes(msg.data)
+        try:
+            if images.jpeg_dimensions(data) == (width, height):
+                return data
+        except images.ImageError:
+            pass
+    return images.encode_jpeg(images.resize(frame_to_rgb(msg), width, height), quality)
+
+
+def frame_to_model_rgb(msg, width: int, height: int) -> np.ndarray:
+    return np.ascontiguousarray(images.resize(frame_to_rgb(msg), width, height))
+
+
+# -- links: one request/reply exchange per protocol --------------------------------------------
+@dataclass
+class ChunkReply:
+    actions: np.ndarray  # (horizon, dim) in model units
+    server_inference_ms: float = 0.0
+    server_stages: dict = field(default_factory=dict)
+
+
+class AlfieLink:
+    """Our protocol: JPEG (or raw RGB) frames in a msgpack map."""
+
+    def __init__(self, config: ClientConfig, client: ReqClient, codec: images.ParallelCodec):
+        self._cfg = config
+        self._client = client
+        self._codec = codec
+        self._frame_id = 0
+
+    def exchange(self, snap: Snapshot, state: np.ndarray, timer: StageTimer) -> ChunkReply:
+        cfg = self._cfg
+        if cfg.image_encoding == "jpeg":
+            frames = self._codec.map(
+                lambda m: frame_to_jpeg(m, cfg.image_width, cfg.image_height, cfg.jpeg_quality), snap.frames)
+            timer.mark("encode")
+        else:
+            frames = self._codec.map(lambda m: protocol.RawImage(
+                cfg.image_width, cfg.image_height, frame_to_model_rgb(m, cfg.image_width, cfg.image_height).tobytes()),
+                snap.frames)
+            timer.mark("convert")
+        self._frame_id += 1
+        payload = protocol.encode_observation(time.time(), self._frame_id, frames, state, snap.language,
+                                              cfg.api_token or None)
+        timer.mark("pack")
+        raw = self._client.request(payload)
+        timer.mark("round_trip")
+        reply = protocol.parse_action_response(raw, cfg.action_horizon, cfg.action_dim)
+        if reply.frame_id is not None and reply.frame_id != self._frame_id:
+            raise protocol.ProtocolError(f"reply for frame {reply.frame_id}, expected {self._frame_id}")
+        timer.mark("unpack")
+        return ChunkReply(reply.actions, reply.inference_time_ms, reply.stages_ms)
+
+
+class Gr00tLink:
+    """Isaac-GR00T's PolicyServer protocol: raw npy frames, state split by the modality config."""
+
+    def __init__(self, config: ClientConfig, client: ReqClient, codec: images.ParallelCodec):
+        self._cfg = config
+        self._client = client
+        self._codec = codec
+        self._modality: dict | None = None
+
+    def _call(self, endpoint: str, data=None):
+        request = {"endpoint": endpoint}
+        if data is not None:
+            request["data"] = data
+        if self._cfg.api_token:
+            request["api_token"] = self._cfg.api_token
+        reply = gr00t_protocol.unpack(self._client.request(gr00t_protocol.pack(request)))
+        if isinstance(reply, dict) and "error" in reply:
+            raise protocol.ProtocolError(f"server error: {str(reply['error'])[:500]}")
+        return reply
+
+    def modality(self) -> dict:
+        if self._modality is None:
+            self._modality = gr00t_protocol.parse_modality_config(self._call("get_modality_config"), LAYOUT_GROUPS)
+        return self._modality
+
+    def exchange(self, snap: Snapshot, state: np.ndarray, timer: StageTimer) -> ChunkReply:
+        cfg = self._cfg
+        modality = self.modality()
+        rgb = self._codec.map(lambda m: frame_to_model_rgb(m, cfg.image_width, cfg.image_height), snap.frames)
+        keys = modality["video_keys"]
+        names = keys if set(keys) == set(cfg.camera_names) else cfg.camera_names  # by name, else by order
+        frames = {key: rgb[name] for key, name in zip(keys, names)}
+        timer.mark("convert")
+        observation = gr00t_protocol.observation_dict(
+            frames, state, snap.language, state_keys=modality["state_keys"], language_key=modality["language_key"])
+        timer.mark("pack")
+        reply = self._call("get_action", {"observation": observation, "options": None})
+        timer.mark("round_trip")
+        actions = gr00t_protocol.chunk_from_action_dict(
+            reply, action_keys=modality["action_keys"], horizon=cfg.action_horizon, dim=cfg.action_dim)
+        info = reply[1] if isinstance(reply, list) and len(reply) > 1 and isinstance(reply[1], dict) else {}
+        timer.mark("unpack")
+        ms = info.get("inference_time_ms", 0.0)
+        return ChunkReply(actions, float(ms) if isinstance(ms, (int, float)) else 0.0)
+
+
+# -- the inference thread ----------------------------------------------------------------------
+class InferenceWorker:
+    """Owns the REQ socket. At most one request in flight, paced at `target_fps`, sent only when the
+    scheduler's queue needs a refill and the inputs are fresh."""
+
+    def __init__(self, config: ClientConfig, inputs: LatestInputs, scheduler: ActionScheduler,
+                 machine: ClientStateMachine, normalizer: Normalizer, on_error=None, clock=time.monotonic):
+        self._cfg = config
+        self._inputs = inputs
+        self._scheduler = scheduler
+        self._machine = machine
+        self._normalizer = normalizer
+        self._on_error = on_error or (lambda message: None)
+        self._clock = clock
+        self._lower = np.asarray(config.joint_lower_limits) - config.chunk_reject_margin
+        self._upper = np.asarray(config.joint_upper_limits) + config.chunk_reject_margin
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._codec = images.ParallelCodec(config.encode_threads)
+        self._client = ReqClient(config.address, config.inference_timeout_ms)
+        link_cls = Gr00tLink if config.server_protocol == "gr00t" else AlfieLink
+        self._link = link_cls(config, self._client, self._codec)
+        self.requests_ok = 0
+        self.requests_failed = 0
+        self.consecutive_failures = 0
+        self.stale_skipped = 0
+        self.stale_inputs: list[str] = []
+        self.chunks_rejected = 0
+        self.last_error = ""
+        self.round_trip_ms = RollingStats()
+        self.server_inference_ms = RollingStats()
+        self.stages = StageStats()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        self._client.close()
+        self._codec.close()
+
+    def _run(self) -> None:
+        period = 1.0 / self._cfg.target_fps
+        next_allowed = 0.0
+        while not self._stop.is_set():
+            now = self._clock()
+            if not self._machine.wants_inference or now < next_allowed or not self._scheduler.needs_refill(now):
+                self._stop.wait(0.002)
+                continue
+            next_allowed = now + period
+            self.step()
+
+    def step(self) -> bool:
+        """One observation -> chunk exchange; True when a chunk was queued."""
+        epoch = self._machine.epoch
+        try:
+            snap = self._inputs.snapshot(self._cfg.max_observation_age_ms / 1000.0)
+        except StaleInputs as exc:
+            self.stale_skipped += 1
+            self.stale_inputs = exc.names
+            return False
+        self.stale_inputs = []
+        timer = StageTimer()
+        try:
+            state = self._normalizer.normalize_state(snap.state)
+            reply = self._link.exchange(snap, state, timer)
+            actions = self._normalizer.denormalize_action(reply.actions)
+            self._check_limits(actions)
+        except (RequestTimeout, protocol.ProtocolError, gr00t_protocol.Gr00tProtocolError, images.ImageError,
+                ValueError) as exc:
+            self._record_failure(epoch, str(exc))
+            return False
+        self.requests_ok += 1
+        self.consecutive_failures = 0
+        self.round_trip_ms.add(timer.stages.get("round_trip", 0.0))
+        self.server_inference_ms.add(reply.server_inference_ms)
+        if not self._machine.chunk_arrived(epoch):
+            return False  # deactivated while the request was in flight
+        self._scheduler.add_chunk(actions, snap.state_time)
+        timer.mark("schedule")
+        self.stages.add(timer.stages)
+        return True
+
+    def _check_limits(self, actions: np.ndarray) -> None:
+        if not np.isfinite(actions).all():
+            raise ValueError("chunk holds non-finite values after denormalization")
+        outside = (actions < self._lower) | (actions > self._upper)
+        if outside.any():
+            self.chunks_rejected += 1
+            step, dim = np.argwhere(outside)[0]
+            raise ValueError(f"chunk rejected: step {step} dim {dim} = {actions[step, dim]:.3f} is beyond the "
+                             f"joint limits by more than chunk_reject_margin={self._cfg.chunk_reject_margin}")
+
+    def _record_failure(self, epoch: int, message: str) -> None:
+        self.requests_failed += 1
+        self.consecutive_failures += 1
+        self.last_error = message[:500]
+        if self.consecutive_failures >= self._cfg.max_consecutive_failures and self._machine.fail(epoch):
+            self._on_error(f"{self.consecutive_failures} consecutive failures, last: {self.last_error}")
+
+    def reset_failures(self) -> None:
+        self.consecutive_failures = 0

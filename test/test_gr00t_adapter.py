@@ -1,0 +1,218 @@
+"""The Isaac-GR00T adapter without gr00t or torch: pure conversions both ways, and the
+engine class driven through stand-in `torch` / `gr00t` modules shaped like upstream's."""
+
+import enum
+import sys
+import types
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from alfie_gr00t import layout
+from alfie_gr00t.engines.base import EngineConfig, EngineError, ObservationBatch
+from alfie_gr00t.engines.gr00t_policy_engine import (
+    Gr00tPolicyEngine, check_modality_keys, from_gr00t_action, to_gr00t_observation)
+
+from onnx_policy import random_batch
+
+CONFIG = EngineConfig(mock_mode=False, model_checkpoint="/models/alfie", device="cpu")
+GROUPS = layout.LAYOUT_GROUPS
+
+
+def test_observation_layout_matches_gr00t_policy():
+    batch = random_batch(2, language=("pick up the can", "wave"))
+    obs = to_gr00t_observation(batch, CONFIG)
+    assert set(obs) == {"video", "state", "language"}
+    assert list(obs["video"]) == list(CONFIG.video_keys)
+    for cam in layout.CAMERA_NAMES:
+        video = obs["video"][cam]
+        assert video.shape == (2, 1, layout.IMAGE_HEIGHT, layout.IMAGE_WIDTH, 3)
+        assert video.dtype == np.uint8
+        assert np.array_equal(video[:, 0], batch.images[cam])
+    assert [k for k in obs["state"]] == [g.name for g in GROUPS]
+    for group in GROUPS:
+        part = obs["state"][group.name]
+        assert part.shape == (2, 1, group.size) and part.dtype == np.float32
+        assert np.array_equal(part[:, 0], batch.state[:, group.start:group.stop])
+    assert obs["language"] == {"task": [["pick up the can"], ["wave"]]}
+
+
+def test_camera_to_video_key_mapping_keeps_camera_order():
+    keys = ("ego_left", "ego_right", "wrist_left", "wrist_right")
+    config = EngineConfig(mock_mode=False, video_keys=keys, language_key="annotation.human.task")
+    batch = random_batch(1, seed=4)
+    obs = to_gr00t_observation(batch, config)
+    for cam, key in zip(layout.CAMERA_NAMES, keys):
+        assert np.array_equal(obs["video"][key][:, 0], batch.images[cam])
+    assert obs["language"] == {"annotation.human.task": [["pick up the can"]]}
+
+
+def test_observation_errors():
+    batch = random_batch(1)
+    with pytest.raises(EngineError, match="one video key per camera"):
+        to_gr00t_observation(batch, EngineConfig(video_keys=("a", "b")))
+    missing = {k: v for k, v in batch.images.items() if k != "right_wide"}
+    with pytest.raises(EngineError, match="no image for camera 'right_wide'"):
+        to_gr00t_observation(ObservationBatch(missing, batch.state, batch.language), CONFIG)
+    with pytest.raises(EngineError, match="state has shape"):
+        to_gr00t_observation(ObservationBatch(batch.images, np.zeros((1, 19), np.float32), batch.language), CONFIG)
+
+
+def split_actions(chunk, prefix=""):
+    """A (B, H, 21) chunk as Gr00tPolicy would return it: one (B, H, D) array per group."""
+    return {f"{prefix}{g.name}": chunk[:, :, g.start:g.stop].copy() for g in GROUPS}
+
+
+@pytest.mark.parametrize("prefix", ["", "action."])
+def test_actions_concatenate_in_layout_order(prefix):
+    chunk = np.random.default_rng(0).standard_normal((3, 16, 21)).astype(np.float32)
+    out = from_gr00t_action(split_actions(chunk, prefix), CONFIG)
+    assert out.shape == (3, 16, 21) and out.dtype == np.float32
+    assert np.array_equal(out, chunk)
+
+
+def test_actions_take_first_horizon_steps_and_accept_unbatched():
+    chunk = np.random.default_rng(1).standard_normal((1, 32, 21)).astype(np.float64)
+    out = from_gr00t_action(split_actions(chunk), CONFIG)
+    assert out.shape == (1, 16, 21)
+    np.testing.assert_allclose(out, chunk[:, :16].astype(np.float32))
+    unbatched = {k: v[0] for k, v in split_actions(chunk).items()}
+    assert from_gr00t_action(unbatched, CONFIG).shape == (1, 16, 21)
+
+
+def test_round_trip_state_through_both_conversions():
+    batch = random_batch(2, seed=8)
+    obs = to_gr00t_observation(batch, CONFIG)
+    hold = {k: np.repeat(v, 16, axis=1) for k, v in obs["state"].items()}  # "hold position" policy
+    out = from_gr00t_action(hold, CONFIG)
+    assert np.array_equal(out, np.repeat(batch.state[:, None], 16, axis=1))
+
+
+def test_action_errors():
+    chunk = np.zeros((2, 16, 21), np.float32)
+    actions = split_actions(chunk)
+    with pytest.raises(EngineError, match=r"no action for group 'head' \(keys: \['base_velocity'"):
+        from_gr00t_action({k: v for k, v in actions.items() if k != "head"}, CONFIG)
+    with pytest.raises(EngineError, match=r"action 'left_arm' has shape \(2, 16, 5\)"):
+        from_gr00t_action(dict(actions, left_arm=np.zeros((2, 16, 5), np.float32)), CONFIG)
+    with pytest.raises(EngineError, match=r"action 'head' has shape \(2, 8, 3\)"):
+        from_gr00t_action(dict(actions, head=np.zeros((2, 8, 3), np.float32)), CONFIG)
+    with pytest.raises(EngineError, match="batch 1, other groups have 2"):
+        from_gr00t_action(dict(actions, head=np.zeros((1, 16, 3), np.float32)), CONFIG)
+    bad = dict(actions, right_arm=np.full((2, 16, 6), np.inf, np.float32))
+    with pytest.raises(EngineError, match="non-finite"):
+        from_gr00t_action(bad, CONFIG)
+
+
+def modality(keys, steps=1):
+    return SimpleNamespace(modality_keys=list(keys), delta_indices=list(range(steps)))
+
+
+def upstream_modalities(video=layout.CAMERA_NAMES, state_steps=1):
+    names = [g.name for g in GROUPS]
+    return {"video": modality(video), "state": modality(names, state_steps),
+            "action": modality(names, 16), "language": modality(["task"])}
+
+
+def test_modality_keys_match():
+    check_modality_keys(upstream_modalities(), CONFIG)
+
+
+def test_modality_key_mismatch_is_precise():
+    with pytest.raises(EngineError) as err:
+        check_modality_keys(upstream_modalities(video=("front", "wrist")), CONFIG)
+    assert "video keys: checkpoint ['front', 'wrist'], ours ['left_wide'" in str(err.value)
+    with pytest.raises(EngineError, match="state uses 2 time steps"):
+        check_modality_keys(upstream_modalities(state_steps=2), CONFIG)
+    incomplete = upstream_modalities()
+    del incomplete["language"]
+    with pytest.raises(EngineError, match="no 'language' modality"):
+        check_modality_keys(incomplete, CONFIG)
+
+
+# ---------------------------------------------------------------- the engine class, via stand-ins
+
+
+class FakeTag(enum.Enum):
+    GR1 = "gr1"
+    NEW_EMBODIMENT = "new_embodiment"
+
+
+class FakePolicy:
+    """Shaped like Isaac-GR00T's Gr00tPolicy: keyword constructor, get_action -> (dict, info)."""
+
+    instances = []
+
+    def __init__(self, embodiment_tag, model_path, *, device, strict=True):
+        self.args = dict(embodiment_tag=embodiment_tag, model_path=model_path, device=device)
+        self.model = SimpleNamespace(action_head=SimpleNamespace(num_inference_timesteps=4))
+        self.seen = None
+        FakePolicy.instances.append(self)
+
+    def get_modality_config(self):
+        return upstream_modalities()
+
+    def get_action(self, observation, options=None):
+        self.seen = observation
+        return {f"action.{k}": np.repeat(v, 16, axis=1) for k, v in observation["state"].items()}, {}
+
+
+@pytest.fixture
+def fake_gr00t(monkeypatch):
+    torch = types.ModuleType("torch")
+    torch.cuda = SimpleNamespace(is_available=lambda: False)
+    modules = {
+        "torch": torch,
+        "gr00t": types.ModuleType("gr00t"),
+        "gr00t.data": types.ModuleType("gr00t.data"),
+        "gr00t.data.embodiment_tags": types.ModuleType("gr00t.data.embodiment_tags"),
+        "gr00t.policy": types.ModuleType("gr00t.policy"),
+        "gr00t.policy.gr00t_policy": types.ModuleType("gr00t.policy.gr00t_policy"),
+    }
+    modules["gr00t.data.embodiment_tags"].EmbodimentTag = FakeTag
+    modules["gr00t.policy.gr00t_policy"].Gr00tPolicy = FakePolicy
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    FakePolicy.instances.clear()
+    return FakePolicy
+
+
+def test_engine_drives_gr00t_policy(fake_gr00t):
+    config = EngineConfig(mock_mode=False, model_checkpoint="/models/alfie", device="cpu", denoising_steps=2)
+    engine = Gr00tPolicyEngine(config)
+    policy = fake_gr00t.instances[-1]
+    assert policy.args == {"embodiment_tag": FakeTag.NEW_EMBODIMENT, "model_path": "/models/alfie", "device": "cpu"}
+    assert policy.model.action_head.num_inference_timesteps == 2
+    assert engine.max_batch_size == 8
+    batch = random_batch(2, seed=6)
+    out = engine.infer(batch)
+    assert np.array_equal(out.actions, np.repeat(batch.state[:, None], 16, axis=1))
+    assert set(out.stages_ms) == {"preprocess", "inference", "postprocess"}
+    assert policy.seen["video"]["left_wide"].shape == (2, 1, 280, 320, 3)
+    assert engine.describe()["denoising_steps"] == 2
+
+
+def test_engine_accepts_tag_names_and_rejects_unknown(fake_gr00t):
+    Gr00tPolicyEngine(EngineConfig(mock_mode=False, model_checkpoint="/m", device="cpu", embodiment_tag="GR1"))
+    assert fake_gr00t.instances[-1].args["embodiment_tag"] is FakeTag.GR1
+    with pytest.raises(EngineError, match=r"embodiment_tag 'alfie' is unknown .*'new_embodiment'"):
+        Gr00tPolicyEngine(EngineConfig(mock_mode=False, model_checkpoint="/m", device="cpu", embodiment_tag="alfie"))
+
+
+def test_engine_refuses_cuda_without_gpu(fake_gr00t):
+    with pytest.raises(EngineError, match="torch sees no CUDA GPU.*device:=cpu"):
+        Gr00tPolicyEngine(EngineConfig(mock_mode=False, model_checkpoint="/m", device="cuda:0"))
+
+
+def test_engine_without_torch_names_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(EngineError, match="torch is not installed.*pip install torch.*Isaac-GR00T"):
+        Gr00tPolicyEngine(CONFIG)
+
+
+def test_engine_without_gr00t_names_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
+    monkeypatch.setitem(sys.modules, "gr00t", None)
+    with pytest.raises(EngineError, match=r"Isaac-GR00T \(package 'gr00t'\) is not importable.*pip install -e"):
+        Gr00tPolicyEngine(CONFIG)

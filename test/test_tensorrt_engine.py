@@ -1,0 +1,523 @@
+"""The TensorRT backend, the plan builder and groot_build_engine.
+
+Real TensorRT runs only where tensorrt, pycuda and an NVIDIA GPU exist (skipped
+elsewhere). Everywhere else the engine's own logic -- contract check, pinned staging
+buffers, FP16 bindings, shape setting, stream ordering -- runs against a stand-in
+TensorRT whose "plan" executes the reference ONNX with ONNX Runtime, and a stand-in
+CUDA whose copies only land when the stream is synchronised.
+"""
+
+import contextlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+
+from alfie_gr00t import build_engine, layout
+from alfie_gr00t.engines import contract, cuda_memory, tensorrt_engine
+from alfie_gr00t.engines.base import EngineConfig, EngineError, run_batched
+from alfie_gr00t.engines.onnx_engine import ort_spec
+from alfie_gr00t.engines.tensorrt_engine import TensorRTEngine, load_calibration_batches
+
+from onnx_policy import build_reference_policy, random_batch, reference_actions
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = EngineConfig(mock_mode=False, device="cuda:0")
+NEEDS_GPU = "needs tensorrt + pycuda + an NVIDIA GPU"
+
+
+def _gpu_ready() -> bool:
+    try:
+        import pycuda.driver as driver
+        import tensorrt  # noqa: F401
+
+        driver.init()
+        return driver.Device.count() > 0
+    except Exception:
+        return False
+
+
+needs_gpu = pytest.mark.skipif(not _gpu_ready(), reason=NEEDS_GPU)
+
+
+# ---------------------------------------------------------------- stand-in CUDA and TensorRT
+
+
+class FakeStream:
+    """Queues copies and kernels; nothing happens until synchronize(), like a real stream."""
+
+    registry = {}
+
+    def __init__(self):
+        self.queue = []
+        self.handle = 1000 + len(FakeStream.registry)
+        FakeStream.registry[self.handle] = self
+
+    def to_device(self, dst, src):
+        data = np.array(src, copy=True).view(np.uint8).ravel()
+        self.queue.append(lambda: dst.write(data))
+
+    def to_host(self, dst, src):
+        self.queue.append(lambda: dst.view(np.uint8).ravel().__setitem__(slice(None), src.read(dst.nbytes)))
+
+    def synchronize(self):
+        while self.queue:
+            self.queue.pop(0)()
+
+
+class FakeBuffer:
+    registry = {}
+
+    def __init__(self, nbytes):
+        self.data = np.zeros(nbytes, np.uint8)
+        self.address = 0x1000 + 0x100 * len(FakeBuffer.registry)
+        FakeBuffer.registry[self.address] = self
+
+    def __int__(self):
+        return self.address
+
+    def write(self, data):
+        self.data[: data.size] = data
+
+    def read(self, nbytes):
+        return self.data[:nbytes]
+
+
+class FakeDevice:
+    instances = []
+
+    def __init__(self, device):
+        cuda_memory.device_index(device)
+        self.name, self.freed, self.active_depth = "Fake GPU", False, 0
+        self.pinned = []
+        FakeDevice.instances.append(self)
+
+    @contextlib.contextmanager
+    def active(self):
+        self.active_depth += 1
+        try:
+            yield self
+        finally:
+            self.active_depth -= 1
+
+    def stream(self):
+        return FakeStream()
+
+    def device_buffer(self, nbytes):
+        return FakeBuffer(nbytes)
+
+    def pinned_buffer(self, count, dtype):
+        array = np.zeros(count, dtype)
+        self.pinned.append(array)
+        return array
+
+    def free(self):
+        self.freed = True
+
+    def describe(self):
+        return {"gpu": self.name}
+
+
+class FakeTensorIOMode:
+    INPUT, OUTPUT = "input", "output"
+
+
+class FakeEngine:
+    """Declares the ONNX's I/O (dtype overrides simulate FP16 bindings); runs it with ORT."""
+
+    def __init__(self, spec):
+        self.session = onnxruntime.InferenceSession(spec["onnx"], providers=["CPUExecutionProvider"])
+        self.max_batch = spec.get("max_batch", 4)
+        self.tensors = {}
+        for arg, mode in [(a, FakeTensorIOMode.INPUT) for a in self.session.get_inputs()] + \
+                         [(a, FakeTensorIOMode.OUTPUT) for a in self.session.get_outputs()]:
+            s = ort_spec(arg)
+            dtype = np.dtype(spec.get("dtypes", {}).get(s.name, s.dtype))
+            self.tensors[s.name] = (mode, s.shape, dtype, s.dtype)
+        self.names = list(self.tensors)
+
+    num_io_tensors = property(lambda self: len(self.names))
+
+    def get_tensor_name(self, i):
+        return self.names[i]
+
+    def get_tensor_mode(self, name):
+        return self.tensors[name][0]
+
+    def get_tensor_shape(self, name):
+        return self.tensors[name][1]
+
+    def get_tensor_dtype(self, name):
+        return self.tensors[name][2]
+
+    def get_tensor_profile_shape(self, name, profile):
+        shape = self.tensors[name][1]
+        return [(1,) + shape[1:], (1,) + shape[1:], (self.max_batch,) + shape[1:]]
+
+    def create_execution_context(self):
+        return FakeContext(self)
+
+
+class FakeContext:
+    def __init__(self, engine):
+        self.engine, self.shapes, self.addresses, self.runs = engine, {}, {}, 0
+
+    def set_input_shape(self, name, shape):
+        assert 1 <= shape[0] <= self.engine.max_batch, f"shape {shape} outside the profile"
+        self.shapes[name] = tuple(shape)
+        return True
+
+    def get_tensor_shape(self, name):
+        if name in self.shapes:
+            return self.shapes[name]
+        batch = self.shapes["state"][0]
+        return (batch,) + tuple(self.engine.tensors[name][1][1:])
+
+    def set_tensor_address(self, name, address):
+        self.addresses[name] = address
+        return True
+
+    def execute_async_v3(self, stream_handle):
+        assert set(self.addresses) == set(self.engine.names), "every I/O tensor needs an address"
+        FakeStream.registry[stream_handle].queue.append(self._execute)
+        return True
+
+    def _execute(self):
+        self.runs += 1
+        feeds = {}
+        for name in self.engine.names:
+            mode, _, bound, native = self.engine.tensors[name]
+            if mode == FakeTensorIOMode.INPUT:
+                shape = self.shapes[name]
+                raw = FakeBuffer.registry[self.addresses[name]].read(int(np.prod(shape)) * bound.itemsize)
+                feeds[name] = raw.view(bound).reshape(shape).astype(native)
+        (actions,) = self.engine.session.run(["actions"], feeds)
+        FakeBuffer.registry[self.addresses["actions"]].write(
+            actions.astype(self.engine.tensors["actions"][2]).view(np.uint8).ravel())
+
+
+class FakeRuntime:
+    def __init__(self, logger):
+        pass
+
+    def deserialize_cuda_engine(self, data):
+        try:
+            return FakeEngine(json.loads(data))
+        except ValueError:
+            return None
+
+
+class FakeTrt:
+    __version__ = "10.fake"
+    TensorIOMode = FakeTensorIOMode
+    Runtime = FakeRuntime
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level):
+            pass
+
+    @staticmethod
+    def nptype(dtype):
+        return dtype
+
+
+@pytest.fixture
+def fake_trt(monkeypatch):
+    monkeypatch.setattr(tensorrt_engine, "import_tensorrt", lambda: FakeTrt)
+    monkeypatch.setattr(cuda_memory, "CudaDevice", FakeDevice)
+    FakeDevice.instances.clear()
+    return FakeTrt
+
+
+def fake_plan(tmp_path, name="policy.plan", **spec_kwargs):
+    """A stand-in plan: the reference ONNX plus the bindings the fake engine declares."""
+    dtypes = spec_kwargs.pop("dtypes", {})
+    max_batch = spec_kwargs.pop("max_batch", 4)
+    onnx_path = build_reference_policy(tmp_path / (name + ".onnx"), **spec_kwargs)
+    plan = tmp_path / name
+    plan.write_text(json.dumps({"onnx": str(onnx_path), "dtypes": dtypes, "max_batch": max_batch}))
+    return plan
+
+
+# ---------------------------------------------------------------- engine logic on the stand-ins
+
+
+@pytest.mark.parametrize("nchw", [False, True], ids=["uint8_nhwc", "float_nchw"])
+@pytest.mark.parametrize("size", [1, 3])
+def test_engine_runs_plan_and_matches_reference(fake_trt, tmp_path, nchw, size):
+    engine = TensorRTEngine(CONFIG, fake_plan(tmp_path, nchw=nchw))
+    assert engine.max_batch_size == 4
+    batch = random_batch(size, seed=size)
+    out = engine.infer(batch)
+    assert out.actions.shape == (size, 16, 21) and out.actions.dtype == np.float32
+    np.testing.assert_allclose(out.actions, reference_actions(batch), atol=1e-4)
+    assert set(out.stages_ms) == {"preprocess", "inference", "postprocess"}
+
+
+def test_fp16_bindings_are_converted(fake_trt, tmp_path):
+    halves = {cam: "float16" for cam in layout.CAMERA_NAMES}
+    halves.update(state="float16", actions="float16")
+    engine = TensorRTEngine(CONFIG, fake_plan(tmp_path, nchw=True, dtypes=halves))
+    assert {img.dtype for img in engine.plan.images} == {np.dtype(np.float16)}
+    assert engine.plan.output_dtype == np.float16
+    assert {a.dtype for a in FakeDevice.instances[-1].pinned} >= {np.dtype(np.float16)}
+    batch = random_batch(2, seed=4)
+    out = engine.infer(batch)
+    assert out.actions.dtype == np.float32
+    np.testing.assert_allclose(out.actions, reference_actions(batch), atol=5e-3)
+
+
+def test_pinned_buffers_are_allocated_once_at_max_batch(fake_trt, tmp_path):
+    engine = TensorRTEngine(CONFIG, fake_plan(tmp_path, with_tokens=True, max_batch=3))
+    device = FakeDevice.instances[-1]
+    sizes = sorted(a.size for a in device.pinned)
+    assert len(device.pinned) == 7  # 4 cameras, state, language_tokens and actions
+    assert 3 * 16 * 21 in sizes and 3 * 21 in sizes and 3 * 32 in sizes
+    batch = random_batch(3, seed=1, language=("a", "bb", "ccc"))
+    for _ in range(3):
+        out = engine.infer(batch)
+    assert len(device.pinned) == 7, "no allocation per call"
+    np.testing.assert_allclose(out.actions, reference_actions(batch, with_tokens=True), atol=1e-4)
+
+
+def test_batches_beyond_the_profile_are_split(fake_trt, tmp_path):
+    engine = TensorRTEngine(CONFIG, fake_plan(tmp_path, max_batch=2))
+    batch = random_batch(5, seed=3)
+    with pytest.raises(EngineError, match="exceeds this plan's max batch 2"):
+        engine.infer(batch)
+    np.testing.assert_allclose(run_batched(engine, batch).actions, reference_actions(batch), atol=1e-4)
+
+
+def test_contract_violation_in_plan(fake_trt, tmp_path):
+    with pytest.raises(EngineError, match=r"input 'state' is float32 \(\?, 20\)"):
+        TensorRTEngine(CONFIG, fake_plan(tmp_path, state_dim=20))
+    assert FakeDevice.instances[-1].freed, "device memory is released when loading fails"
+
+
+def test_unloadable_plan_is_a_plan_load_error(fake_trt, tmp_path):
+    plan = tmp_path / "other_version.plan"
+    plan.write_bytes(b"\x00serialized by another TensorRT")
+    with pytest.raises(tensorrt_engine.PlanLoadError, match="rebuild it with groot_build_engine"):
+        TensorRTEngine(CONFIG, plan)
+
+
+def test_missing_plan_file(fake_trt, tmp_path):
+    with pytest.raises(EngineError, match="does not exist"):
+        TensorRTEngine(CONFIG, tmp_path / "none.plan")
+
+
+def test_describe_and_close(fake_trt, tmp_path):
+    engine = TensorRTEngine(CONFIG, fake_plan(tmp_path))
+    info = engine.describe()
+    assert info["backend"] == "tensorrt" and info["tensorrt"] is True
+    assert info["gpu"] == "Fake GPU" and info["max_batch_size"] == 4
+    engine.close()
+    assert FakeDevice.instances[-1].freed
+    engine.close()  # idempotent
+
+
+# ---------------------------------------------------------------- pure helpers (no TensorRT needed)
+
+
+def test_module_imports_without_tensorrt_and_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(EngineError, match="TensorRT is not installed.*pip install tensorrt"):
+        tensorrt_engine.import_tensorrt()
+    with pytest.raises(EngineError, match="pip install tensorrt"):
+        TensorRTEngine(CONFIG, "/no/such.plan")
+
+
+def test_pycuda_missing_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pycuda", None)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", None)
+    with pytest.raises(EngineError, match="pip install pycuda"):
+        cuda_memory.CudaDevice("cuda:0")
+
+
+def test_device_index():
+    assert cuda_memory.device_index("cuda") == 0
+    assert cuda_memory.device_index("cuda:2") == 2
+    with pytest.raises(EngineError, match="not a CUDA device"):
+        cuda_memory.device_index("cpu")
+
+
+def test_engine_specs_reads_the_tensor_api(tmp_path):
+    engine = FakeEngine({"onnx": str(build_reference_policy(tmp_path / "p.onnx", with_tokens=True)),
+                         "dtypes": {"actions": "float16"}})
+    inputs, outputs = tensorrt_engine.engine_specs(FakeTrt, engine)
+    assert [s.name for s in inputs] == [*layout.CAMERA_NAMES, "state", "language_tokens"]
+    assert outputs[0].name == "actions" and outputs[0].dtype == np.float16
+    assert outputs[0].shape == (-1, 16, 21)
+
+
+def save_observations(path, size, seed=0, with_language=True, drop=None):
+    batch = random_batch(size, seed=seed)
+    arrays = dict(batch.images, state=batch.state)
+    if with_language:
+        arrays["language"] = np.array(["pick up the can"] * size)
+    if drop:
+        arrays.pop(drop)
+    np.savez(path, **arrays)
+    return batch
+
+
+@pytest.mark.parametrize("image", ["nhwc", "nchw"])
+def test_calibration_batches_follow_the_contract(tmp_path, image):
+    from test_engine_contract import specs
+
+    plan = contract.check_contract(*specs(image=image, tokens=8), CONFIG)
+    first = save_observations(tmp_path / "a.npz", 2, seed=1)
+    save_observations(tmp_path / "b.npz", 2, seed=2, with_language=False)
+    batches = load_calibration_batches(tmp_path, plan, CONFIG)
+    assert len(batches) == 2
+    assert set(batches[0]) == set(plan.input_names)
+    left = batches[0]["left_wide"]
+    if image == "nchw":
+        assert left.shape == (2, 3, 280, 320) and left.dtype == np.float32
+        assert left.max() <= 1.0
+    else:
+        assert np.array_equal(left, first.images["left_wide"])
+    assert batches[0]["language_tokens"][0, :4].tolist() == [112, 105, 99, 107]  # "pick"
+    assert batches[1]["language_tokens"].sum() == 0
+
+
+def test_calibration_data_errors(tmp_path):
+    from test_engine_contract import specs
+
+    plan = contract.check_contract(*specs(), CONFIG)
+    with pytest.raises(EngineError, match="no .npz calibration files"):
+        load_calibration_batches(tmp_path, plan, CONFIG)
+    save_observations(tmp_path / "a.npz", 2, drop="right_center")
+    with pytest.raises(EngineError, match=r"a.npz lacks \['right_center'\]"):
+        load_calibration_batches(tmp_path, plan, CONFIG)
+    save_observations(tmp_path / "a.npz", 2)
+    save_observations(tmp_path / "b.npz", 3)
+    with pytest.raises(EngineError, match="different batch sizes"):
+        load_calibration_batches(tmp_path, plan, CONFIG)
+
+
+# ---------------------------------------------------------------- groot_build_engine
+
+
+def test_build_engine_check_accepts_reference(tmp_path, capsys):
+    path = build_reference_policy(tmp_path / "policy.onnx", nchw=True, with_tokens=True)
+    assert build_engine.main([str(path), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "follows the alfie_gr00t contract" in out
+    report = json.loads(out[out.index("{"):])
+    assert report["plan"]["max_batch_size"] == contract.DYNAMIC_MAX_BATCH
+    assert report["inputs"]["left_wide"] == [[-1, 3, 280, 320], "float32"]
+    assert report["outputs"]["actions"] == [[-1, 16, 21], "float32"]
+    assert report["plan"]["language_tokens"] == "32 x int64"
+
+
+def test_build_engine_check_rejects_violation(tmp_path, capsys):
+    path = build_reference_policy(tmp_path / "bad.onnx", action_dim=20)
+    assert build_engine.main([str(path), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "contract check FAILED" in err and "output 'actions'" in err
+
+
+def test_build_engine_check_ignores_initializers_listed_as_inputs(tmp_path, capsys):
+    path = build_reference_policy(tmp_path / "old_style.onnx")
+    model = onnx.load(str(path))
+    weight = next(i for i in model.graph.initializer if i.name == "W")
+    model.graph.input.append(onnx.helper.make_tensor_value_info("W", weight.data_type, list(weight.dims)))
+    onnx.save(model, str(path))
+    inputs, _ = build_engine.onnx_specs(path)
+    assert "W" not in [s.name for s in inputs]
+    assert build_engine.main([str(path), "--check"]) == 0
+
+
+def test_build_engine_without_tensorrt_exits_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    path = build_reference_policy(tmp_path / "policy.onnx")
+    assert build_engine.main([str(path), "-o", str(tmp_path / "p.plan"), "--fp16"]) == 2
+    err = capsys.readouterr().err
+    assert "TensorRT is not installed" in err and "pip install tensorrt" in err
+    assert not (tmp_path / "p.plan").exists()
+
+
+def test_build_engine_argument_errors(tmp_path, capsys):
+    assert build_engine.main([str(tmp_path / "missing.onnx"), "--check"]) == 2
+    path = build_reference_policy(tmp_path / "policy.onnx")
+    assert build_engine.main([str(path), "--int8"]) == 2
+    assert "--calibration-data" in capsys.readouterr().err
+
+
+def test_default_output_names():
+    assert build_engine.default_output(Path("m.onnx"), True, False) == Path("m.fp16.plan")
+    assert build_engine.default_output(Path("m.onnx"), True, True) == Path("m.int8.plan")
+    assert build_engine.default_output(Path("m.onnx"), False, False) == Path("m.plan")
+
+
+def test_build_engine_runs_as_a_module(tmp_path):
+    path = build_reference_policy(tmp_path / "policy.onnx")
+    result = subprocess.run([sys.executable, "-m", "alfie_gr00t.build_engine", str(path), "--check"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "follows the alfie_gr00t contract" in result.stdout
+
+
+# ---------------------------------------------------------------- real TensorRT (GPU machines only)
+
+
+@needs_gpu
+@pytest.mark.parametrize("nchw", [False, True], ids=["uint8_nhwc", "float_nchw"])
+def test_real_fp16_plan_matches_reference(tmp_path, nchw):
+    onnx_path = build_reference_policy(tmp_path / "policy.onnx", nchw=nchw, with_tokens=True)
+    cache = tmp_path / "timing.cache"
+    summary = tensorrt_engine.build_plan(onnx_path, tmp_path / "policy.plan", fp16=True, timing_cache=cache,
+                                         config=CONFIG, max_batch=4)
+    assert summary["precision"] == "fp16" and summary["size_bytes"] > 0
+    assert summary["profile"]["state"] == [[1, 21], [1, 21], [4, 21]]
+    assert cache.stat().st_size > 0
+    engine = TensorRTEngine(CONFIG, tmp_path / "policy.plan")
+    try:
+        assert engine.max_batch_size == 4
+        for size in (1, 3):
+            batch = random_batch(size, seed=size, language=("pick up the can",) * size)
+            out = engine.infer(batch)
+            np.testing.assert_allclose(out.actions, reference_actions(batch, with_tokens=True), atol=2e-2)
+    finally:
+        engine.close()
+
+
+@needs_gpu
+def test_real_int8_plan_builds_from_calibration_data(tmp_path):
+    onnx_path = build_reference_policy(tmp_path / "policy.onnx")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(4):
+        save_observations(calib / f"obs{i}.npz", 2, seed=i)
+    summary = tensorrt_engine.build_plan(onnx_path, tmp_path / "int8.plan", fp16=True, int8=True,
+                                         calibration_dir=calib, config=CONFIG)
+    assert summary["precision"] == "int8+fp16"
+    engine = TensorRTEngine(CONFIG, tmp_path / "int8.plan")
+    try:
+        out = engine.infer(random_batch(1))
+        assert out.actions.shape == (1, 16, 21) and np.all(np.isfinite(out.actions))
+    finally:
+        engine.close()
+
+
+@needs_gpu
+def test_real_registry_builds_and_caches_plan(tmp_path):
+    from alfie_gr00t.engines.registry import create_engine
+
+    onnx_path = build_reference_policy(tmp_path / "model.onnx")
+    engine = create_engine(EngineConfig(mock_mode=False, model_checkpoint=str(onnx_path), use_tensorrt=True))
+    try:
+        assert (tmp_path / "model.fp16.plan").is_file()
+        assert engine.describe()["tensorrt"] is True
+        batch = random_batch(1)
+        np.testing.assert_allclose(engine.infer(batch).actions, reference_actions(batch), atol=2e-2)
+    finally:
+        engine.close()
