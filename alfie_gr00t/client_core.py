@@ -286,13 +286,15 @@ class InferenceWorker:
     scheduler's queue needs a refill and the inputs are fresh."""
 
     def __init__(self, config: ClientConfig, inputs: LatestInputs, scheduler: ActionScheduler,
-                 machine: ClientStateMachine, normalizer: Normalizer, on_error=None, clock=time.monotonic):
+                 machine: ClientStateMachine, normalizer: Normalizer, on_error=None, clock=time.monotonic,
+                 frame_decoder=None):
         self._cfg = config
         self._inputs = inputs
         self._scheduler = scheduler
         self._machine = machine
         self._normalizer = normalizer
         self._on_error = on_error or (lambda message: None)
+        self._frame_decoder = frame_decoder  # stored frames -> message objects (the node stores serialized bytes)
         self._clock = clock
         self._lower = np.asarray(config.joint_lower_limits) - config.chunk_reject_margin
         self._upper = np.asarray(config.joint_upper_limits) + config.chunk_reject_margin
@@ -345,6 +347,10 @@ class InferenceWorker:
         self.stale_inputs = []
         timer = StageTimer()
         try:
+            if self._frame_decoder is not None:
+                snap = Snapshot({n: self._frame_decoder(f) for n, f in snap.frames.items()}, snap.state,
+                                snap.state_time, snap.language)
+            timer.mark("deserialize")
             state = self._normalizer.normalize_state(snap.state)
             reply = self._link.exchange(snap, state, timer)
             actions = self._normalizer.denormalize_action(reply.actions)

@@ -81,6 +81,6 @@ def config_path(name: str) -> str:
         path = os.path.join(get_package_share_directory("alfie_gr00t"), "config", name)
         if os.path.exists(path):
             return path
-    except (ImportError, LookupError, ValueError):
+    except (ImportError, LookupError, ValueError, OSError):
         pass
     return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", name)

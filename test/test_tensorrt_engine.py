@@ -116,6 +116,9 @@ class FakeDevice:
         self.pinned.append(array)
         return array
 
+    def copy_to_device(self, dst, src):
+        dst.write(np.ascontiguousarray(src).view(np.uint8).ravel())
+
     def free(self):
         self.freed = True
 
@@ -228,6 +231,130 @@ class FakeTrt:
         return dtype
 
 
+class FakeTensor:
+    def __init__(self, name, shape, dtype):
+        self.name, self.shape, self.dtype = name, shape, dtype
+
+
+class FakeNetwork:
+    def __init__(self):
+        self.inputs, self.outputs, self.onnx = [], [], None
+
+    num_inputs = property(lambda self: len(self.inputs))
+    num_outputs = property(lambda self: len(self.outputs))
+
+    def get_input(self, i):
+        return self.inputs[i]
+
+    def get_output(self, i):
+        return self.outputs[i]
+
+
+class FakeParser:
+    def __init__(self, network, logger):
+        self.network, self.errors = network, []
+
+    def parse_from_file(self, path):
+        try:
+            session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            self.errors.append(f"In node -1: {exc}")
+            return False
+        self.network.onnx = path
+        self.network.inputs = [FakeTensor(a.name, ort_spec(a).shape, ort_spec(a).dtype) for a in session.get_inputs()]
+        self.network.outputs = [FakeTensor(a.name, ort_spec(a).shape, ort_spec(a).dtype) for a in session.get_outputs()]
+        return True
+
+    num_errors = property(lambda self: len(self.errors))
+
+    def get_error(self, i):
+        return self.errors[i]
+
+
+class FakeProfile:
+    def __init__(self):
+        self.shapes = {}
+
+    def set_shape(self, name, lo, opt, hi):
+        self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+
+
+class FakeTimingCache:
+    def __init__(self, data):
+        self.data = bytes(data)
+
+    def serialize(self):
+        return self.data + b"+timings"
+
+
+class FakeBuilderConfig:
+    def __init__(self):
+        self.flags, self.profiles, self.pool = set(), [], {}
+        self.calibration_profile = self.int8_calibrator = self.timing_cache = None
+
+    def set_memory_pool_limit(self, pool, size):
+        self.pool[pool] = size
+
+    def add_optimization_profile(self, profile):
+        self.profiles.append(profile)
+        return len(self.profiles) - 1
+
+    def set_flag(self, flag):
+        self.flags.add(flag)
+
+    def set_calibration_profile(self, profile):
+        self.calibration_profile = profile
+
+    def create_timing_cache(self, data):
+        return FakeTimingCache(data)
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        self.timing_cache = cache
+        return True
+
+
+class FakeBuilder:
+    last = None
+
+    def __init__(self, logger):
+        FakeBuilder.last = self
+        self.calibrated = []
+
+    def create_network(self, flags):
+        assert flags == 0
+        return FakeNetwork()
+
+    def create_builder_config(self):
+        return FakeBuilderConfig()
+
+    def create_optimization_profile(self):
+        return FakeProfile()
+
+    def build_serialized_network(self, network, cfg):
+        self.cfg = cfg
+        if cfg.int8_calibrator is not None:
+            names = [t.name for t in network.inputs]
+            while (pointers := cfg.int8_calibrator.get_batch(names)) is not None:
+                self.calibrated.append(pointers)
+            cfg.int8_calibrator.write_calibration_cache(b"calibration-table")
+        (profile,) = cfg.profiles
+        max_batch = profile.shapes["state"][2][0]
+        dtypes = {"actions": "float16"} if FakeTrt.BuilderFlag.FP16 in cfg.flags else {}
+        return json.dumps({"onnx": network.onnx, "max_batch": max_batch, "dtypes": dtypes}).encode()
+
+
+class FakeCalibratorBase:
+    def __init__(self):
+        pass
+
+
+FakeTrt.Builder = FakeBuilder
+FakeTrt.OnnxParser = FakeParser
+FakeTrt.IInt8EntropyCalibrator2 = FakeCalibratorBase
+FakeTrt.MemoryPoolType = type("MemoryPoolType", (), {"WORKSPACE": "workspace"})
+FakeTrt.BuilderFlag = type("BuilderFlag", (), {"FP16": "fp16", "INT8": "int8"})
+
+
 @pytest.fixture
 def fake_trt(monkeypatch):
     monkeypatch.setattr(tensorrt_engine, "import_tensorrt", lambda: FakeTrt)
@@ -321,6 +448,78 @@ def test_describe_and_close(fake_trt, tmp_path):
     engine.close()
     assert FakeDevice.instances[-1].freed
     engine.close()  # idempotent
+
+
+# ---------------------------------------------------------------- build_plan on the stand-ins
+
+
+def test_build_plan_flow_then_serve_the_plan(fake_trt, tmp_path):
+    onnx_path = build_reference_policy(tmp_path / "policy.onnx", nchw=True)
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"old")
+    summary = tensorrt_engine.build_plan(onnx_path, tmp_path / "out" / "policy.plan", fp16=True, workspace_mb=512,
+                                         timing_cache=cache, config=CONFIG, max_batch=3)
+    cfg = FakeBuilder.last.cfg
+    assert cfg.flags == {"fp16"} and cfg.pool == {"workspace": 512 * 2**20}
+    assert cfg.timing_cache.data == b"old"
+    assert cache.read_bytes() == b"old+timings"
+    assert cfg.profiles[0].shapes["left_wide"] == ((1, 3, 280, 320), (1, 3, 280, 320), (3, 3, 280, 320))
+    assert summary["precision"] == "fp16"
+    assert summary["profile"]["state"] == [[1, 21], [1, 21], [3, 21]]
+    assert summary["inputs"]["left_wide"] == {"shape": [-1, 3, 280, 320], "dtype": "float32"}
+    assert summary["size_bytes"] == (tmp_path / "out" / "policy.plan").stat().st_size
+    assert not list((tmp_path / "out").glob("*.tmp"))
+    assert FakeDevice.instances[-1].freed
+    engine = TensorRTEngine(CONFIG, summary["plan"])
+    assert engine.max_batch_size == 3 and engine.plan.output_dtype == np.float16
+    batch = random_batch(2, seed=12)
+    np.testing.assert_allclose(engine.infer(batch).actions, reference_actions(batch), atol=5e-3)
+
+
+def test_build_plan_fp32_without_timing_cache(fake_trt, tmp_path):
+    summary = tensorrt_engine.build_plan(build_reference_policy(tmp_path / "p.onnx"), tmp_path / "p.plan",
+                                         fp16=False, config=CONFIG)
+    assert summary["precision"] == "fp32" and summary["timing_cache"] is None
+    assert FakeBuilder.last.cfg.flags == set()
+    assert FakeBuilder.last.cfg.profiles[0].shapes["state"][2] == (tensorrt_engine.DEFAULT_MAX_BATCH, 21)
+
+
+def test_build_plan_int8_calibrates_from_npz(fake_trt, tmp_path):
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(3):
+        save_observations(calib / f"obs{i}.npz", 2, seed=i)
+    plan_path = tmp_path / "policy.int8.plan"
+    summary = tensorrt_engine.build_plan(build_reference_policy(tmp_path / "policy.onnx"), plan_path, int8=True,
+                                         calibration_dir=calib, config=CONFIG)
+    cfg = FakeBuilder.last.cfg
+    assert summary["precision"] == "int8+fp16" and cfg.flags == {"fp16", "int8"}
+    assert cfg.calibration_profile.shapes["state"] == ((2, 21),) * 3
+    assert len(FakeBuilder.last.calibrated) == 3
+    assert all(len(pointers) == 5 for pointers in FakeBuilder.last.calibrated)
+    assert (tmp_path / "policy.int8.calib").read_bytes() == b"calibration-table"
+
+
+def test_build_plan_reports_parser_and_contract_errors(fake_trt, tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not onnx")
+    with pytest.raises(EngineError, match="TensorRT could not parse .*junk.onnx"):
+        tensorrt_engine.build_plan(junk, tmp_path / "j.plan", config=CONFIG)
+    with pytest.raises(EngineError, match="output 'actions'"):
+        tensorrt_engine.build_plan(build_reference_policy(tmp_path / "bad.onnx", horizon=4), tmp_path / "b.plan",
+                                   config=CONFIG)
+    assert not (tmp_path / "b.plan").exists()
+    with pytest.raises(EngineError, match="--int8 needs --calibration-data"):
+        tensorrt_engine.build_plan(build_reference_policy(tmp_path / "ok.onnx"), tmp_path / "o.plan", int8=True)
+
+
+def test_build_engine_cli_builds_with_stand_ins(fake_trt, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cuda_memory, "import_pycuda", lambda: None)
+    onnx_path = build_reference_policy(tmp_path / "policy.onnx")
+    assert build_engine.main([str(onnx_path), "--fp16", "--max-batch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "built " in out and "policy.fp16.plan (fp16" in out
+    assert (tmp_path / "policy.fp16.plan").is_file()
 
 
 # ---------------------------------------------------------------- pure helpers (no TensorRT needed)

@@ -122,11 +122,13 @@ class ContractPlan:
 
     def describe(self) -> dict:
         """A JSON-friendly summary for logs, status and `groot_build_engine --check`."""
+        tokens = None if self.token_length is None else f"{self.token_length} x {self.token_dtype.name}"
+        horizon = self.output_horizon if self.output_horizon > 0 else "T"
         return {
             "images": {img.camera: f"{img.name} {img.layout.upper()} {img.dtype.name}" for img in self.images},
             "state": self.state_dtype.name,
-            "language_tokens": None if self.token_length is None else f"{self.token_length} x {self.token_dtype.name}",
-            "actions": f"(B, {self.output_horizon if self.output_horizon > 0 else 'T'}, {self.action_dim}) {self.output_dtype.name}",
+            "language_tokens": tokens,
+            "actions": f"(B, {horizon}, {self.action_dim}) {self.output_dtype.name}",
             "batch": "dynamic" if self.fixed_batch is None else self.fixed_batch,
             "max_batch_size": self.max_batch_size,
         }

@@ -75,6 +75,9 @@ def _profile_max_batch(engine, plan: contract.ContractPlan) -> int:
 
 
 class TensorRTEngine(Engine):
+    """One plan, one execution context, one stream. Not re-entrant: the staging buffers are
+    shared, so calls must come one at a time (the server runs one inference at a time)."""
+
     name = "tensorrt"
 
     def __init__(self, config: EngineConfig, plan_path: str | os.PathLike | None = None):
@@ -124,7 +127,6 @@ class TensorRTEngine(Engine):
             self._host[spec.name] = self._device.pinned_buffer(count, spec.dtype)
             self._dev[spec.name] = self._device.device_buffer(count * spec.dtype.itemsize)
             self._context.set_tensor_address(spec.name, int(self._dev[spec.name]))
-        self._output_names = [spec.name for spec in outputs]
 
     def infer(self, batch: ObservationBatch) -> EngineOutput:
         size = batch.batch_size
@@ -164,14 +166,15 @@ class TensorRTEngine(Engine):
     def close(self) -> None:
         if getattr(self, "_device", None) is None:
             return
-        with self._device.active():  # TensorRT objects must die while the context is current
+        with self._device.active():  # TensorRT objects and pinned memory go while the context is current
             self._context = self._engine = self._runtime = None
+            self._host, self._dev, self._stream = {}, {}, None
         self._device.free()
         self._device = None
 
     def describe(self) -> dict:
         info = {"backend": "tensorrt", "tensorrt": True, "tensorrt_version": self._trt.__version__,
-                "model": str(self._path), "precision": self.plan.output_dtype.name,
+                "model": str(self._path), "output_dtype": self.plan.output_dtype.name,
                 "max_batch_size": self.max_batch_size, "contract": self.plan.describe()}
         if self._device is not None:
             info.update(self._device.describe())
@@ -269,6 +272,49 @@ def _load_timing_cache(config_trt, path: Path | None):
     return cache
 
 
+def _build_serialized(trt, device, onnx_path: Path, config: EngineConfig, fp16: bool, int8: bool,
+                      calibration_dir, workspace_mb: int, cache_path: Path | None, max_batch: int,
+                      calib_cache: Path) -> tuple[bytes, bytes | None, dict]:
+    """Parse, check and build; every TensorRT object dies here, while the context is current."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network, _parser = _parse_onnx(trt, builder, logger, onnx_path)
+    inputs, outputs = network_specs(trt, network)
+    plan = contract.check_contract(inputs, outputs, config)
+    b_min = plan.fixed_batch or 1
+    b_max = plan.fixed_batch or max(1, int(max_batch))
+    cfg = builder.create_builder_config()
+    cfg.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) * 2**20)
+    profile, profile_shapes = _add_profile(builder, plan, b_min, b_min, b_max)
+    cfg.add_optimization_profile(profile)
+    precision = ["fp32"]
+    if fp16:
+        cfg.set_flag(trt.BuilderFlag.FP16)
+        precision = ["fp16"]
+    calibrator = None  # must outlive build_serialized_network
+    if int8:
+        batches = load_calibration_batches(calibration_dir, plan, config)
+        calib_b = next(iter(batches[0].values())).shape[0]
+        calib_profile, _ = _add_profile(builder, plan, calib_b, calib_b, calib_b)
+        calibrator = _make_calibrator(trt, device, batches, calib_cache)
+        cfg.set_flag(trt.BuilderFlag.INT8)
+        cfg.set_calibration_profile(calib_profile)
+        cfg.int8_calibrator = calibrator
+        precision.insert(0, "int8")
+    cache = _load_timing_cache(cfg, cache_path)
+    serialized = builder.build_serialized_network(network, cfg)
+    if serialized is None:
+        raise EngineError(f"TensorRT failed to build a plan from {onnx_path} (see the TensorRT log above)")
+    facts = {
+        "precision": "+".join(precision),
+        "inputs": {s.name: {"shape": list(s.shape), "dtype": s.dtype.name} for s in inputs},
+        "outputs": {s.name: {"shape": list(s.shape), "dtype": s.dtype.name} for s in outputs},
+        "profile": profile_shapes,
+        "contract": plan.describe(),
+    }
+    return bytes(serialized), bytes(cache.serialize()) if cache_path is not None else None, facts
+
+
 def build_plan(onnx_path, plan_path, fp16: bool = True, int8: bool = False, calibration_dir=None,
                workspace_mb: int = DEFAULT_WORKSPACE_MB, timing_cache=None, *,
                config: EngineConfig | None = None, max_batch: int = DEFAULT_MAX_BATCH) -> dict:
@@ -286,56 +332,27 @@ def build_plan(onnx_path, plan_path, fp16: bool = True, int8: bool = False, cali
         raise EngineError(f"ONNX file {onnx_path} does not exist")
     if int8 and not calibration_dir:
         raise EngineError("--int8 needs --calibration-data DIR (a directory of .npz observation batches)")
+    cache_path = Path(timing_cache) if timing_cache else None
     started = time.perf_counter()
     device = cuda_memory.CudaDevice(config.device if config.device.startswith("cuda") else "cuda:0")
     try:
         with device.active():
-            logger = trt.Logger(trt.Logger.WARNING)
-            builder = trt.Builder(logger)
-            network, _parser = _parse_onnx(trt, builder, logger, onnx_path)
-            inputs, outputs = network_specs(trt, network)
-            plan = contract.check_contract(inputs, outputs, config)
-            b_max = plan.fixed_batch or max(1, int(max_batch))
-            b_min = plan.fixed_batch or 1
-            cfg = builder.create_builder_config()
-            cfg.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) * 2**20)
-            profile, profile_shapes = _add_profile(builder, plan, b_min, b_min, b_max)
-            cfg.add_optimization_profile(profile)
-            precision = ["fp32"]
-            if fp16:
-                cfg.set_flag(trt.BuilderFlag.FP16)
-                precision = ["fp16"]
-            if int8:
-                batches = load_calibration_batches(calibration_dir, plan, config)
-                calib_b = next(iter(batches[0].values())).shape[0]
-                calib_profile, _ = _add_profile(builder, plan, calib_b, calib_b, calib_b)
-                cfg.set_flag(trt.BuilderFlag.INT8)
-                cfg.set_calibration_profile(calib_profile)
-                calibrator = _make_calibrator(trt, device, batches, plan_path.with_suffix(".calib"))
-                cfg.int8_calibrator = calibrator  # keep `calibrator` referenced until the build ends
-                precision.insert(0, "int8")
-            cache_path = Path(timing_cache) if timing_cache else None
-            cache = _load_timing_cache(cfg, cache_path)
-            serialized = builder.build_serialized_network(network, cfg)
-            if serialized is None:
-                raise EngineError(f"TensorRT failed to build a plan from {onnx_path} (see the TensorRT log above)")
-            tmp = plan_path.with_name(plan_path.name + ".tmp")
-            plan_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(bytes(serialized))
-            os.replace(tmp, plan_path)
-            if cache_path is not None:
-                cache_path.write_bytes(bytes(cache.serialize()))
+            data, cache_data, facts = _build_serialized(
+                trt, device, onnx_path, config, fp16, int8, calibration_dir, workspace_mb, cache_path,
+                max_batch, plan_path.with_suffix(".calib"))
     finally:
         device.free()
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = plan_path.with_name(plan_path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, plan_path)
+    if cache_path is not None:
+        cache_path.write_bytes(cache_data)
     return {
         "onnx": str(onnx_path),
         "plan": str(plan_path),
         "tensorrt_version": trt.__version__,
-        "precision": "+".join(precision),
-        "inputs": {s.name: {"shape": list(s.shape), "dtype": s.dtype.name} for s in inputs},
-        "outputs": {s.name: {"shape": list(s.shape), "dtype": s.dtype.name} for s in outputs},
-        "profile": profile_shapes,
-        "contract": plan.describe(),
+        **facts,
         "size_bytes": plan_path.stat().st_size,
         "seconds": round(time.perf_counter() - started, 2),
         "timing_cache": str(cache_path) if cache_path else None,

@@ -17,6 +17,7 @@ from geometry_msgs.msg import Twist
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, Float32MultiArray, String
 
@@ -58,8 +59,10 @@ class GrootClient(Node):
             ema_alpha=cfg.ema_alpha, watchdog_timeout_s=cfg.watchdog_timeout_s, action_dim=cfg.action_dim))
         self.safety = SafetyFilter(SafetyLimits(cfg.joint_lower_limits, cfg.joint_upper_limits,
                                                 cfg.max_joint_step, cfg.max_base_step))
+        image_type = Image if cfg.image_msg_type == "raw" else CompressedImage
         self.worker = InferenceWorker(cfg, self.inputs, self.scheduler, self.machine, normalizer,
-                                      on_error=self._on_inference_error)
+                                      on_error=self._on_inference_error,
+                                      frame_decoder=lambda data: deserialize_message(data, image_type))
         self._create_interfaces()
         self.worker.start()
         self.get_logger().info(f"client ready: server {cfg.address} ({cfg.server_protocol}), state IDLE; "
@@ -71,8 +74,9 @@ class GrootClient(Node):
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         image_type = Image if cfg.image_msg_type == "raw" else CompressedImage
         for name, topic in zip(cfg.camera_names, cfg.camera_topics):
-            self.create_subscription(image_type, topic, lambda msg, n=name: self.inputs.store_frame(n, msg),
-                                     qos_profile_sensor_data, callback_group=sensors)
+            # raw=True: keep the serialized bytes; only the frames actually sent get deserialized.
+            self.create_subscription(image_type, topic, lambda data, n=name: self.inputs.store_frame(n, data),
+                                     qos_profile_sensor_data, callback_group=sensors, raw=True)
         if cfg.state_msg_type == "joint_state":
             self.create_subscription(JointState, cfg.state_topic, self._on_joint_state, 10, callback_group=sensors)
             self.create_subscription(Twist, cfg.base_velocity_topic, self._on_base_velocity, 10,
@@ -230,7 +234,7 @@ class GrootClient(Node):
 
 
 def main(args=None) -> int:
-    return run_node(GrootClient, args, threads=4)
+    return run_node(GrootClient, args)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 
 
-def run_node(node_factory, args=None, threads: int = 1) -> int:
+def run_node(node_factory, args=None) -> int:
     """Create, start and spin one node until shutdown; exit code 1 on a startup or runtime error."""
     logging.basicConfig(level=logging.INFO)
     rclpy.init(args=args)
@@ -22,12 +22,7 @@ def run_node(node_factory, args=None, threads: int = 1) -> int:
     try:
         node = node_factory()
         node.start()
-        if threads > 1:
-            executor = MultiThreadedExecutor(num_threads=threads)
-            executor.add_node(node)
-            executor.spin()
-        else:
-            rclpy.spin(node)
+        rclpy.spin(node)  # single-threaded: callbacks only store data; heavy work runs on our own threads
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:

@@ -28,7 +28,7 @@ class SimRobot(Node):
         self.width = declare("camera_width", 640).value
         self.height = declare("camera_height", 480).value
         self.camera_rate_hz = declare("camera_rate_hz", 30.0).value
-        self.state_rate_hz = declare("state_rate_hz", 100.0).value
+        self.state_rate_hz = declare("state_rate_hz", 50.0).value
         self.time_constant_s = declare("time_constant_s", 0.1).value
         self.joint_names = declare("joint_names", list(layout.JOINT_NAMES)).value
         self.initial_positions = declare("initial_positions", [0.0] * 6 + [0.3, 0.4, -0.5, 0.2, 0.1, 0.4,
