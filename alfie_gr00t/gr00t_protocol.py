@@ -28,6 +28,7 @@ import msgpack
 import numpy as np
 
 from alfie_gr00t.engines.base import ObservationBatch
+from alfie_gr00t.protocol import ProtocolError, container_counter
 
 __all__ = [
     "Gr00tProtocolError",
@@ -205,12 +206,15 @@ def unpack(payload: bytes, limits: Gr00tLimits = _DEFAULT_LIMITS) -> Any:
     if not isinstance(payload, bytes):
         raise Gr00tProtocolError(f"payload must be bytes, got {type(payload).__name__}")
     size = len(payload)
+    count = container_counter()
 
     def list_hook(items: list) -> list:
+        count(items)
         _refuse_timestamps(items)
         return items
 
     def object_hook(obj: dict) -> Any:
+        count(obj)
         _refuse_timestamps(obj.values())
         if MODALITY_CONFIG_MARKER in obj:
             fields = obj.get("as_json")
@@ -238,6 +242,8 @@ def unpack(payload: bytes, limits: Gr00tLimits = _DEFAULT_LIMITS) -> Any:
         )
     except Gr00tProtocolError:
         raise
+    except ProtocolError as exc:
+        raise Gr00tProtocolError(str(exc)) from None
     except UnicodeDecodeError:
         raise Gr00tProtocolError("msgpack string is not valid UTF-8") from None
     except Exception as exc:  # ExtraData, FormatError, StackError, ValueError, TypeError...

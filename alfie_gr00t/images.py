@@ -17,6 +17,8 @@ from alfie_gr00t.protocol import RawImage
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
 # Start-of-frame markers carry the dimensions; C4 (DHT), C8 (JPG) and CC (DAC) do not.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Progressive JPEGs hold ~10 scans; thousands of tiny repeated scans cost seconds to decode.
+MAX_JPEG_SCANS = 64
 
 
 class ImageError(ValueError):
@@ -74,6 +76,9 @@ def decode_jpeg(data, max_side: int) -> np.ndarray:
     """JPEG -> (H, W, 3) uint8 RGB, refusing oversize headers before any pixel is allocated."""
     width, height = jpeg_dimensions(data)
     check_size(width, height, max_side)
+    scans = bytes(data).count(b"\xff\xda")
+    if scans > MAX_JPEG_SCANS:
+        raise ImageError(f"JPEG has {scans} scans, limit is {MAX_JPEG_SCANS}")
     buf = np.frombuffer(data, dtype=np.uint8)
     if _IMREAD_RGB is not None:
         rgb = cv2.imdecode(buf, _IMREAD_RGB)

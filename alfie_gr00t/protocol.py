@@ -19,6 +19,10 @@ import msgpack
 import numpy as np
 
 MAX_FRAME_ID = 2**63 - 1
+# msgpack bounds each container's length, not how many there are: 8 MB of empty lists is
+# millions of Python objects. A real request holds a few dozen containers.
+MAX_CONTAINERS = 10_000
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class ProtocolError(ValueError):
@@ -72,13 +76,30 @@ def unpack_message(payload, max_bytes: int) -> Any:
     size = len(payload)
     if size > max_bytes:
         raise ProtocolError(f"message of {size} bytes exceeds the {max_bytes}-byte limit")
+    count = container_counter()
     try:
         return msgpack.unpackb(
             payload, raw=False, strict_map_key=True, max_bin_len=size, max_str_len=size,
-            max_array_len=size, max_map_len=size, max_ext_len=0,
+            max_array_len=size, max_map_len=size, max_ext_len=0, list_hook=count, object_hook=count,
         )
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise ProtocolError(f"not a valid msgpack message: {type(exc).__name__}: {exc}") from None
+    except ProtocolError:
+        raise
+
+
+def container_counter(limit: int = MAX_CONTAINERS):
+    """A msgpack list/object hook that refuses a message with more than `limit` containers."""
+    seen = 0
+
+    def count(container):
+        nonlocal seen
+        seen += 1
+        if seen > limit:
+            raise ProtocolError(f"message holds more than {limit} maps/arrays")
+        return container
+
+    return count
 
 
 def _finite_number(value: Any, what: str) -> float:
@@ -95,7 +116,10 @@ def parse_state(value: Any, dim: int) -> np.ndarray:
         raise ProtocolError(f"'state' must be a list of {dim} numbers, got {type(value).__name__}")
     if len(value) != dim:
         raise ProtocolError(f"'state' must have {dim} values, got {len(value)}")
-    return np.array([_finite_number(v, f"state[{i}]") for i, v in enumerate(value)], dtype=np.float32)
+    state = np.array([_finite_number(v, f"state[{i}]") for i, v in enumerate(value)], dtype=np.float64)
+    if (np.abs(state) > _FLOAT32_MAX).any():
+        raise ProtocolError("'state' values must fit in float32 (|x| < 3.4e38)")
+    return state.astype(np.float32)
 
 
 def _parse_image(name: str, value: Any) -> bytes | RawImage:

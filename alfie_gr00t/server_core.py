@@ -54,6 +54,7 @@ class PolicyService:
             return self._fail(str(exc), None)
         timer.mark("unpack")
         if isinstance(message, dict) and "endpoint" in message:
+            message = None  # decoded again with ndarray markers; don't hold two copies
             reply = self._respond_gr00t(payload)
         else:
             reply = self._respond_observation(message, timer)
@@ -141,6 +142,8 @@ class PolicyService:
 
     def _gr00t_endpoint(self, endpoint, data):
         cfg = self.config
+        if not isinstance(endpoint, str):
+            raise gr00t_protocol.Gr00tProtocolError(f"'endpoint' must be a string, got {type(endpoint).__name__}")
         if endpoint == "ping":
             return {"status": "ok", "message": "Server is running", "engine": self.engine.name}
         if endpoint == "get_modality_config":

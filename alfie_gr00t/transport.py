@@ -90,6 +90,7 @@ class RepEndpoint:
         self._socket = self._context.socket(zmq.REP)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, int(max_message_bytes))
+        self._socket.setsockopt(zmq.RCVHWM, 4)  # bound what a flooding peer can queue in our memory
         try:
             self._socket.bind(address)
         except zmq.ZMQError as exc:

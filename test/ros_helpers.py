@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,21 +18,27 @@ def params(**values):
 
 
 class Spinner:
-    """Spins nodes on a multi-threaded executor in a background thread."""
+    """Spins each node on its own single-threaded executor and thread (as the bringup does)."""
 
-    def __init__(self, context, *nodes, threads=4):
-        self.executor = MultiThreadedExecutor(num_threads=threads, context=context)
+    def __init__(self, context, *nodes):
+        self.executors = []
+        self._threads = []
         for node in nodes:
-            self.executor.add_node(node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+            executor = SingleThreadedExecutor(context=context)
+            executor.add_node(node)
+            self.executors.append(executor)
+            self._threads.append(threading.Thread(target=executor.spin, daemon=True))
 
     def __enter__(self):
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc):
-        self.executor.shutdown(timeout_sec=2.0)
-        self._thread.join(timeout=5.0)
+        for executor in self.executors:
+            executor.shutdown(timeout_sec=2.0)
+        for thread in self._threads:
+            thread.join(timeout=5.0)
 
 
 class Collector:

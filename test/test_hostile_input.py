@@ -946,8 +946,6 @@ def test_bound_frames_per_observation_is_four():
 # ============================================================== known gaps (fixes belong to files we do not own)
 
 
-@pytest.mark.xfail(strict=True, reason="protocol.parse_state checks finiteness in float64 but returns float32: "
-                                       "1e39 passes, becomes inf and reaches the engine")
 def test_state_outside_float32_range_never_reaches_the_engine():
     svc = make_service()
     state = list(STATE)
@@ -979,8 +977,6 @@ def progressive_scan_bomb(scans: int) -> bytes:
     return data[:pos] + smallest * scans + b"\xff\xd9"
 
 
-@pytest.mark.xfail(strict=True, reason="images.decode_jpeg bounds the declared size but not the number of scans: "
-                                       "each repeated progressive scan costs a full pass over the frame")
 def test_progressive_jpeg_scan_bomb_is_refused():
     bomb = progressive_scan_bomb(1500)
     svc = make_service()
@@ -993,9 +989,6 @@ def test_progressive_jpeg_scan_bomb_is_refused():
     assert verdict == "error", "a JPEG with ~1500 scans was decoded (CPU cost grows with every scan)"
 
 
-@pytest.mark.xfail(strict=True, reason="msgpack container sizes are bounded per container, not in total, and "
-                                       "server_core.respond decodes a gr00t message twice: one byte of payload "
-                                       "becomes ~64-150 bytes of Python objects")
 @pytest.mark.parametrize("which", ["ours", "gr00t"])
 def test_nested_empty_containers_do_not_amplify_memory(which):
     limit = 512 << 10
@@ -1037,9 +1030,6 @@ sys.stdin.read()
 """
 
 
-@pytest.mark.xfail(strict=True, reason="transport.RepEndpoint keeps ZeroMQ's default RCVHWM (1000): one DEALER "
-                                       "peer can queue up to 1000 x max_message_bytes in the server before it "
-                                       "reads any of them")
 def test_pipelined_requests_cannot_queue_unbounded_memory(ipc_path):
     from alfie_gr00t.transport import RepEndpoint
 
