@@ -1,0 +1,788 @@
+"""Latency, throughput and command-loop benchmark for the inference path.
+
+    python -m alfie_gr00t.bench [--json FILE] [--plot FILE.png] [--quick] [--iterations N]
+
+One run measures, on this machine, in one process:
+
+- the floor: sequential JPEG encode and decode of the four 320x280 frames, and a plain
+  ZeroMQ REQ/REP echo of the same ~84 KB observation over IPC and TCP;
+- our server (BackgroundServer + mock engine) answering a pre-encoded observation, with
+  JPEG and with raw frames;
+- our client request path end to end (four 640x480 camera frames + state -> resize,
+  parallel encode, pack, send, server, reply parsed) over IPC and TCP, JPEG and raw;
+- the Isaac-GR00T wire format (npy arrays, `get_action`) against the same server;
+- server throughput with 1, 2 and 4 concurrent clients;
+- the command period of the real `GrootClient` node at 100 Hz while inference runs.
+
+Latency rows are measured interleaved: every iteration takes one sample of every row,
+starting at a different row each time, so machine drift hits all rows alike. Nothing
+leaves loopback: IPC sockets live in a fresh directory under /tmp, TCP binds 127.0.0.1,
+and DDS discovery is limited to localhost on a domain id of the benchmark's own.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before anything can import rclpy: DDS stays on loopback, in a domain of our own.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import zmq  # noqa: E402
+
+from alfie_gr00t import images, layout, protocol  # noqa: E402
+from alfie_gr00t.client_core import AlfieLink, Gr00tLink, Snapshot  # noqa: E402
+from alfie_gr00t.config import ClientConfig, ServerConfig  # noqa: E402
+from alfie_gr00t.engines.mock import MockEngine  # noqa: E402
+from alfie_gr00t.scheduler import ActionScheduler, SchedulerConfig  # noqa: E402
+from alfie_gr00t.server_core import BackgroundServer, PolicyService  # noqa: E402
+from alfie_gr00t.stats import StageStats, StageTimer, percentiles  # noqa: E402
+from alfie_gr00t.transport import ReqClient  # noqa: E402
+
+CAMERA_WIDTH, CAMERA_HEIGHT = 640, 480
+JPEG_QUALITY = 90
+TASK = "find the can and pick it up"
+REQUEST_TIMEOUT_MS = 5000  # generous: a benchmark sample must not turn into a reconnect
+
+# Targets (SPEC and the performance brief). Ratios are p50 over p50.
+SERVER_RATIO_TARGET = 0.6
+E2E_RATIO_TARGET = 0.8
+COMMAND_PERIOD_P99_TARGET_MS = 12.0
+THROUGHPUT_TARGET_RPS = 500.0
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How long each part runs; `--quick` is a smoke run, the default a measurement."""
+
+    iterations: int
+    warmup: int
+    throughput_rounds: int
+    throughput_burst_s: float
+    command_loop_s: float
+
+
+DEFAULT = Profile(iterations=1000, warmup=30, throughput_rounds=4, throughput_burst_s=0.5, command_loop_s=5.0)
+QUICK = Profile(iterations=60, warmup=5, throughput_rounds=1, throughput_burst_s=0.3, command_loop_s=2.0)
+
+
+# -- inputs ---------------------------------------------------------------------------------
+def synthetic_frame(seed: int, width: int = CAMERA_WIDTH, height: int = CAMERA_HEIGHT) -> np.ndarray:
+    """A deterministic camera-like RGB frame: gradients, texture and smoothed noise.
+
+    Tuned so the four frames, resized to 320x280, JPEG-encode to ~84 KB at q=90 (SPEC §2);
+    a flat test pattern would compress far better than a real camera image.
+    """
+    rng = np.random.default_rng(1000 + seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([x / width * 200.0, y / height * 200.0,
+                     np.sin(x / 23.0 + seed) * np.cos(y / 17.0) * 60.0 + 100.0], axis=-1)
+    noise = cv2.GaussianBlur(rng.normal(0.0, 45.0, (height, width, 3)).astype(np.float32), (0, 0), 1.7)
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+@dataclass
+class StubImage:
+    """Carries the sensor_msgs/Image fields the client reads (height, width, encoding, step, data)."""
+
+    height: int
+    width: int
+    encoding: str
+    step: int
+    data: bytes
+
+
+@dataclass
+class Inputs:
+    camera: dict  # name -> (480, 640, 3) RGB
+    model: dict  # name -> (280, 320, 3) RGB, as the client sends it
+    jpegs: dict  # name -> JPEG bytes of `model`
+    state: np.ndarray
+
+    @classmethod
+    def build(cls, camera_names=layout.CAMERA_NAMES) -> "Inputs":
+        camera = {name: synthetic_frame(i) for i, name in enumerate(camera_names)}
+        model = {name: images.resize(f, layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT) for name, f in camera.items()}
+        jpegs = {name: images.encode_jpeg(f, JPEG_QUALITY) for name, f in model.items()}
+        state = np.linspace(-0.1, 0.1, layout.ACTION_DIM).astype(np.float32)
+        return cls(camera, model, jpegs, state)
+
+    def snapshot(self) -> Snapshot:
+        frames = {name: StubImage(f.shape[0], f.shape[1], "rgb8", f.shape[1] * 3, f.tobytes())
+                  for name, f in self.camera.items()}
+        return Snapshot(frames, self.state.copy(), time.monotonic(), TASK)
+
+    def jpeg_observation(self) -> bytes:
+        return protocol.encode_observation(time.time(), 1, self.jpegs, self.state, TASK)
+
+    def raw_observation(self) -> bytes:
+        raw = {name: protocol.RawImage(f.shape[1], f.shape[0], f.tobytes()) for name, f in self.model.items()}
+        return protocol.encode_observation(time.time(), 1, raw, self.state, TASK)
+
+
+# -- sockets --------------------------------------------------------------------------------
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EchoServer:
+    """The transport floor: a plain REP thread that sends every message straight back."""
+
+    def __init__(self, address: str):
+        self._socket = zmq.Context.instance().socket(zmq.REP)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.bind(address)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="echo", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self._socket.poll(20, zmq.POLLIN):
+                    self._socket.send(self._socket.recv(copy=False), copy=False)
+        finally:
+            self._socket.close(0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+
+class Endpoints:
+    """Fresh IPC paths in a private /tmp directory and free 127.0.0.1 ports; cleans up after itself."""
+
+    def __init__(self):
+        self.directory = tempfile.mkdtemp(prefix="agbench_", dir="/tmp")
+        self._count = 0
+
+    def server(self, transport: str) -> tuple[ServerConfig, str]:
+        self._count += 1
+        if transport == "ipc":
+            path = os.path.join(self.directory, f"s{self._count}.sock")
+            config = ServerConfig(mock_mode=True, transport="ipc", ipc_path=path, warmup_runs=0)
+        else:
+            config = ServerConfig(mock_mode=True, transport="tcp", bind_host="127.0.0.1",
+                                  bind_port=free_tcp_port(), warmup_runs=0)
+        return config, config.address
+
+    def client_config(self, server: ServerConfig, **overrides) -> ClientConfig:
+        return ClientConfig(transport=server.transport, ipc_path=server.ipc_path, server_host="127.0.0.1",
+                            server_port=server.bind_port, inference_timeout_ms=REQUEST_TIMEOUT_MS, **overrides)
+
+    def close(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+# -- latency rows ---------------------------------------------------------------------------
+@dataclass
+class Row:
+    name: str
+    notes: str
+    sample: Callable[[], float]  # one measurement in ms
+    kind: str = "latency"
+    samples: list = field(default_factory=list)
+    service: PolicyService | None = None  # the server behind the row, for its stage summary
+    client_stages: StageStats | None = None
+
+
+def _timed(fn: Callable[[], object]) -> Callable[[], float]:
+    def sample() -> float:
+        start = time.perf_counter()
+        fn()
+        return (time.perf_counter() - start) * 1000.0
+    return sample
+
+
+class Rig:
+    """Every server, client and socket the latency rows use; `close()` releases them all."""
+
+    def __init__(self, inputs: Inputs):
+        self.inputs = inputs
+        self.endpoints = Endpoints()
+        self._servers: list[BackgroundServer] = []
+        self._echoes: list[EchoServer] = []
+        self._closers: list[Callable[[], None]] = []
+        self._context = zmq.Context.instance()
+
+    # servers
+    def start_server(self, transport: str) -> tuple[PolicyService, ServerConfig, str]:
+        config, address = self.endpoints.server(transport)
+        service = PolicyService(MockEngine(config.engine_config()), config)
+        self._servers.append(BackgroundServer(service, address).start())
+        self._closers.append(service.close)
+        return service, config, address
+
+    def start_echo(self, transport: str) -> str:
+        _, address = self.endpoints.server(transport)
+        self._echoes.append(EchoServer(address))
+        return address
+
+    def req_socket(self, address: str) -> zmq.Socket:
+        sock = self._context.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(address)
+        self._closers.append(lambda: sock.close(0))
+        return sock
+
+    def req_client(self, address: str) -> ReqClient:
+        client = ReqClient(address, REQUEST_TIMEOUT_MS)
+        self._closers.append(client.close)
+        return client
+
+    def codec(self, threads: int) -> images.ParallelCodec:
+        codec = images.ParallelCodec(threads)
+        self._closers.append(codec.close)
+        return codec
+
+    # rows
+    def floor_rows(self) -> list[Row]:
+        bgr = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in self.inputs.model.values()]
+        buffers = [np.frombuffer(j, np.uint8) for j in self.inputs.jpegs.values()]
+        params = (cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY)
+        flag = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)
+        payload = self.inputs.jpeg_observation()
+
+        def encode():
+            for frame in bgr:
+                cv2.imencode(".jpg", frame, params)
+
+        def decode():
+            for buf in buffers:
+                cv2.imdecode(buf, flag)
+
+        rows = [
+            Row("floor_jpeg_encode_x4", "cv2.imencode, 4 x 320x280 q90, sequential, BGR in", _timed(encode)),
+            Row("floor_jpeg_decode_x4", "cv2.imdecode, 4 frames, sequential, RGB out", _timed(decode)),
+        ]
+        for transport in ("ipc", "tcp"):
+            sock = self.req_socket(self.start_echo(transport))
+
+            def echo(sock=sock):
+                sock.send(payload, copy=False)
+                sock.recv(copy=False)
+
+            rows.append(Row(f"floor_zmq_echo_{transport}",
+                            f"plain REQ/REP echo, {len(payload) / 1000:.0f} KB each way", _timed(echo)))
+        return rows
+
+    def server_rows(self) -> list[Row]:
+        rows = []
+        for name, transport, payload, note in (
+                ("server_rtt_ipc", "ipc", self.inputs.jpeg_observation(), "JPEG"),
+                ("server_rtt_tcp", "tcp", self.inputs.jpeg_observation(), "JPEG"),
+                ("server_rtt_raw_ipc", "ipc", self.inputs.raw_observation(), "raw rgb8, no codec")):
+            service, _, address = self.start_server(transport)
+            client = self.req_client(address)
+            stages = StageStats()
+
+            def exchange(client=client, payload=payload, stages=stages):
+                timer = StageTimer()
+                reply = client.request(payload)
+                timer.mark("round_trip")
+                protocol.parse_action_response(reply, layout.ACTION_HORIZON, layout.ACTION_DIM)
+                timer.mark("unpack")
+                stages.add(timer.stages)
+
+            rows.append(Row(name, f"pre-encoded {len(payload) / 1000:.0f} KB {note} -> mock server -> parsed",
+                            _timed(exchange), service=service, client_stages=stages))
+        return rows
+
+    def client_rows(self) -> list[Row]:
+        rows = []
+        for name, transport, link_cls, overrides, note in (
+                ("e2e_ipc", "ipc", AlfieLink, {}, "JPEG"),
+                ("e2e_tcp", "tcp", AlfieLink, {}, "JPEG"),
+                ("e2e_raw_ipc", "ipc", AlfieLink, {"image_encoding": "raw"}, "raw rgb8"),
+                ("gr00t_rtt_ipc", "ipc", Gr00tLink, {"server_protocol": "gr00t"}, "Isaac-GR00T npy"),
+                ("gr00t_rtt_tcp", "tcp", Gr00tLink, {"server_protocol": "gr00t"}, "Isaac-GR00T npy")):
+            service, server_config, _ = self.start_server(transport)
+            config = self.endpoints.client_config(server_config, **overrides)
+            client = self.req_client(config.address)
+            link = link_cls(config, client, self.codec(config.encode_threads))
+            if isinstance(link, Gr00tLink):
+                link.modality()  # fetched once per connection, as the real client does
+            stages = StageStats()
+            snap = self.inputs.snapshot()
+
+            def exchange(link=link, snap=snap, stages=stages) -> float:
+                timer = StageTimer()
+                reply = link.exchange(snap, snap.state, timer)
+                total = timer.total_ms()
+                if reply.actions.shape != (layout.ACTION_HORIZON, layout.ACTION_DIM):
+                    raise RuntimeError(f"{reply.actions.shape} chunk")
+                stages.add(timer.stages)
+                return total
+
+            rows.append(Row(name, f"4 x 640x480 rgb8 + state -> client path ({note}) -> mock server -> chunk",
+                            exchange, service=service, client_stages=stages))
+        return rows
+
+    def close(self) -> None:
+        for echo in self._echoes:
+            echo.stop()
+        for server in self._servers:
+            server.stop()
+        for close in reversed(self._closers):
+            close()
+        self.endpoints.close()
+
+
+def run_interleaved(rows: list[Row], iterations: int, warmup: int, progress=None) -> None:
+    """`warmup` unrecorded rounds, then `iterations` rounds of one sample per row, rotating the start."""
+    for i in range(warmup + iterations):
+        shift = i % len(rows)
+        for row in rows[shift:] + rows[:shift]:
+            value = row.sample()
+            if i >= warmup:
+                row.samples.append(value)
+        if progress and i >= warmup and (i - warmup + 1) % max(1, iterations // 4) == 0:
+            progress(f"  latency: {i - warmup + 1}/{iterations} iterations")
+
+
+def summarize(samples, notes: str = "") -> dict:
+    values = np.asarray(samples, dtype=np.float64)
+    result = {**percentiles(values), "mean": round(float(values.mean()), 3) if values.size else 0.0,
+              "n": int(values.size), "notes": notes}
+    return result
+
+
+# -- throughput ------------------------------------------------------------------------------
+def throughput_burst(address: str, payload: bytes, clients: int, seconds: float) -> tuple[int, float, list]:
+    """`clients` threads sending back to back for `seconds`; (replies, elapsed s, latencies ms)."""
+    barrier = threading.Barrier(clients + 1)
+    counts = [0] * clients
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    deadline = [0.0]
+
+    def worker(index: int) -> None:
+        client = ReqClient(address, REQUEST_TIMEOUT_MS)
+        try:
+            client.request(payload)  # connect outside the measured window
+            barrier.wait()
+            end = deadline[0]
+            while True:
+                start = time.perf_counter()
+                if start >= end:
+                    break
+                client.request(payload)
+                done = time.perf_counter()
+                if done <= end:
+                    counts[index] += 1
+                    latencies[index].append((done - start) * 1000.0)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    deadline[0] = time.perf_counter() + seconds  # written before the barrier lets any worker read it
+    barrier.wait()
+    for thread in threads:
+        thread.join(timeout=seconds + REQUEST_TIMEOUT_MS / 1000.0 + 5.0)
+    elapsed = seconds
+    return sum(counts), elapsed, [v for per in latencies for v in per]
+
+
+def measure_throughput(rig: Rig, profile: Profile, levels=(1, 2, 4), progress=None) -> tuple[dict, PolicyService]:
+    service, _, address = rig.start_server("ipc")
+    payload = rig.inputs.jpeg_observation()
+    totals = {n: [0, 0.0, []] for n in levels}
+    for _ in range(profile.throughput_rounds):  # interleaved rounds, like the latency rows
+        for n in levels:
+            count, elapsed, lats = throughput_burst(address, payload, n, profile.throughput_burst_s)
+            totals[n][0] += count
+            totals[n][1] += elapsed
+            totals[n][2].extend(lats)
+    result = {}
+    for n, (count, elapsed, lats) in totals.items():
+        rps = count / elapsed if elapsed else 0.0
+        result[n] = {"clients": n, "requests": count, "seconds": round(elapsed, 3), "req_per_s": round(rps, 1),
+                     "latencies": lats}
+        if progress:
+            progress(f"  throughput: {n} client(s) {rps:.0f} req/s")
+    return result, service
+
+
+# -- command loop inside the real nodes ------------------------------------------------------
+def measure_command_loop(seconds: float, domain_id: int, directory: str, progress=None) -> dict:
+    """GrootServer (mock) + GrootClient + SimRobot in this process, one executor thread per node."""
+    try:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.parameter import Parameter
+        from std_msgs.msg import Bool
+
+        from alfie_gr00t.client_core import ClientState
+        from alfie_gr00t.nodes.groot_client import GrootClient
+        from alfie_gr00t.nodes.groot_server import GrootServer
+        from alfie_gr00t.nodes.sim_robot import SimRobot
+        from alfie_gr00t.stats import RollingStats
+    except ImportError as exc:
+        return {"skipped": f"rclpy or ROS messages unavailable: {exc}"}
+
+    ipc_path = os.path.join(directory, "loop.sock")
+    context = rclpy.Context()
+    rclpy.init(args=["--ros-args", "--log-level", "warn"], context=context, domain_id=domain_id)
+    nodes, executors, threads = [], [], []
+    try:
+        server = GrootServer(namespace="alfie", context=context, parameter_overrides=[
+            Parameter("mock_mode", value=True), Parameter("ipc_path", value=ipc_path)])
+        server.start()
+        nodes.append(server)
+        client = GrootClient(namespace="alfie", context=context,
+                             parameter_overrides=[Parameter("ipc_path", value=ipc_path)])
+        client.start()
+        nodes.append(client)
+        robot = SimRobot(namespace="alfie", context=context)
+        robot.start()
+        nodes.append(robot)
+        monitor = rclpy.create_node("groot_bench", namespace="alfie", context=context)
+        nodes.append(monitor)
+        activate = monitor.create_publisher(Bool, "/alfie/groot_client/activate", 10)
+        for node in nodes:
+            executor = SingleThreadedExecutor(context=context)
+            executor.add_node(node)
+            executors.append(executor)
+            thread = threading.Thread(target=executor.spin, daemon=True, name=f"spin-{node.get_name()}")
+            thread.start()
+            threads.append(thread)
+        deadline = time.monotonic() + 10.0
+        while client.machine.state is not ClientState.ACTIVE and time.monotonic() < deadline:
+            if client.machine.state is ClientState.IDLE:
+                activate.publish(Bool(data=True))  # repeated until discovery has matched
+            time.sleep(0.1)
+        if client.machine.state is not ClientState.ACTIVE:
+            return {"skipped": f"client did not become ACTIVE (state {client.machine.state.value})"}
+        if progress:
+            progress(f"  command loop: ACTIVE, measuring {seconds:.0f} s")
+        client.command_period_ms = RollingStats(window=100000)  # only the ACTIVE period counts
+        ok_before = client.worker.requests_ok
+        time.sleep(seconds)
+        period = client.command_period_ms.snapshot()
+        with client.command_period_ms._lock:
+            samples = list(client.command_period_ms._samples)
+        status = client.status()
+        return {
+            **{k: period[k] for k in ("p50", "p95", "p99", "mean", "count")},
+            "max": round(max(samples), 3) if samples else 0.0,
+            "samples": samples,
+            "requests_ok": client.worker.requests_ok - ok_before,
+            "requests_failed": status["requests_failed"],
+            "round_trip_p50_ms": status["round_trip_p50_ms"],
+            "commands_published": status["commands_published"],
+            "client_stages": status["stages_ms"],
+            "server_stages": server.service.stages.summary(),
+        }
+    finally:
+        for executor in executors:
+            executor.shutdown(timeout_sec=1.0)
+        for thread in threads:
+            thread.join(timeout=2.0)
+        for node in reversed(nodes):
+            if hasattr(node, "close"):
+                node.close()
+            node.destroy_node()
+        context.try_shutdown()
+
+
+# -- crossfade trajectory (deterministic, fake clock) -----------------------------------------
+def crossfade_trajectory(crossfade_steps: int, seconds: float = 2.0, rate_hz: float = 100.0,
+                         latency_s: float = 0.04, joint: int = 7, jump: float = 0.12) -> dict:
+    """Drive ActionScheduler at `rate_hz` with chunks that disagree by ±`jump` at every boundary.
+
+    The policy's intended motion is a slow sine; chunk k adds (-1)^k * jump, as two
+    consecutive policy calls that disagree would. A request goes out when the scheduler asks
+    for a refill and its chunk arrives `latency_s` later (stamped with the observation time).
+    """
+    now = [0.0]
+    scheduler = ActionScheduler(SchedulerConfig(crossfade_steps=crossfade_steps, watchdog_timeout_s=10.0),
+                                clock=lambda: now[0])
+    config = scheduler.config
+    pending: tuple[float, float] | None = None  # (arrival time, observation time)
+    chunk_index = 0
+    times, values, arrivals = [], [], []
+
+    def intended(t):
+        return 0.3 * np.sin(2 * np.pi * 0.4 * t)
+
+    for tick in range(int(seconds * rate_hz) + 1):
+        t = tick / rate_hz
+        now[0] = t
+        if pending is not None and t >= pending[0]:
+            obs_time = pending[1]
+            steps = obs_time + np.arange(config.action_horizon) / config.action_step_hz
+            chunk = np.zeros((config.action_horizon, config.action_dim))
+            chunk[:, joint] = intended(steps) + (jump if chunk_index % 2 == 0 else -jump)
+            scheduler.add_chunk(chunk, obs_time)
+            arrivals.append(t)
+            chunk_index += 1
+            pending = None
+        if pending is None and scheduler.needs_refill(t):
+            pending = (t + latency_s, t)
+        command = scheduler.command(t)
+        times.append(t)
+        values.append(float(command[joint]) if command is not None else math.nan)
+    series = np.asarray(values)
+    steps = np.abs(np.diff(series))
+    steps = steps[np.isfinite(steps)]
+    return {"crossfade_steps": crossfade_steps, "times": times, "values": values, "arrivals": arrivals,
+            "max_step": round(float(steps.max()) if steps.size else 0.0, 4)}
+
+
+# -- report ---------------------------------------------------------------------------------
+def _ratio(name, value, target, definition):
+    return {"value": round(value, 3) if math.isfinite(value) else None, "target": target,
+            "met": None if target is None or not math.isfinite(value) else bool(value <= target),
+            "definition": definition}
+
+
+def compute_ratios(rows: dict) -> dict:
+    p = {name: row["p50"] for name, row in rows.items()}
+
+    def div(a, b):
+        return a / b if b > 0 else math.inf
+
+    return {
+        "server_vs_floor_ipc": _ratio(
+            "server", div(p["server_rtt_ipc"], p["floor_jpeg_decode_x4"] + p["floor_zmq_echo_ipc"]),
+            SERVER_RATIO_TARGET, "server_rtt_ipc / (floor_jpeg_decode_x4 + floor_zmq_echo_ipc), p50"),
+        "e2e_vs_floor_ipc": _ratio(
+            "e2e", div(p["e2e_ipc"], p["floor_jpeg_encode_x4"] + p["floor_jpeg_decode_x4"] + p["floor_zmq_echo_ipc"]),
+            E2E_RATIO_TARGET, "e2e_ipc / (floor_jpeg_encode_x4 + floor_jpeg_decode_x4 + floor_zmq_echo_ipc), p50"),
+        "jpeg_vs_gr00t_tcp": _ratio(
+            "jpeg/gr00t", div(p["e2e_tcp"], p["gr00t_rtt_tcp"]), None,
+            "e2e_tcp / gr00t_rtt_tcp, p50 (< 1: our JPEG path is faster than Isaac-GR00T npy)"),
+        "raw_vs_jpeg_ipc": _ratio(
+            "raw/jpeg", div(p["e2e_raw_ipc"], p["e2e_ipc"]), None,
+            "e2e_raw_ipc / e2e_ipc, p50 (< 1: raw frames beat JPEG on-device)"),
+        "raw_vs_gr00t_ipc": _ratio(
+            "raw/gr00t", div(p["e2e_raw_ipc"], p["gr00t_rtt_ipc"]), None,
+            "e2e_raw_ipc / gr00t_rtt_ipc, p50 (< 1: our raw path beats Isaac-GR00T npy)"),
+    }
+
+
+def compute_targets(ratios: dict, throughput: dict, command: dict) -> list[dict]:
+    best = max(throughput.values(), key=lambda r: r["req_per_s"])
+    period_p99 = command.get("p99")
+    return [
+        {"name": "server_rtt_ipc / (decode + echo) p50", "value": ratios["server_vs_floor_ipc"]["value"],
+         "target": f"<= {SERVER_RATIO_TARGET}", "met": ratios["server_vs_floor_ipc"]["met"]},
+        {"name": "e2e_ipc / (encode + decode + echo) p50", "value": ratios["e2e_vs_floor_ipc"]["value"],
+         "target": f"<= {E2E_RATIO_TARGET}", "met": ratios["e2e_vs_floor_ipc"]["met"]},
+        {"name": "command period p99 (ms, 100 Hz, inference in flight)", "value": period_p99,
+         "target": f"<= {COMMAND_PERIOD_P99_TARGET_MS}",
+         "met": None if period_p99 is None else bool(period_p99 <= COMMAND_PERIOD_P99_TARGET_MS)},
+        {"name": f"mock server throughput, 4 JPEG cameras (req/s, best of {sorted(throughput)} clients)",
+         "value": best["req_per_s"], "target": f">= {THROUGHPUT_TARGET_RPS:.0f}",
+         "met": bool(best["req_per_s"] >= THROUGHPUT_TARGET_RPS)},
+    ]
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def format_report(result: dict) -> str:
+    ratios = result["ratios"]
+    inline = {"server_rtt_ipc": f"ratio {ratios['server_vs_floor_ipc']['value']} (target <= {SERVER_RATIO_TARGET})",
+              "e2e_ipc": f"ratio {ratios['e2e_vs_floor_ipc']['value']} (target <= {E2E_RATIO_TARGET})",
+              "e2e_tcp": f"x{ratios['jpeg_vs_gr00t_tcp']['value']} of gr00t_rtt_tcp",
+              "e2e_raw_ipc": f"x{ratios['raw_vs_jpeg_ipc']['value']} of e2e_ipc, "
+                             f"x{ratios['raw_vs_gr00t_ipc']['value']} of gr00t_rtt_ipc"}
+    lines = [f"{'row':<24}{'n':>6}{'p50':>9}{'p95':>9}{'p99':>9}{'mean':>9}  notes (times in ms)"]
+    for name, row in result["rows"].items():
+        note = row["notes"] + (f"; {inline[name]}" if name in inline else "")
+        lines.append(f"{name:<24}{row['n']:>6}{_fmt(row['p50']):>9}{_fmt(row['p95']):>9}"
+                     f"{_fmt(row['p99']):>9}{_fmt(row['mean']):>9}  {note}")
+    lines += ["", "ratios (p50 over p50):"]
+    for name, r in ratios.items():
+        verdict = "" if r["met"] is None else ("  met" if r["met"] else "  NOT met")
+        target = "" if r["target"] is None else f" (target <= {r['target']})"
+        lines.append(f"  {name:<22}{_fmt(r['value']):>8}{target}{verdict}   {r['definition']}")
+    lines += ["", "targets:"]
+    for t in result["targets"]:
+        verdict = "n/a" if t["met"] is None else ("met" if t["met"] else "NOT met")
+        value = t["value"] if t["value"] is not None else "-"
+        lines.append(f"  [{verdict:^7}] {t['name']}: {value} (target {t['target']})")
+    cf = result["crossfade"]
+    lines += ["", "crossfade (scheduler, fake clock, chunks disagreeing by 0.24 rad): largest tick-to-tick change "
+              + ", ".join(f"crossfade_steps={k}: {v['max_step']}" for k, v in cf.items())]
+    lines += ["", "stages (p50 / p95 ms):"]
+    for side in ("server", "client"):
+        for row, summary in result["stages"][side].items():
+            parts = ", ".join(f"{stage} {s['p50']:.3f}/{s['p95']:.3f}" for stage, s in summary.items())
+            lines.append(f"  {side:<6} {row:<22} {parts}")
+    lines.append(f"\n{result['meta']['wall_s']:.1f} s on {result['meta']['cpus']} CPUs "
+                 f"({result['meta']['mode']}, {result['meta']['iterations']} iterations)")
+    return "\n".join(lines)
+
+
+# -- plot -----------------------------------------------------------------------------------
+def write_plot(result: dict, samples: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_lat, ax_traj) = plt.subplots(2, 1, figsize=(11, 10), gridspec_kw={"height_ratios": [3, 2]})
+    names = list(samples)
+    labels = "tick_labels" if _mpl_has_tick_labels(matplotlib) else "labels"  # renamed in matplotlib 3.9
+    ax_lat.boxplot([samples[n] for n in names], vert=False, whis=(1, 99), showfliers=False, **{labels: names})
+    ax_lat.invert_yaxis()
+    ax_lat.set_xscale("log")
+    ax_lat.set_xlabel("latency, ms (log; box = p25..p75, whiskers = p1..p99)")
+    ax_lat.set_title(f"alfie_gr00t latency distributions ({result['meta']['mode']} run, "
+                     f"{result['meta']['cpus']} CPUs)")
+    ax_lat.grid(True, axis="x", which="both", alpha=0.3)
+    for cf in result["crossfade"].values():
+        ax_traj.plot(cf["times"], cf["values"], label=f"crossfade_steps={cf['crossfade_steps']} "
+                                                      f"(max step {cf['max_step']})")
+    for t in next(iter(result["crossfade"].values()))["arrivals"]:
+        ax_traj.axvline(t, color="grey", linestyle=":", linewidth=0.8)
+    ax_traj.set_xlabel("time, s (dotted: chunk arrivals)")
+    ax_traj.set_ylabel("joint 7 command")
+    ax_traj.set_title("ActionScheduler output at 100 Hz, chunks disagreeing by ±0.12 at every boundary")
+    ax_traj.legend(loc="upper right")
+    ax_traj.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _mpl_has_tick_labels(matplotlib) -> bool:
+    try:
+        major, minor = (int(p) for p in matplotlib.__version__.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (3, 9)
+
+
+# -- driver ---------------------------------------------------------------------------------
+def run_benchmark(profile: Profile, domain_id: int, mode: str, log=print) -> tuple[dict, dict]:
+    """Everything; returns (JSON-able result, raw latency samples per row for the plot)."""
+    started = time.perf_counter()
+    inputs = Inputs.build()
+    rig = Rig(inputs)
+    try:
+        rows = rig.floor_rows() + rig.server_rows() + rig.client_rows()
+        log(f"latency: {len(rows)} rows x {profile.iterations} iterations, interleaved")
+        run_interleaved(rows, profile.iterations, profile.warmup, log)
+        log("throughput: 1, 2, 4 clients over IPC, JPEG")
+        throughput, tp_service = measure_throughput(rig, profile, progress=log)
+    finally:
+        rig.close()
+    log("command loop: GrootServer (mock) + GrootClient + SimRobot")
+    directory = tempfile.mkdtemp(prefix="agbench_", dir="/tmp")
+    try:
+        command = measure_command_loop(profile.command_loop_s, domain_id, directory, log)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+    table = {row.name: summarize(row.samples, row.notes) for row in rows}
+    samples = {row.name: row.samples for row in rows}
+    for n, tp in throughput.items():
+        name = f"throughput_{n}_client{'s' if n > 1 else ''}"
+        table[name] = summarize(tp["latencies"], f"{tp['req_per_s']:.0f} req/s over IPC, JPEG, "
+                                                 f"{tp['requests']} requests in {tp['seconds']} s")
+        table[name]["req_per_s"] = tp["req_per_s"]
+        samples[name] = tp["latencies"]
+    if "skipped" in command:
+        table["command_period"] = {"p50": None, "p95": None, "p99": None, "mean": None, "n": 0,
+                                   "notes": f"skipped: {command['skipped']}"}
+    else:
+        table["command_period"] = {
+            "p50": command["p50"], "p95": command["p95"], "p99": command["p99"], "mean": command["mean"],
+            "n": int(command["count"]),
+            "notes": f"GrootClient timer at 100 Hz (10 ms), max {command['max']}; {command['requests_ok']} "
+                     f"inferences in flight meanwhile, rtt p50 {command['round_trip_p50_ms']} ms"}
+        samples["command_period"] = command["samples"]
+
+    ratios = compute_ratios(table)
+    stages = {"server": {row.name: row.service.stages.summary() for row in rows if row.service},
+              "client": {row.name: row.client_stages.summary() for row in rows if row.client_stages}}
+    stages["server"]["throughput"] = tp_service.stages.summary()
+    if "skipped" not in command:
+        stages["server"]["command_loop_node"] = command["server_stages"]
+        stages["client"]["command_loop_node"] = command["client_stages"]
+    result = {
+        "meta": {"mode": mode, "iterations": profile.iterations, "warmup": profile.warmup,
+                 "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                 "opencv": cv2.__version__, "pyzmq": zmq.__version__, "numpy": np.__version__,
+                 "jpeg_observation_bytes": len(inputs.jpeg_observation()),
+                 "raw_observation_bytes": len(inputs.raw_observation()),
+                 "ros_domain_id": domain_id, "wall_s": round(time.perf_counter() - started, 1)},
+        "rows": table,
+        "throughput": {str(n): {k: v for k, v in tp.items() if k != "latencies"} for n, tp in throughput.items()},
+        "command_loop": {k: v for k, v in command.items() if k not in ("samples",)},
+        "ratios": ratios,
+        "targets": compute_targets(ratios, throughput, command),
+        "stages": stages,
+        "crossfade": {str(k): crossfade_trajectory(k) for k in (0, 3)},
+    }
+    return result, samples
+
+
+def _json_safe(result: dict) -> dict:
+    out = json.loads(json.dumps(result, default=float))
+    for cf in out["crossfade"].values():  # NaN (no command yet) is not JSON
+        cf["values"] = [None if isinstance(v, float) and not math.isfinite(v) else v for v in cf["values"]]
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="groot_bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", help="latency distributions and crossfade trajectory "
+                                                           "(needs matplotlib)")
+    parser.add_argument("--quick", action="store_true", help="~10 s smoke run instead of the ~60 s measurement")
+    parser.add_argument("--iterations", type=int, help="latency samples per row (default 1000, quick 60)")
+    parser.add_argument("--domain-id", type=int, default=int(os.environ["ROS_DOMAIN_ID"]),
+                        help="ROS domain for the command-loop nodes (default: $ROS_DOMAIN_ID)")
+    args = parser.parse_args(argv)
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("groot_bench: --plot needs matplotlib, which is an optional extra: pip install matplotlib",
+                  file=sys.stderr)
+            return 2
+    profile = QUICK if args.quick else DEFAULT
+    if args.iterations is not None:
+        if args.iterations < 1:
+            parser.error("--iterations must be >= 1")
+        profile = Profile(args.iterations, profile.warmup, profile.throughput_rounds,
+                          profile.throughput_burst_s, profile.command_loop_s)
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    result, samples = run_benchmark(profile, args.domain_id, "quick" if args.quick else "default", log)
+    result = _json_safe(result)
+    print(format_report(result), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        log(f"wrote {args.json}")
+    if args.plot:
+        write_plot(result, samples, args.plot)
+        log(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
