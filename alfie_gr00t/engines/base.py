@@ -81,6 +81,12 @@ class Engine(ABC):
         return {}
 
 
+def stage_split(start: float, prepared: float, ran: float, done: float) -> dict[str, float]:
+    """perf_counter marks -> the preprocess / inference / postprocess split in ms."""
+    return {"preprocess": (prepared - start) * 1000.0, "inference": (ran - prepared) * 1000.0,
+            "postprocess": (done - ran) * 1000.0}
+
+
 def run_batched(engine: Engine, batch: ObservationBatch) -> EngineOutput:
     """Run a batch of any size, split into `engine.max_batch_size` pieces when needed."""
     size = batch.batch_size

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from alfie_gr00t.engines.base import Engine, EngineConfig, EngineError, EngineOutput, ObservationBatch
+from alfie_gr00t.engines.base import (Engine, EngineConfig, EngineError, EngineOutput, ObservationBatch,
+                                     stage_split)
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +174,7 @@ class Gr00tPolicyEngine(Engine):
         ran = time.perf_counter()
         chunk = from_gr00t_action(action, self._config)
         done = time.perf_counter()
-        return EngineOutput(chunk, {
-            "preprocess": (prepared - start) * 1000.0,
-            "inference": (ran - prepared) * 1000.0,
-            "postprocess": (done - ran) * 1000.0,
-        })
+        return EngineOutput(chunk, stage_split(start, prepared, ran, done))
 
     def close(self) -> None:
         self._policy = None

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from alfie_gr00t.engines import contract
-from alfie_gr00t.engines.base import Engine, EngineConfig, EngineError, EngineOutput, ObservationBatch
+from alfie_gr00t.engines.base import (Engine, EngineConfig, EngineError, EngineOutput, ObservationBatch,
+                                     stage_split)
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +92,7 @@ class OnnxEngine(Engine):
         ran = time.perf_counter()
         chunk = contract.read_actions({contract.ACTIONS_OUTPUT: actions}, self.plan, self._config, batch.batch_size)
         done = time.perf_counter()
-        return EngineOutput(chunk, {
-            "preprocess": (prepared - start) * 1000.0,
-            "inference": (ran - prepared) * 1000.0,
-            "postprocess": (done - ran) * 1000.0,
-        })
+        return EngineOutput(chunk, stage_split(start, prepared, ran, done))
 
     def close(self) -> None:
         self._session = None

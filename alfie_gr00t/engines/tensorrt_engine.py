@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from alfie_gr00t.engines import contract
-from alfie_gr00t.engines.base import Engine, EngineConfig, EngineError, EngineOutput, ObservationBatch
+from alfie_gr00t.engines.base import (Engine, EngineConfig, EngineError, EngineOutput, ObservationBatch,
+                                     stage_split)
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +144,7 @@ class TensorRTEngine(Engine):
         ran = time.perf_counter()
         chunk = contract.read_actions({contract.ACTIONS_OUTPUT: actions}, self.plan, self._config, size)
         done = time.perf_counter()
-        return EngineOutput(chunk, {
-            "preprocess": (prepared - start) * 1000.0,
-            "inference": (ran - prepared) * 1000.0,
-            "postprocess": (done - ran) * 1000.0,
-        })
+        return EngineOutput(chunk, stage_split(start, prepared, ran, done))
 
     def _run(self, staged: dict[str, np.ndarray]) -> np.ndarray:
         """H2D copies, execute_async_v3, D2H of `actions`, one sync; returns a pinned view."""
