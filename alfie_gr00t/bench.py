@@ -644,8 +644,10 @@ def write_plot(result: dict, samples: dict, path: str) -> None:
 
     fig, (ax_lat, ax_traj) = plt.subplots(2, 1, figsize=(11, 10), gridspec_kw={"height_ratios": [3, 2]})
     names = list(samples)
-    labels = "tick_labels" if _mpl_has_tick_labels(matplotlib) else "labels"  # renamed in matplotlib 3.9
-    ax_lat.boxplot([samples[n] for n in names], vert=False, whis=(1, 99), showfliers=False, **{labels: names})
+    version = _mpl_version(matplotlib)
+    options = {"tick_labels" if version >= (3, 9) else "labels": names}  # renamed in 3.9
+    options.update({"orientation": "horizontal"} if version >= (3, 10) else {"vert": False})  # 3.10 API
+    ax_lat.boxplot([samples[n] for n in names], whis=(1, 99), showfliers=False, **options)
     ax_lat.invert_yaxis()
     ax_lat.set_xscale("log")
     ax_lat.set_xlabel("latency, ms (log; box = p25..p75, whiskers = p1..p99)")
@@ -667,12 +669,12 @@ def write_plot(result: dict, samples: dict, path: str) -> None:
     plt.close(fig)
 
 
-def _mpl_has_tick_labels(matplotlib) -> bool:
+def _mpl_version(matplotlib) -> tuple[int, int]:
     try:
         major, minor = (int(p) for p in matplotlib.__version__.split(".")[:2])
     except ValueError:
-        return False
-    return (major, minor) >= (3, 9)
+        return (0, 0)
+    return major, minor
 
 
 # -- driver ---------------------------------------------------------------------------------
