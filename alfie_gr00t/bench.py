@@ -447,8 +447,10 @@ def measure_command_loop(seconds: float, domain_id: int, directory: str, progres
             Parameter("mock_mode", value=True), Parameter("ipc_path", value=ipc_path)])
         server.start()
         nodes.append(server)
-        client = GrootClient(namespace="alfie", context=context,
-                             parameter_overrides=[Parameter("ipc_path", value=ipc_path)])
+        # Refill threshold = the whole horizon: the client asks for a chunk at every chance, so a
+        # request is sent at target_fps (15 Hz) throughout, the most inference traffic it ever makes.
+        client = GrootClient(namespace="alfie", context=context, parameter_overrides=[
+            Parameter("ipc_path", value=ipc_path), Parameter("refill_threshold_steps", value=16.0)])
         client.start()
         nodes.append(client)
         robot = SimRobot(namespace="alfie", context=context)
@@ -630,8 +632,10 @@ def format_report(result: dict) -> str:
         for row, summary in result["stages"][side].items():
             parts = ", ".join(f"{stage} {s['p50']:.3f}/{s['p95']:.3f}" for stage, s in summary.items())
             lines.append(f"  {side:<6} {row:<22} {parts}")
-    lines.append(f"\n{result['meta']['wall_s']:.1f} s on {result['meta']['cpus']} CPUs "
-                 f"({result['meta']['mode']}, {result['meta']['iterations']} iterations)")
+    meta = result["meta"]
+    lines.append(f"\n{meta['wall_s']:.1f} s on {meta['cpus']} CPUs ({meta['mode']}, {meta['iterations']} iterations; "
+                 f"1-min load average before the run {meta['loadavg_1min_before']}: "
+                 "well above 0 means other processes shared the cores)")
     return "\n".join(lines)
 
 
@@ -681,6 +685,7 @@ def _mpl_version(matplotlib) -> tuple[int, int]:
 def run_benchmark(profile: Profile, domain_id: int, mode: str, log=print) -> tuple[dict, dict]:
     """Everything; returns (JSON-able result, raw latency samples per row for the plot)."""
     started = time.perf_counter()
+    load_before = _loadavg()
     inputs = Inputs.build()
     rig = Rig(inputs)
     try:
@@ -713,8 +718,9 @@ def run_benchmark(profile: Profile, domain_id: int, mode: str, log=print) -> tup
         table["command_period"] = {
             "p50": command["p50"], "p95": command["p95"], "p99": command["p99"], "mean": command["mean"],
             "n": int(command["count"]),
-            "notes": f"GrootClient timer at 100 Hz (10 ms), max {command['max']}; {command['requests_ok']} "
-                     f"inferences in flight meanwhile, rtt p50 {command['round_trip_p50_ms']} ms"}
+            "notes": f"GrootClient 100 Hz timer, max {command['max']}; {command['requests_ok']} requests "
+                     f"({command['requests_ok'] / profile.command_loop_s:.1f}/s) meanwhile, "
+                     f"rtt p50 {command['round_trip_p50_ms']} ms"}
         samples["command_period"] = command["samples"]
 
     ratios = compute_ratios(table)
@@ -730,7 +736,9 @@ def run_benchmark(profile: Profile, domain_id: int, mode: str, log=print) -> tup
                  "opencv": cv2.__version__, "pyzmq": zmq.__version__, "numpy": np.__version__,
                  "jpeg_observation_bytes": len(inputs.jpeg_observation()),
                  "raw_observation_bytes": len(inputs.raw_observation()),
-                 "ros_domain_id": domain_id, "wall_s": round(time.perf_counter() - started, 1)},
+                 "opencv_threads": cv2.getNumThreads(), "ros_domain_id": domain_id,
+                 "loadavg_1min_before": load_before,
+                 "wall_s": round(time.perf_counter() - started, 1)},
         "rows": table,
         "throughput": {str(n): {k: v for k, v in tp.items() if k != "latencies"} for n, tp in throughput.items()},
         "command_loop": {k: v for k, v in command.items() if k not in ("samples",)},
@@ -740,6 +748,13 @@ def run_benchmark(profile: Profile, domain_id: int, mode: str, log=print) -> tup
         "crossfade": {str(k): crossfade_trajectory(k) for k in (0, 3)},
     }
     return result, samples
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _json_safe(result: dict) -> dict:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from alfie_gr00t import layout
 from alfie_gr00t.engines.base import EngineConfig
 from alfie_gr00t.protocol import RequestLimits
-from alfie_gr00t.transport import endpoint_address
+from alfie_gr00t.transport import endpoint_address, is_loopback_host
 
 _GROUP_NAMES = tuple(g.name for g in layout.LAYOUT_GROUPS)
 _GROUP_SIZES = tuple(g.size for g in layout.LAYOUT_GROUPS)
@@ -77,6 +77,13 @@ class ServerConfig:
     @property
     def address(self) -> str:
         return endpoint_address(self.transport, self.ipc_path, self.bind_host, self.bind_port)
+
+    def exposure_warning(self) -> str | None:
+        """A warning when TCP listens beyond loopback with no api_token (anyone reachable can drive the robot)."""
+        if self.transport == "tcp" and not is_loopback_host(self.bind_host) and not self.api_token:
+            return (f"TCP bound to {self.bind_host} without api_token: anyone who can reach port {self.bind_port} "
+                    "can request actions. Set api_token for remote use.")
+        return None
 
     @property
     def limits(self) -> RequestLimits:

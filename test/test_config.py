@@ -36,3 +36,21 @@ def test_invalid_values_are_refused(cls, values, fragment):
 def test_lists_become_tuples():
     config = config_from_values(ClientConfig, {"camera_names": ["a", "b"], "camera_topics": ["/a", "/b"]})
     assert config.camera_names == ("a", "b")
+
+
+@pytest.mark.parametrize("values, warns", [
+    ({"transport": "tcp", "bind_host": "0.0.0.0"}, True),
+    ({"transport": "tcp", "bind_host": "*"}, True),
+    ({"transport": "tcp", "bind_host": "0.0.0.0", "api_token": "t"}, False),
+    ({"transport": "tcp", "bind_host": "127.0.0.1"}, False),
+    ({"transport": "ipc"}, False),
+])
+def test_warning_when_tcp_listens_beyond_loopback_without_token(values, warns):
+    warning = config_from_values(ServerConfig, values).exposure_warning()
+    assert (warning is not None) == warns
+    if warns:
+        assert "without api_token" in warning
+
+
+def test_default_ipc_socket_mode_is_0660():
+    assert int(ServerConfig().ipc_mode, 8) == 0o660

@@ -22,7 +22,6 @@ from alfie_gr00t.engines.registry import create_engine
 from alfie_gr00t.nodes.params import declare_config
 from alfie_gr00t.nodes.runner import run_node
 from alfie_gr00t.server_core import BackgroundServer, PolicyService
-from alfie_gr00t.transport import is_loopback_host
 
 
 class GrootServer(Node):
@@ -43,10 +42,9 @@ class GrootServer(Node):
                 f"engine '{engine.name}' warmed up: {len(times)} runs, first {times[0]:.1f} ms, "
                 f"median {statistics.median(times):.1f} ms")
         self.service = PolicyService(engine, cfg)
-        if cfg.transport == "tcp" and not is_loopback_host(cfg.bind_host) and not cfg.api_token:
-            self.get_logger().warning(
-                f"TCP bound to {cfg.bind_host} without api_token: anyone who can reach port {cfg.bind_port} "
-                "can request actions. Set api_token for remote use.")
+        warning = cfg.exposure_warning()
+        if warning:
+            self.get_logger().warning(warning)
         self.server = BackgroundServer(self.service, cfg.address, int(cfg.ipc_mode, 8)).start()
         self.get_logger().info(f"serving on {cfg.address} (engine: {engine.name})")
         self.create_timer(1.0, self._publish_status)
