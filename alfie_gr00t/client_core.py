@@ -78,13 +78,15 @@ class ClientStateMachine:
             self.state = ClientState.ACTIVE
             return True
 
-    def fail(self, epoch: int) -> bool:
-        """Too many consecutive failures during activation `epoch`; True when this moved us to ERROR."""
+    def fail(self, epoch: int) -> ClientState | None:
+        """Too many consecutive failures during activation `epoch`: move to ERROR and return the
+        state left (None when nothing changed)."""
         with self._lock:
             if epoch != self.epoch or self.state not in (ClientState.CONNECTING, ClientState.ACTIVE):
-                return False
+                return None
+            left = self.state
             self._move(ClientState.ERROR)
-            return True
+            return left
 
     @property
     def wants_inference(self) -> bool:
@@ -293,7 +295,7 @@ class InferenceWorker:
         self._scheduler = scheduler
         self._machine = machine
         self._normalizer = normalizer
-        self._on_error = on_error or (lambda message: None)
+        self._on_error = on_error or (lambda left_state, message: None)
         self._frame_decoder = frame_decoder  # stored frames -> message objects (the node stores serialized bytes)
         self._clock = clock
         self._lower = np.asarray(config.joint_lower_limits) - config.chunk_reject_margin
@@ -384,8 +386,10 @@ class InferenceWorker:
         self.requests_failed += 1
         self.consecutive_failures += 1
         self.last_error = message[:500]
-        if self.consecutive_failures >= self._cfg.max_consecutive_failures and self._machine.fail(epoch):
-            self._on_error(f"{self.consecutive_failures} consecutive failures, last: {self.last_error}")
+        if self.consecutive_failures >= self._cfg.max_consecutive_failures:
+            left = self._machine.fail(epoch)
+            if left is not None:
+                self._on_error(left, f"{self.consecutive_failures} consecutive failures, last: {self.last_error}")
 
     def reset_failures(self) -> None:
         self.consecutive_failures = 0

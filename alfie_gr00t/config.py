@@ -133,7 +133,7 @@ class ClientConfig:
     action_step_hz: float = 15.0
     action_horizon: int = layout.ACTION_HORIZON
     action_dim: int = layout.ACTION_DIM
-    refill_threshold_steps: float = 8.0
+    refill_threshold_steps: float = 12.0
     crossfade_steps: int = 3
     ema_alpha: float = 1.0
     target_fps: float = 15.0
@@ -164,6 +164,13 @@ class ClientConfig:
         _require(1 <= self.jpeg_quality <= 100, f"jpeg_quality must be 1..100, got {self.jpeg_quality}")
         _require(0.0 < self.ema_alpha <= 1.0, f"ema_alpha must be in (0, 1], got {self.ema_alpha}")
         _require(0 < self.action_horizon and self.crossfade_steps >= 0, "action_horizon > 0, crossfade_steps >= 0")
+        _require(0 < self.refill_threshold_steps <= self.action_horizon,
+                 f"refill_threshold_steps must be in (0, action_horizon], got {self.refill_threshold_steps}")
+        refill_due_s = (self.action_horizon - self.refill_threshold_steps) / self.action_step_hz
+        _require(refill_due_s + self.inference_timeout_ms / 1000.0 < self.watchdog_timeout_s,
+                 f"the next chunk is requested {refill_due_s:.3f} s after the last one and may take "
+                 f"{self.inference_timeout_ms} ms: that must stay under watchdog_timeout_s={self.watchdog_timeout_s}, "
+                 "or every refill trips the watchdog; raise refill_threshold_steps or watchdog_timeout_s")
         endpoint_address(self.transport, self.ipc_path, self.server_host, self.server_port)
 
     @property

@@ -54,3 +54,9 @@ def test_warning_when_tcp_listens_beyond_loopback_without_token(values, warns):
 
 def test_default_ipc_socket_mode_is_0660():
     assert int(ServerConfig().ipc_mode, 8) == 0o660
+
+
+def test_refill_point_must_come_before_the_watchdog():
+    with pytest.raises(ValueError, match="watchdog_timeout_s"):
+        config_from_values(ClientConfig, {"refill_threshold_steps": 8.0})  # 0.533 s + 0.1 s > 0.5 s
+    assert ClientConfig().refill_threshold_steps == 12.0

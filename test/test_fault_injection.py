@@ -157,15 +157,9 @@ def is_zero_twist(msg: Twist) -> bool:
     return not any((msg.linear.x, msg.linear.y, msg.linear.z, msg.angular.x, msg.angular.y, msg.angular.z))
 
 
-# Refill at 12 of 16 steps instead of the default 8: with the defaults the 0.5 s watchdog expires
-# before the refill point (see test_default_pacing_plays_without_holds_while_the_server_is_healthy),
-# and the spurious holds that follow would blur what the other tests count.
-PACING = dict(refill_threshold_steps=12.0)
-
-
 def make_client(context, ipc_path: str, **overrides) -> GrootClient:
     values = dict(ipc_path=ipc_path, image_width=64, image_height=56, encode_threads=1,
-                  inference_timeout_ms=200, max_consecutive_failures=3, **PACING)
+                  inference_timeout_ms=200, max_consecutive_failures=3)
     values.update(overrides)
     client = GrootClient(context=context, parameter_overrides=params(**values))
     client.start()
@@ -531,21 +525,10 @@ def test_client_commands_estop_resume_task_and_status(ros_context, ipc_path):
               f"after the e-stop was sent, {len(server.requests)} requests")
 
 
-DEFAULT_PACING_BUG = (
-    "with the default pacing (refill below 8 of 16 steps at 15 Hz = 0.533 s after the observation, "
-    "watchdog_timeout_s 0.5 s from the chunk's arrival) the watchdog always expires first: "
-    "remaining_steps() then reads 0, which is what triggers the refill, and every command tick until "
-    "the next chunk arrives (one round trip) finds the queue dry, so a healthy server gets a hold "
-    "about every 0.5 s. Fix: default refill_threshold_steps 12 (config.py and config/groot_client.yaml) "
-    "and reject configs where (action_horizon - refill_threshold_steps) / action_step_hz + "
-    "inference_timeout_ms / 1000 >= watchdog_timeout_s")
-
-
-@pytest.mark.xfail(strict=True, reason=DEFAULT_PACING_BUG)
 def test_default_pacing_plays_without_holds_while_the_server_is_healthy(ros_context, ipc_path):
     # A 60 ms engine, inside the default 100 ms timeout; every other parameter at its default.
     with ScriptedServer(f"ipc://{ipc_path}", delay_s=0.06) as server, \
-            client_and_robot(ros_context, ipc_path, inference_timeout_ms=100, refill_threshold_steps=8.0,
+            client_and_robot(ros_context, ipc_path, inference_timeout_ms=100,
                              max_consecutive_failures=5) as (client, robot):
         robot.activate(True)
         wait_state(client, ClientState.ACTIVE, CONNECT_S)
@@ -559,15 +542,6 @@ def test_default_pacing_plays_without_holds_while_the_server_is_healthy(ros_cont
         assert holds == 0, f"{holds} holds in 2 s of normal operation"
 
 
-ESTOP_QOS_BUG = (
-    "~/estop is subscribed with TRANSIENT_LOCAL durability only, which is incompatible with a publisher "
-    "using the default (VOLATILE) QoS: rmw warns 'offering incompatible QoS ... DURABILITY' and drops "
-    "every e-stop from such a node. Fix (groot_client.py _create_interfaces): also subscribe ~/estop "
-    "with the default reliable/volatile QoS (depth 10) feeding the same _on_estop; a volatile "
-    "subscription matches volatile and transient-local publishers, and estop handling is idempotent")
-
-
-@pytest.mark.xfail(strict=True, reason=ESTOP_QOS_BUG)
 def test_estop_from_a_default_qos_publisher_stops_the_robot(ros_context, ipc_path):
     with ScriptedServer(f"ipc://{ipc_path}"), client_and_robot(ros_context, ipc_path) as (client, robot):
         plain = robot.node.create_publisher(Bool, f"{CLIENT_NS}/estop", 10)  # what most nodes would write

@@ -85,7 +85,9 @@ class GrootClient(Node):
             self.create_subscription(Float32MultiArray, cfg.state_topic, self._on_state_array, 10,
                                      callback_group=sensors)
         self.create_subscription(Bool, "~/activate", self._on_activate, 10)
+        # Latched publishers (TRANSIENT_LOCAL) and plain ones are each matched only by their own kind.
         self.create_subscription(Bool, "~/estop", self._on_estop, latched)
+        self.create_subscription(Bool, "~/estop", self._on_estop, 10)
         self.create_subscription(String, "~/task_description", self._on_task, 10)
         self.joint_pub = self.create_publisher(JointState, "~/joint_commands", 10)
         self.twist_pub = self.create_publisher(Twist, "~/cmd_vel", 10)
@@ -129,9 +131,9 @@ class GrootClient(Node):
         hold = self.machine.estop(msg.data)
         self._after_transition(hold, f"estop:{str(msg.data).lower()}", before)
 
-    def _on_inference_error(self, message: str) -> None:
+    def _on_inference_error(self, left: ClientState, message: str) -> None:
         self.get_logger().error(f"ERROR state: {message}")
-        self._after_transition(True, "inference failures", ClientState.ACTIVE)
+        self._after_transition(left is ClientState.ACTIVE, "inference failures", left)
 
     def _after_transition(self, hold: bool, cause: str, before: ClientState) -> None:
         if hold:
