@@ -14,10 +14,10 @@ One run measures, on this machine, in one process:
 - server throughput with 1, 2 and 4 concurrent clients;
 - the command period of the real `GrootClient` node at 100 Hz while inference runs.
 
-Latency rows are measured interleaved: every iteration takes one sample of every row,
-starting at a different row each time, so machine drift hits all rows alike. Nothing
-leaves loopback: IPC sockets live in a fresh directory under /tmp, TCP binds 127.0.0.1,
-and DDS discovery is limited to localhost on a domain id of the benchmark's own.
+Latency rows are measured interleaved: every iteration takes one sample of every row, in a
+fresh random order, so machine drift hits all rows alike. Nothing leaves loopback: IPC
+sockets live in a fresh directory under /tmp, TCP binds 127.0.0.1, and DDS discovery is
+limited to localhost on a domain id of the benchmark's own.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from alfie_gr00t.config import ClientConfig, ServerConfig  # noqa: E402
 from alfie_gr00t.engines.mock import MockEngine  # noqa: E402
 from alfie_gr00t.scheduler import ActionScheduler, SchedulerConfig  # noqa: E402
 from alfie_gr00t.server_core import BackgroundServer, PolicyService  # noqa: E402
-from alfie_gr00t.stats import StageStats, StageTimer, percentiles  # noqa: E402
+from alfie_gr00t.stats import RollingStats, StageStats, StageTimer, percentiles  # noqa: E402
 from alfie_gr00t.transport import ReqClient  # noqa: E402
 
 CAMERA_WIDTH, CAMERA_HEIGHT = 640, 480
@@ -184,8 +184,9 @@ class Endpoints:
         return config, config.address
 
     def client_config(self, server: ServerConfig, **overrides) -> ClientConfig:
+        # The links use the ReqClient the rig gives them (REQUEST_TIMEOUT_MS), not inference_timeout_ms.
         return ClientConfig(transport=server.transport, ipc_path=server.ipc_path, server_host="127.0.0.1",
-                            server_port=server.bind_port, inference_timeout_ms=REQUEST_TIMEOUT_MS, **overrides)
+                            server_port=server.bind_port, **overrides)
 
     def close(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -345,11 +346,14 @@ class Rig:
         self.endpoints.close()
 
 
-def run_interleaved(rows: list[Row], iterations: int, warmup: int, progress=None) -> None:
-    """`warmup` unrecorded rounds, then `iterations` rounds of one sample per row, rotating the start."""
+def run_interleaved(rows: list[Row], iterations: int, warmup: int, progress=None, seed: int = 0) -> None:
+    """`warmup` unrecorded rounds, then `iterations` rounds of one sample per row, each round in a fresh
+    (seeded) random order: drift hits every row alike, and no row always follows the same neighbour
+    (a row after a 1 MB message finds warm allocator pages; a fixed rotation would keep that bias)."""
+    rng = np.random.default_rng(seed)
     for i in range(warmup + iterations):
-        shift = i % len(rows)
-        for row in rows[shift:] + rows[:shift]:
+        for index in rng.permutation(len(rows)):
+            row = rows[index]
             value = row.sample()
             if i >= warmup:
                 row.samples.append(value)
@@ -422,6 +426,18 @@ def measure_throughput(rig: Rig, profile: Profile, levels=(1, 2, 4), progress=No
 
 
 # -- command loop inside the real nodes ------------------------------------------------------
+class _RecordingStats(RollingStats):
+    """RollingStats that also keeps every sample (the plot shows the whole distribution)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.values: list[float] = []
+
+    def add(self, value_ms: float) -> None:
+        super().add(value_ms)
+        self.values.append(value_ms)
+
+
 def measure_command_loop(seconds: float, domain_id: int, directory: str, progress=None) -> dict:
     """GrootServer (mock) + GrootClient + SimRobot in this process, one executor thread per node."""
     try:
@@ -434,7 +450,6 @@ def measure_command_loop(seconds: float, domain_id: int, directory: str, progres
         from alfie_gr00t.nodes.groot_client import GrootClient
         from alfie_gr00t.nodes.groot_server import GrootServer
         from alfie_gr00t.nodes.sim_robot import SimRobot
-        from alfie_gr00t.stats import RollingStats
     except ImportError as exc:
         return {"skipped": f"rclpy or ROS messages unavailable: {exc}"}
 
@@ -475,12 +490,12 @@ def measure_command_loop(seconds: float, domain_id: int, directory: str, progres
             return {"skipped": f"client did not become ACTIVE (state {client.machine.state.value})"}
         if progress:
             progress(f"  command loop: ACTIVE, measuring {seconds:.0f} s")
-        client.command_period_ms = RollingStats(window=100000)  # only the ACTIVE period counts
+        recorder = _RecordingStats(window=100000)
+        client.command_period_ms = recorder  # only periods while ACTIVE count
         ok_before = client.worker.requests_ok
         time.sleep(seconds)
-        period = client.command_period_ms.snapshot()
-        with client.command_period_ms._lock:
-            samples = list(client.command_period_ms._samples)
+        period = recorder.snapshot()
+        samples = list(recorder.values)
         status = client.status()
         return {
             **{k: period[k] for k in ("p50", "p95", "p99", "mean", "count")},
@@ -764,6 +779,13 @@ def _json_safe(result: dict) -> dict:
     return out
 
 
+def _env_domain_id() -> int:
+    try:
+        return int(os.environ["ROS_DOMAIN_ID"])
+    except ValueError:
+        return 1 + os.getpid() % 100
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="groot_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -771,7 +793,7 @@ def main(argv=None) -> int:
                                                            "(needs matplotlib)")
     parser.add_argument("--quick", action="store_true", help="~10 s smoke run instead of the ~60 s measurement")
     parser.add_argument("--iterations", type=int, help="latency samples per row (default 1000, quick 60)")
-    parser.add_argument("--domain-id", type=int, default=int(os.environ["ROS_DOMAIN_ID"]),
+    parser.add_argument("--domain-id", type=int, default=_env_domain_id(),
                         help="ROS domain for the command-loop nodes (default: $ROS_DOMAIN_ID)")
     args = parser.parse_args(argv)
     if args.plot:
