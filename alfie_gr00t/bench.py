@@ -198,7 +198,6 @@ class Row:
     name: str
     notes: str
     sample: Callable[[], float]  # one measurement in ms
-    kind: str = "latency"
     samples: list = field(default_factory=list)
     service: PolicyService | None = None  # the server behind the row, for its stage summary
     client_stages: StageStats | None = None
