@@ -41,7 +41,7 @@ def onnx_specs(path: Path) -> tuple[list[contract.TensorSpec], list[contract.Ten
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="groot_build_engine", description=__doc__.split("\n")[0])
-    p.add_argument("onnx", type=Path, help="policy exported to the alfie_gr00t contract (docs/engines.md)")
+    p.add_argument("onnx", type=Path, help="policy exported to the alfie_gr00t contract (README: Inference engines)")
     p.add_argument("-o", "--output", type=Path, help="plan file to write (default: <onnx>.fp16.plan / .int8.plan / .plan)")
     p.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True, help="allow FP16 kernels (default on)")
     p.add_argument("--int8", action="store_true", help="allow INT8 kernels, calibrated with --calibration-data")
