@@ -189,12 +189,27 @@ def encode_observation(timestamp: float, frame_id: int, images: dict, state, lan
 
 def encode_actions(actions: np.ndarray, inference_time_ms: float, frame_id: int | None = None,
                    stages_ms: dict[str, float] | None = None) -> bytes:
-    message = {"actions": actions.tolist(), "inference_time_ms": float(inference_time_ms), "status": "ok"}
+    return assemble_actions_reply(pack_actions(actions), inference_time_ms, frame_id, stages_ms)
+
+
+def pack_actions(actions: np.ndarray) -> bytes:
+    """The packed value of the reply's "actions" key: the costly part of a reply, done once."""
+    return msgpack.packb(actions.tolist(), use_bin_type=True)
+
+
+def assemble_actions_reply(packed_actions: bytes, inference_time_ms: float, frame_id: int | None = None,
+                           stages_ms: dict[str, float] | None = None) -> bytes:
+    """An ok reply around already packed actions, so the packing can be timed and reported in it."""
+    rest = {"inference_time_ms": float(inference_time_ms), "status": "ok"}
     if frame_id is not None:
-        message["frame_id"] = frame_id
+        rest["frame_id"] = frame_id
     if stages_ms:
-        message["stages_ms"] = {k: round(float(v), 4) for k, v in stages_ms.items()}
-    return msgpack.packb(message, use_bin_type=True)
+        rest["stages_ms"] = {k: round(float(v), 4) for k, v in stages_ms.items()}
+    packer = msgpack.Packer(use_bin_type=True)
+    parts = [packer.pack_map_header(1 + len(rest)), packer.pack("actions"), packed_actions]
+    for key, value in rest.items():
+        parts += [packer.pack(key), packer.pack(value)]
+    return b"".join(parts)
 
 
 def encode_error(error_message: str, frame_id: int | None = None) -> bytes:

@@ -79,18 +79,15 @@ class PolicyService:
             timer.mark("preprocess")
             output = self._infer(batch)
             timer.mark("inference")
-            reply = protocol.encode_actions(output.actions[0], self.inference_ms.last, obs.frame_id, None)
+            packed_actions = protocol.pack_actions(output.actions[0])
             timer.mark("pack")
         except (protocol.ProtocolError, images.ImageError, PermissionError) as exc:
             return self._fail(str(exc), frame_id)
         except Exception as exc:  # engine failures must not take the server down
             log.exception("inference failed")
             return self._fail(f"Model inference failed: {type(exc).__name__}: {exc}", frame_id)
-        stages = dict(timer.stages)
-        self.stages.add(stages)
-        # Re-pack with the stage timings now that packing itself has been measured.
-        return protocol.encode_actions(output.actions[0], self.inference_ms.last, obs.frame_id, stages) \
-            if stages else reply
+        self.stages.add(timer.stages)
+        return protocol.assemble_actions_reply(packed_actions, self.inference_ms.last, obs.frame_id, timer.stages)
 
     def _decode_image(self, image) -> np.ndarray:
         if isinstance(image, protocol.RawImage):
@@ -118,10 +115,14 @@ class PolicyService:
             raise PermissionError("unauthorized: missing or wrong api_token")
 
     def _fail(self, message: str, frame_id) -> bytes:
+        return protocol.encode_error(self._record_error(message), frame_id)
+
+    def _record_error(self, message: str) -> str:
+        """Count and log a refused request; returns the (bounded) message for the reply."""
         self.errors += 1
         self.last_error = message[:500]
         log.warning("request refused: %s", self.last_error)
-        return protocol.encode_error(self.last_error, frame_id)
+        return self.last_error
 
     # -- Isaac-GR00T protocol ------------------------------------------------------
     def _respond_gr00t(self, payload) -> bytes:
@@ -138,10 +139,7 @@ class PolicyService:
         except Exception as exc:
             log.exception("Isaac-GR00T request failed")
             message = f"{type(exc).__name__}: {exc}"
-        self.errors += 1
-        self.last_error = message[:500]
-        log.warning("request refused: %s", self.last_error)
-        return gr00t_protocol.pack({"error": self.last_error})
+        return gr00t_protocol.pack({"error": self._record_error(message)})
 
     def _gr00t_endpoint(self, endpoint, data):
         cfg = self.config
