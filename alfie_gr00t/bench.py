@@ -441,13 +441,13 @@ def measure_command_loop(seconds: float, domain_id: int, directory: str, progres
     """GrootServer (mock) + GrootClient + SimRobot in this process, one executor thread per node."""
     try:
         import rclpy
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.parameter import Parameter
         from std_msgs.msg import Bool
 
         from alfie_gr00t.client_core import ClientState
         from alfie_gr00t.nodes.groot_client import GrootClient
         from alfie_gr00t.nodes.groot_server import GrootServer
+        from alfie_gr00t.nodes.runner import NodeSpinner, close_nodes
         from alfie_gr00t.nodes.sim_robot import SimRobot
     except ImportError as exc:
         return {"skipped": f"rclpy or ROS messages unavailable: {exc}"}
@@ -455,7 +455,7 @@ def measure_command_loop(seconds: float, domain_id: int, directory: str, progres
     ipc_path = os.path.join(directory, "loop.sock")
     context = rclpy.Context()
     rclpy.init(args=["--ros-args", "--log-level", "warn"], context=context, domain_id=domain_id)
-    nodes, executors, threads = [], [], []
+    nodes, spinner = [], None
     try:
         server = GrootServer(namespace="alfie", context=context, parameter_overrides=[
             Parameter("mock_mode", value=True), Parameter("ipc_path", value=ipc_path)])
@@ -473,13 +473,7 @@ def measure_command_loop(seconds: float, domain_id: int, directory: str, progres
         monitor = rclpy.create_node("groot_bench", namespace="alfie", context=context)
         nodes.append(monitor)
         activate = monitor.create_publisher(Bool, "/alfie/groot_client/activate", 10)
-        for node in nodes:
-            executor = SingleThreadedExecutor(context=context)
-            executor.add_node(node)
-            executors.append(executor)
-            thread = threading.Thread(target=executor.spin, daemon=True, name=f"spin-{node.get_name()}")
-            thread.start()
-            threads.append(thread)
+        spinner = NodeSpinner(nodes, context).start()
         deadline = time.monotonic() + 10.0
         while client.machine.state is not ClientState.ACTIVE and time.monotonic() < deadline:
             if client.machine.state is ClientState.IDLE:
@@ -508,14 +502,9 @@ def measure_command_loop(seconds: float, domain_id: int, directory: str, progres
             "server_stages": server.service.stages.summary(),
         }
     finally:
-        for executor in executors:
-            executor.shutdown(timeout_sec=1.0)
-        for thread in threads:
-            thread.join(timeout=2.0)
-        for node in reversed(nodes):
-            if hasattr(node, "close"):
-                node.close()
-            node.destroy_node()
+        if spinner is not None:
+            spinner.stop()
+        close_nodes(nodes)
         context.try_shutdown()
 
 

@@ -6,9 +6,7 @@ Same configs and the same `name:=value` arguments as the launch file, every node
 one process, optional auto-activation, a status line per second and a final summary.
 Exit code 0 when the loop ran (requests served, chunks received, commands sent).
 
-Each node spins its own single-threaded executor on its own thread. One rclpy
-MultiThreadedExecutor over all nodes was measured here (2 cores, sim robot at 30 Hz) at
-112 % CPU with a 1.2 s command-period p99; per-node executors: 21 % CPU and 10.7 ms.
+Each node spins its own single-threaded executor on its own thread (`NodeSpinner`).
 """
 
 from __future__ import annotations
@@ -16,11 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import threading
 import time
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.parameter import Parameter
 from std_msgs.msg import Bool, String
 
@@ -28,6 +25,7 @@ from alfie_gr00t.engines.base import EngineError
 from alfie_gr00t.launch_args import config_path, plan_from_arguments, to_bool
 from alfie_gr00t.nodes.groot_client import GrootClient
 from alfie_gr00t.nodes.groot_server import GrootServer
+from alfie_gr00t.nodes.runner import NodeSpinner, close_nodes
 from alfie_gr00t.nodes.sim_robot import SimRobot
 from alfie_gr00t.transport import AddressInUse
 
@@ -87,7 +85,7 @@ def run(argv: list[str]) -> int:
     duration = float(own["duration"])
     rclpy.init(args=["--ros-args", "--params-file", config_path("groot_server.yaml"),
                      "--params-file", config_path("groot_client.yaml")])
-    nodes, executors, server, client = [], [], None, None
+    nodes, spinner, server, client = [], None, None, None
     try:
         if plan.launch_server:
             server = GrootServer(namespace=NAMESPACE, parameter_overrides=_overrides(plan.server_params))
@@ -104,11 +102,7 @@ def run(argv: list[str]) -> int:
         nodes.append(monitor)
         listener = StatusListener(monitor)
         activate = monitor.create_publisher(Bool, f"/{NAMESPACE}/groot_client/activate", 10)
-        for node in nodes:  # one executor thread per node, see the module docstring
-            executor = SingleThreadedExecutor()
-            executor.add_node(node)
-            executors.append(executor)
-            threading.Thread(target=executor.spin, daemon=True, name=f"spin-{node.get_name()}").start()
+        spinner = NodeSpinner(nodes).start()
         if to_bool("auto_activate", own["auto_activate"]):
             time.sleep(0.5)  # let the sim robot's first frames arrive
             activate.publish(Bool(data=True))
@@ -120,12 +114,9 @@ def run(argv: list[str]) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         return print_summary(server, client, None) if client else 0
     finally:
-        for executor in executors:
-            executor.shutdown(timeout_sec=1.0)
-        for node in reversed(nodes):
-            if hasattr(node, "close"):
-                node.close()
-            node.destroy_node()
+        if spinner is not None:
+            spinner.stop()
+        close_nodes(nodes)
         rclpy.try_shutdown()
 
 

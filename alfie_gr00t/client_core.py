@@ -127,20 +127,20 @@ class LatestInputs:
 
     def store_state(self, values: dict[int, float]) -> None:
         """Update some state dims (index -> value) and mark the state fresh."""
-        with self._lock:
-            state = self._state.copy()
-            for index, value in values.items():
-                state[index] = value
-            self._state = state
-            self._state_time = self._clock()
+        self._update_state(values, fresh=True)
 
     def update_state_dims(self, values: dict[int, float]) -> None:
         """Update dims without touching freshness (the base twist rides along with the joint state)."""
+        self._update_state(values, fresh=False)
+
+    def _update_state(self, values: dict[int, float], fresh: bool) -> None:
         with self._lock:
-            state = self._state.copy()
+            state = self._state.copy()  # a new array: snapshots handed out earlier stay unchanged
             for index, value in values.items():
                 state[index] = value
             self._state = state
+            if fresh:
+                self._state_time = self._clock()
 
     def measured_state(self) -> np.ndarray | None:
         with self._lock:

@@ -18,6 +18,20 @@ from alfie_gr00t import images, layout  # noqa: E402
 _domain_ids = itertools.count(1 + (os.getpid() * 7) % 90)
 
 
+# Unpickling a Tripwire records that it ran: proof that a server never unpickles attacker data.
+TRIPWIRE_RAN: list[str] = []
+
+
+def _tripwire(tag):
+    TRIPWIRE_RAN.append(tag)
+    return tag
+
+
+class Tripwire:
+    def __reduce__(self):
+        return (_tripwire, ("server unpickled attacker data",))
+
+
 def next_domain_id() -> int:
     """A fresh ROS domain id per test (1..200), so parallel runs and tests never see each other."""
     return 1 + next(_domain_ids) % 200

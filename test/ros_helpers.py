@@ -4,10 +4,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -15,30 +13,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def params(**values):
     return [Parameter(name, value=value) for name, value in values.items()]
-
-
-class Spinner:
-    """Spins each node on its own single-threaded executor and thread (as the bringup does)."""
-
-    def __init__(self, context, *nodes):
-        self.executors = []
-        self._threads = []
-        for node in nodes:
-            executor = SingleThreadedExecutor(context=context)
-            executor.add_node(node)
-            self.executors.append(executor)
-            self._threads.append(threading.Thread(target=executor.spin, daemon=True))
-
-    def __enter__(self):
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        for executor in self.executors:
-            executor.shutdown(timeout_sec=2.0)
-        for thread in self._threads:
-            thread.join(timeout=5.0)
 
 
 class Collector:

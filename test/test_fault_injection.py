@@ -34,10 +34,11 @@ from std_msgs.msg import Bool, String
 from alfie_gr00t import layout
 from alfie_gr00t.client_core import ClientState
 from alfie_gr00t.nodes.groot_client import GrootClient
+from alfie_gr00t.nodes.runner import NodeSpinner
 from alfie_gr00t.transport import ipc_path_is_live
 
 from conftest import next_domain_id
-from ros_helpers import Collector, Spinner, params, start_node_process, wait_for
+from ros_helpers import Collector, params, start_node_process, wait_for
 
 CLIENT_NS = "/groot_client"
 ARM_HEAD_NAMES = list(layout.JOINT_NAMES[layout.JOINT_DIMS])
@@ -171,7 +172,7 @@ def client_and_robot(context, ipc_path: str, **overrides):
     """A started client and test robot, each spun on its own executor; torn down in order."""
     client = make_client(context, ipc_path, **overrides)
     robot = Robot(context)
-    spinner = Spinner(context, client, robot.node)
+    spinner = NodeSpinner([client, robot.node], context)
     try:
         with spinner:
             robot.start()

@@ -22,7 +22,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 import gr00t_wire  # noqa: E402
-from conftest import make_frame  # noqa: E402
+from conftest import TRIPWIRE_RAN, Tripwire, make_frame  # noqa: E402
 from gr00t_wire import ServerError, WireClient, get_action_request  # noqa: E402
 
 from alfie_gr00t import layout, protocol  # noqa: E402
@@ -297,21 +297,6 @@ def test_kill_is_honoured_when_allowed(transport, ipc_path, free_tcp_port):
 
 
 # -------------------------------------------------------------------- hostile ndarray payloads
-
-TRIPWIRE_RAN: list[str] = []
-
-
-def _tripwire(tag):
-    TRIPWIRE_RAN.append(tag)
-    return tag
-
-
-class Tripwire:
-    """Unpickling this object calls _tripwire: if the server ever unpickles, we know."""
-
-    def __reduce__(self):
-        return (_tripwire, ("server unpickled an object array",))
-
 
 def pickled_object_npy() -> bytes:
     array = np.empty((1, 1, 3), dtype=object)

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, os.path.dirname(__file__))
 
 import gr00t_wire  # noqa: E402
-from conftest import make_frame  # noqa: E402
+from conftest import TRIPWIRE_RAN, Tripwire, make_frame  # noqa: E402
 
 from alfie_gr00t import images, layout, protocol  # noqa: E402
 from alfie_gr00t.config import ServerConfig  # noqa: E402
@@ -502,19 +502,6 @@ def test_jpeg_headers_declaring_any_dimensions(service):
     run()
     print(tally.report("JPEG headers declaring arbitrary sizes"))
     assert tally.tried >= 100
-
-
-TRIPWIRE_RAN: list[str] = []
-
-
-def _tripwire(tag):
-    TRIPWIRE_RAN.append(tag)
-    return tag
-
-
-class Tripwire:
-    def __reduce__(self):
-        return (_tripwire, ("server unpickled attacker data",))
 
 
 def npy_file(descr: str, fortran: str, shape: str, data: bytes, version: int = 1, header_len: int | None = None,

@@ -10,10 +10,11 @@ from std_msgs.msg import String
 
 from alfie_gr00t import protocol
 from alfie_gr00t.nodes.groot_server import GrootServer
+from alfie_gr00t.nodes.runner import NodeSpinner
 from alfie_gr00t.transport import ReqClient, RequestTimeout
 
 from conftest import next_domain_id
-from ros_helpers import Collector, Spinner, params, start_node_process, wait_for
+from ros_helpers import Collector, params, start_node_process, wait_for
 
 
 def test_node_answers_over_ipc_and_publishes_status(ros_context, ipc_path, jpeg_images):
@@ -22,7 +23,7 @@ def test_node_answers_over_ipc_and_publishes_status(ros_context, ipc_path, jpeg_
     listener = rclpy.create_node("listener", context=ros_context)
     status = Collector(listener, String, "/groot_server/status")
     try:
-        with Spinner(ros_context, server, listener):
+        with NodeSpinner([server, listener], ros_context):
             client = ReqClient(f"ipc://{ipc_path}", timeout_ms=5000)
             state = np.linspace(-0.5, 0.5, 21)
             reply = protocol.parse_action_response(

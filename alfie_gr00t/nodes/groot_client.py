@@ -59,7 +59,7 @@ class GrootClient(Node):
             ema_alpha=cfg.ema_alpha, watchdog_timeout_s=cfg.watchdog_timeout_s, action_dim=cfg.action_dim))
         self.safety = SafetyFilter(SafetyLimits(cfg.joint_lower_limits, cfg.joint_upper_limits,
                                                 cfg.max_joint_step, cfg.max_base_step))
-        image_type = Image if cfg.image_msg_type == "raw" else CompressedImage
+        image_type = self._image_type()
         self.worker = InferenceWorker(cfg, self.inputs, self.scheduler, self.machine, normalizer,
                                       on_error=self._on_inference_error,
                                       frame_decoder=lambda data: deserialize_message(data, image_type))
@@ -72,7 +72,7 @@ class GrootClient(Node):
         cfg = self.config
         sensors = ReentrantCallbackGroup()
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        image_type = Image if cfg.image_msg_type == "raw" else CompressedImage
+        image_type = self._image_type()
         for name, topic in zip(cfg.camera_names, cfg.camera_topics):
             # raw=True: keep the serialized bytes; only the frames actually sent get deserialized.
             self.create_subscription(image_type, topic, lambda data, n=name: self.inputs.store_frame(n, data),
@@ -95,6 +95,9 @@ class GrootClient(Node):
         self.create_timer(1.0 / cfg.command_rate_hz, self._on_command_tick,
                           callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._publish_status)
+
+    def _image_type(self):
+        return Image if self.config.image_msg_type == "raw" else CompressedImage
 
     # -- inputs: store only ------------------------------------------------------------------
     def _on_joint_state(self, msg: JointState) -> None:
