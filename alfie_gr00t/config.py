@@ -39,6 +39,8 @@ class ServerConfig:
     use_tensorrt: bool = False
     mock_mode: bool = False
     mock_delay_ms: float = 0.0
+    mock_jitter_ms: float = 0.0
+    mock_policy: str = "hold"
     device: str = "cuda:0"
     embodiment_tag: str = "new_embodiment"
     denoising_steps: int = 4
@@ -62,6 +64,8 @@ class ServerConfig:
 
     def __post_init__(self):
         _check_choice("transport", self.transport, ("ipc", "tcp"))
+        _check_choice("mock_policy", self.mock_policy, ("hold", "trajectory"))
+        _require(self.mock_delay_ms >= 0 and self.mock_jitter_ms >= 0, "mock_delay_ms and mock_jitter_ms must be >= 0")
         _require(len(self.camera_names) == len(set(self.camera_names)) > 0, "camera_names must be unique and non-empty")
         _require(len(self.video_keys) == len(self.camera_names), "video_keys needs one key per camera name")
         groups = layout.groups_from_sizes(self.state_group_names, self.state_group_sizes)
@@ -99,7 +103,8 @@ class ServerConfig:
             device=self.device, action_horizon=self.action_horizon, action_dim=self.action_dim,
             image_width=self.image_width, image_height=self.image_height, camera_names=self.camera_names,
             embodiment_tag=self.embodiment_tag, denoising_steps=self.denoising_steps,
-            mock_delay_ms=self.mock_delay_ms, video_keys=self.video_keys, state_groups=self.groups,
+            mock_delay_ms=self.mock_delay_ms, mock_jitter_ms=self.mock_jitter_ms, mock_policy=self.mock_policy,
+            video_keys=self.video_keys, state_groups=self.groups,
             language_key=self.language_key,
         )
 
@@ -143,9 +148,12 @@ class ClientConfig:
     max_observation_age_ms: float = 250.0
     task_description: str = "find the can and pick it up"
     stats_file: str = ""
+    output_mode: str = "joint_state"
+    trajectory_rate_hz: float = 15.0
 
     def __post_init__(self):
         _check_choice("transport", self.transport, ("ipc", "tcp"))
+        _check_choice("output_mode", self.output_mode, ("joint_state", "joint_trajectory", "both"))
         _check_choice("server_protocol", self.server_protocol, ("alfie", "gr00t"))
         _check_choice("image_msg_type", self.image_msg_type, ("raw", "compressed"))
         _check_choice("image_encoding", self.image_encoding, ("jpeg", "raw"))

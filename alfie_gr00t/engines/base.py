@@ -36,6 +36,8 @@ class EngineConfig:
     embodiment_tag: str = "new_embodiment"
     denoising_steps: int = 4
     mock_delay_ms: float = 0.0
+    mock_jitter_ms: float = 0.0
+    mock_policy: str = "hold"  # hold | trajectory (see engines/mock.py)
     # Isaac-GR00T modality mapping: video key per camera, state/action key per layout group.
     video_keys: tuple[str, ...] = layout.CAMERA_NAMES
     state_groups: tuple[layout.LayoutGroup, ...] = layout.LAYOUT_GROUPS
