@@ -5,7 +5,10 @@ Response: {"actions": [[21] x 16], "inference_time_ms", "status": "ok"}
 Error:    {"actions": [], "inference_time_ms": 0.0, "status": "error", "error_message"}
 
 Extra keys we add: `frame_id` echo and `stages_ms` in responses, `api_token` in requests,
-and an image may be raw RGB (`{"format": "rgb8", "width", "height", "data"}`) instead of JPEG.
+the optional real-time-chunking hint `action_prefix` ([[21] x k], the steps of the client's
+current chunk still executing when the reply is expected, aligned to this observation) with
+`prefix_delay_steps` (int), and an image may be raw RGB (`{"format": "rgb8", "width", "height",
+"data"}`) instead of JPEG.
 This module only packs, unpacks and validates; it never touches sockets or pixels.
 """
 
@@ -17,6 +20,8 @@ from typing import Any
 
 import msgpack
 import numpy as np
+
+from alfie_gr00t.engines.base import ChunkPrefix
 
 MAX_FRAME_ID = 2**63 - 1
 # msgpack bounds each container's length, not how many there are: 8 MB of empty lists is
@@ -61,6 +66,7 @@ class Observation:
     state: np.ndarray  # (state_dim,) float32
     language: str
     api_token: str | None = None
+    prefix: ChunkPrefix | None = None  # optional real-time-chunking hint ("action_prefix", "prefix_delay_steps")
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,30 @@ def _parse_image(name: str, value: Any) -> bytes | RawImage:
     raise ProtocolError(f"image '{name}' must be JPEG bytes or a raw rgb8 map, got {type(value).__name__}")
 
 
-def parse_observation(message: Any, camera_names, state_dim: int, limits: RequestLimits) -> Observation:
+def parse_prefix(actions: Any, delay_steps: Any, horizon: int, dim: int) -> ChunkPrefix | None:
+    """The optional real-time-chunking hint: up to `horizon` steps of `dim` finite numbers and the
+    expected delay in steps (0 <= delay <= len(actions)). None when no prefix was sent."""
+    if actions is None:
+        return None
+    if isinstance(actions, np.ndarray):
+        actions = actions.tolist()
+    if not isinstance(actions, (list, tuple)) or not 0 < len(actions) <= horizon:
+        raise ProtocolError(f"'action_prefix' must be a list of 1..{horizon} steps")
+    rows = []
+    for i, step in enumerate(actions):
+        if not isinstance(step, (list, tuple)) or len(step) != dim:
+            raise ProtocolError(f"'action_prefix'[{i}] must be a list of {dim} numbers")
+        rows.append([_finite_number(v, f"action_prefix[{i}]") for v in step])
+    if isinstance(delay_steps, bool) or not isinstance(delay_steps, int) or not 0 <= delay_steps <= len(rows):
+        raise ProtocolError(f"'prefix_delay_steps' must be an integer in [0, {len(rows)}], got {delay_steps!r}"[:200])
+    prefix = np.asarray(rows, dtype=np.float64)
+    if (np.abs(prefix) > _FLOAT32_MAX).any():
+        raise ProtocolError("'action_prefix' values must fit in float32")
+    return ChunkPrefix(prefix.astype(np.float32), delay_steps)
+
+
+def parse_observation(message: Any, camera_names, state_dim: int, limits: RequestLimits,
+                      horizon: int = 16) -> Observation:
     """Validate a decoded request map into an Observation, or raise ProtocolError saying why."""
     if not isinstance(message, dict):
         raise ProtocolError(f"request must be a map, got {type(message).__name__}")
@@ -167,12 +196,14 @@ def parse_observation(message: Any, camera_names, state_dim: int, limits: Reques
         state=parse_state(message["state"], state_dim),
         language=language,
         api_token=token if isinstance(token, str) else None,
+        prefix=parse_prefix(message.get("action_prefix"), message.get("prefix_delay_steps", 0), horizon, state_dim),
     )
 
 
 def encode_observation(timestamp: float, frame_id: int, images: dict, state, language: str,
-                       api_token: str | None = None) -> bytes:
-    """Client side: one observation request. `images` values are JPEG bytes or RawImage."""
+                       api_token: str | None = None, prefix: ChunkPrefix | None = None) -> bytes:
+    """Client side: one observation request. `images` values are JPEG bytes or RawImage; `prefix`
+    adds the optional real-time-chunking fields."""
     packed_images = {
         name: {"format": "rgb8", "width": img.width, "height": img.height, "data": img.data}
         if isinstance(img, RawImage) else img
@@ -184,6 +215,9 @@ def encode_observation(timestamp: float, frame_id: int, images: dict, state, lan
     }
     if api_token:
         message["api_token"] = api_token
+    if prefix is not None:
+        message["action_prefix"] = [[float(v) for v in step] for step in prefix.actions]
+        message["prefix_delay_steps"] = int(prefix.delay_steps)
     return msgpack.packb(message, use_bin_type=True)
 
 

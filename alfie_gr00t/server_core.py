@@ -7,6 +7,7 @@ left waiting for a send. `serve_pending` is the loop body the node's timer calls
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import time
@@ -66,7 +67,8 @@ class PolicyService:
         frame_id = message.get("frame_id") if isinstance(message, dict) else None
         frame_id = frame_id if isinstance(frame_id, int) and not isinstance(frame_id, bool) else None
         try:
-            obs = protocol.parse_observation(message, self.config.camera_names, self.config.action_dim, self._limits)
+            obs = protocol.parse_observation(message, self.config.camera_names, self.config.action_dim, self._limits,
+                                             self.config.action_horizon)
             self._check_token(obs.api_token)
             if all(isinstance(img, protocol.RawImage) for img in obs.images.values()):
                 frames = {name: self._decode_image(img) for name, img in obs.images.items()}  # no codec: inline
@@ -75,7 +77,8 @@ class PolicyService:
             timer.mark("decode")
             batch = ObservationBatch(
                 images={name: frame[None] for name, frame in frames.items()},
-                state=obs.state[None], language=(obs.language,))
+                state=obs.state[None], language=(obs.language,), timestamps=(obs.timestamp,),
+                prefixes=(obs.prefix,))
             timer.mark("preprocess")
             output = self._infer(batch)
             timer.mark("inference")
@@ -160,10 +163,13 @@ class PolicyService:
             if not isinstance(data, dict) or not isinstance(data.get("observation"), dict):
                 raise gr00t_protocol.Gr00tProtocolError("get_action needs data={'observation': {...}, 'options': ...}")
             timer = StageTimer()
+            prefix = _gr00t_prefix(data.get("options"), cfg.action_horizon, cfg.action_dim)
             batch = gr00t_protocol.observation_batch(
                 data["observation"], camera_names=cfg.camera_names, video_keys=cfg.video_keys, groups=cfg.groups,
                 language_key=cfg.language_key, image_size=(cfg.image_width, cfg.image_height),
                 limits=self._gr00t_limits)
+            if prefix is not None and batch.batch_size == 1:
+                batch = dataclasses.replace(batch, prefixes=(prefix,))
             timer.mark("preprocess")
             output = self._infer(batch)
             timer.mark("inference")
@@ -201,6 +207,17 @@ class PolicyService:
 
     def close(self) -> None:
         self._codec.close()
+
+
+def _gr00t_prefix(options, horizon: int, dim: int):
+    """Isaac-GR00T `options` may carry our real-time-chunking hint: {"action_prefix": (k, dim) array,
+    "inference_delay": int}; anything else in options is left to the policy."""
+    if not isinstance(options, dict) or options.get("action_prefix") is None:
+        return None
+    try:
+        return protocol.parse_prefix(options["action_prefix"], options.get("inference_delay", 0), horizon, dim)
+    except protocol.ProtocolError as exc:
+        raise gr00t_protocol.Gr00tProtocolError(str(exc)) from None
 
 
 def serve_pending(endpoint: RepEndpoint, service: PolicyService, wait_ms: int = 0, max_requests: int = 1000) -> int:

@@ -78,3 +78,14 @@ def ros_context():
     rclpy.init(context=context, domain_id=next_domain_id())
     yield context
     context.try_shutdown()
+
+
+def hold_chunk(state) -> np.ndarray:
+    """What the `hold` mock must return (SPEC §4), written out independently of the engine: joint dims
+    hold the state for every step; base dims 0-5 of step i are state * exp(-i/4). state: (D,) or (B, D)."""
+    state = np.asarray(state, dtype=np.float32)
+    steps = np.arange(layout.ACTION_HORIZON, dtype=np.float32)
+    chunk = np.repeat(state[..., None, :], layout.ACTION_HORIZON, axis=-2).copy()
+    for i in steps.astype(int):
+        chunk[..., i, :6] = state[..., :6] * np.float32(np.exp(-i / 4.0))
+    return chunk

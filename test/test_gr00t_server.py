@@ -1,6 +1,6 @@
 """An unmodified-upstream-style Isaac-GR00T client (test/gr00t_wire.py) against OUR server.
 
-Real IPC and TCP sockets, the mock engine (step i of a chunk is `state * exp(-i/4)`), and
+Real IPC and TCP sockets, the mock engine (joints hold the state, base dims of step i are `state * exp(-i/4)`), and
 the client side written independently of alfie_gr00t.gr00t_protocol, so these tests check
 our server against upstream's wire format rather than against our own codec.
 """
@@ -22,7 +22,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 import gr00t_wire  # noqa: E402
-from conftest import TRIPWIRE_RAN, Tripwire, make_frame  # noqa: E402
+from conftest import TRIPWIRE_RAN, Tripwire, hold_chunk, make_frame  # noqa: E402
 from gr00t_wire import ServerError, WireClient, get_action_request  # noqa: E402
 
 from alfie_gr00t import layout, protocol  # noqa: E402
@@ -37,7 +37,6 @@ GROUPS = layout.LAYOUT_GROUPS
 GROUP_NAMES = [g.name for g in GROUPS]
 HORIZON, DIM = layout.ACTION_HORIZON, layout.ACTION_DIM
 MODEL_SIZE = (layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT)
-DECAY = np.exp(-np.arange(HORIZON, dtype=np.float32) / 4.0)
 
 
 class CountingEngine(Engine):
@@ -114,7 +113,7 @@ def upstream_observation(states: np.ndarray, sizes: dict | None = None, task: st
 
 
 def expected_actions(states: np.ndarray) -> dict:
-    chunk = states[:, None, :] * DECAY[None, :, None]  # (B, 16, 21)
+    chunk = hold_chunk(states)  # (B, 16, 21)
     return {g.name: chunk[:, :, g.start:g.stop] for g in GROUPS}
 
 
@@ -253,7 +252,7 @@ def test_api_token_for_both_protocols(ipc_path, free_tcp_port, jpeg_images):
             payload = protocol.encode_observation(1.0, 6, jpeg_images, [0.1] * DIM, "pick", api_token="tok")
             reply = protocol.parse_action_response(ours.request(payload), HORIZON, DIM)
             assert reply.frame_id == 6
-            np.testing.assert_allclose(reply.actions, 0.1 * DECAY[:, None] * np.ones(DIM), rtol=1e-6)
+            np.testing.assert_allclose(reply.actions, hold_chunk(0.1 * np.ones(DIM)), rtol=1e-6)
         finally:
             ours.close()
         assert s.engine.calls == [1, 1]
@@ -393,7 +392,7 @@ def test_both_protocols_share_one_socket(served, jpeg_images):
                 payload = protocol.encode_observation(1.0, step, jpeg_images, states[0], "pick")
                 reply = protocol.parse_action_response(ours.request(payload), HORIZON, DIM)
                 assert reply.frame_id == step
-                np.testing.assert_allclose(reply.actions, states[0][None, :] * DECAY[:, None], rtol=1e-6, atol=1e-7)
+                np.testing.assert_allclose(reply.actions, hold_chunk(states[0]), rtol=1e-6, atol=1e-7)
     finally:
         ours.close()
     assert served.engine.calls == [1] * 10

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, os.path.dirname(__file__))
 
 import gr00t_wire  # noqa: E402
-from conftest import TRIPWIRE_RAN, Tripwire, make_frame  # noqa: E402
+from conftest import TRIPWIRE_RAN, Tripwire, hold_chunk, make_frame  # noqa: E402
 
 from alfie_gr00t import images, layout, protocol  # noqa: E402
 from alfie_gr00t.config import ServerConfig  # noqa: E402
@@ -46,7 +46,6 @@ from alfie_gr00t.transport import ReqClient, RequestTimeout  # noqa: E402
 CAMERAS = layout.CAMERA_NAMES
 GROUPS = layout.LAYOUT_GROUPS
 HORIZON, DIM = layout.ACTION_HORIZON, layout.ACTION_DIM
-DECAY = np.exp(-np.arange(HORIZON, dtype=np.float32) / 4.0)
 ENDPOINTS = ["ping", "get_action", "reset", "get_modality_config", "kill"]
 HANG_BOUND_S = 2.0
 
@@ -114,7 +113,7 @@ def request_kind(payload: bytes, max_bytes: int):
 
 def mock_chunk(state) -> np.ndarray:
     state = np.asarray(state, np.float32).reshape(-1, DIM)
-    return state[:, None, :] * DECAY[None, :, None]
+    return hold_chunk(state)
 
 
 def check_ours(reply: bytes, request) -> str:

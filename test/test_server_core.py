@@ -13,7 +13,7 @@ from alfie_gr00t.engines.mock import MockEngine
 from alfie_gr00t.server_core import BackgroundServer, PolicyService
 from alfie_gr00t.transport import ReqClient
 
-from conftest import make_frame
+from conftest import hold_chunk, make_frame
 
 
 def make_service(**overrides) -> PolicyService:
@@ -23,7 +23,7 @@ def make_service(**overrides) -> PolicyService:
 
 def expected_chunk(state):
     state = np.asarray(state, np.float32)
-    return state[None, :] * np.exp(-np.arange(16, dtype=np.float32) / 4.0)[:, None]
+    return hold_chunk(state)
 
 
 def observation(jpeg_images, frame_id, state=None, **extra):

@@ -13,7 +13,7 @@ from alfie_gr00t.nodes.groot_server import GrootServer
 from alfie_gr00t.nodes.runner import NodeSpinner
 from alfie_gr00t.transport import ReqClient, RequestTimeout
 
-from conftest import next_domain_id
+from conftest import hold_chunk, next_domain_id
 from ros_helpers import Collector, params, start_node_process, wait_for
 
 
@@ -29,7 +29,7 @@ def test_node_answers_over_ipc_and_publishes_status(ros_context, ipc_path, jpeg_
             reply = protocol.parse_action_response(
                 client.request(protocol.encode_observation(1.0, 1, jpeg_images, state, "pick")), 16, 21)
             np.testing.assert_allclose(reply.actions[0], state, rtol=1e-5)
-            np.testing.assert_allclose(reply.actions[4], state * np.exp(-1.0), rtol=1e-5)
+            np.testing.assert_allclose(reply.actions[4], hold_chunk(state)[4], rtol=1e-5)
             client.close()
             seen = wait_for(lambda: [s for s in status.json() if s["total_requests"] >= 1], timeout=5)
             assert seen, "no status with the request counted"

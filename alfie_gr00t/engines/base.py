@@ -45,12 +45,27 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class ChunkPrefix:
+    """Real-time chunking hint: the steps of the robot's current chunk that will still be executing
+    when this request's reply is expected (`actions`, (k, dim), aligned to the observation's step 0),
+    and how many steps the client expects to elapse before the reply lands (`delay_steps`)."""
+
+    actions: np.ndarray
+    delay_steps: int
+
+
+@dataclass(frozen=True)
 class ObservationBatch:
-    """B decoded observations. images: camera -> (B, H, W, 3) uint8 RGB at model size."""
+    """B decoded observations. images: camera -> (B, H, W, 3) uint8 RGB at model size.
+
+    `timestamps` (capture time of each observation, seconds) and `prefixes` (a ChunkPrefix or None
+    each) are optional: empty when the request did not carry them."""
 
     images: dict[str, np.ndarray]
     state: np.ndarray  # (B, action_dim) float32
     language: tuple[str, ...]
+    timestamps: tuple[float, ...] = ()
+    prefixes: tuple = ()
 
     @property
     def batch_size(self) -> int:
@@ -101,6 +116,8 @@ def run_batched(engine: Engine, batch: ObservationBatch) -> EngineOutput:
             images={k: v[start:start + step] for k, v in batch.images.items()},
             state=batch.state[start:start + step],
             language=batch.language[start:start + step],
+            timestamps=batch.timestamps[start:start + step],
+            prefixes=batch.prefixes[start:start + step],
         )
         out = engine.infer(piece)
         outputs.append(out.actions)
