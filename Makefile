@@ -13,7 +13,7 @@ MIN_TESTS ?= 40
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv build test demo bench clean
+.PHONY: venv build test demo bench clean triton-venv bench-triton
 
 venv: $(VENV)/.installed
 
@@ -22,11 +22,30 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	@touch $(VENV)/COLCON_IGNORE $@
 
+# Triton Inference Server (README "Many robots: Triton"): its own venv (numpy<2) for the
+# server and its Python-backend model; the gRPC client goes into .venv for groot_server.
+TRITON_VENV := .venv-triton
+export ALFIE_TRITON_VENV := $(CURDIR)/$(TRITON_VENV)
+
+triton-venv: $(TRITON_VENV)/.installed $(VENV)/.triton-client-installed
+
+$(TRITON_VENV)/.installed: requirements-triton.txt
+	@test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-triton.txt
+	@touch $(TRITON_VENV)/COLCON_IGNORE $@
+
+$(VENV)/.triton-client-installed: requirements-triton-client.txt $(VENV)/.installed
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-triton-client.txt
+	@touch $@
+
+# Under `make test` a missing Triton is a failure, not a skip.
+test: export ALFIE_REQUIRE_TRITON := 1
+
 build: venv
 	$(ACTIVATE) && colcon --log-base log build --base-paths . --build-base build --install-base install \
 	  --event-handlers console_cohesion+
 
-test: build
+test: build triton-venv
 	@rm -rf build/alfie_gr00t/test_results
 	$(ACTIVATE) && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-61} colcon --log-base log test --base-paths . \
 	  --build-base build --install-base install --event-handlers console_direct+ \
@@ -42,6 +61,9 @@ demo: build
 bench: build
 	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-63} \
 	  python -m alfie_gr00t.bench $(BENCH_ARGS)
+
+bench-triton: venv triton-venv
+	$(PY) -m alfie_gr00t.bench_triton $(BENCH_TRITON_ARGS)
 
 clean:
 	rm -rf build install log

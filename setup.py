@@ -13,9 +13,15 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/triton/groot_policy", ["triton/groot_policy/config.pbtxt"]),
+        (f"share/{PACKAGE}/triton/groot_policy/1", ["triton/groot_policy/1/model.py"]),
     ],
     install_requires=["setuptools"],
-    extras_require={"plot": ["matplotlib"]},
+    extras_require={
+        "plot": ["matplotlib"],
+        # TensorRT 10 (JetPack 6 ships 10.3 -- use that one on Jetson) or 11; pycuda for single-graph plans
+        "tensorrt": ["tensorrt>=10.3,<12", "pycuda>=2024.1", "onnx>=1.16"],
+    },
     zip_safe=True,
     maintainer="Alfie Robotics maintainers",
     maintainer_email="maintainers@alfie-robotics.org",
@@ -28,7 +34,9 @@ setup(
             "groot_client = alfie_gr00t.nodes.groot_client:main",
             "groot_sim_robot = alfie_gr00t.nodes.sim_robot:main",
             "groot_build_engine = alfie_gr00t.build_engine:main",
+            "groot_check_engine = alfie_gr00t.check_engine:main",
             "groot_bench = alfie_gr00t.bench:main",
+            "groot_triton = alfie_gr00t.triton_dev:main",
         ],
     },
 )

@@ -2,8 +2,9 @@
 
     python -m alfie_gr00t.bringup mock_mode:=true use_sim_robot:=true duration:=10
 
-Same configs and the same `name:=value` arguments as the launch file, every node in this
-one process, optional auto-activation, a status line per second and a final summary.
+Same configs and the same `name:=value` arguments as the launch file (checked and typed by
+the same code: empty = from the YAML, unknown names rejected), every node in this one
+process, optional auto-activation, a status line per second and a final summary.
 Exit code 0 when the loop ran (requests served, chunks received, commands sent).
 
 Each node spins its own single-threaded executor on its own thread (`NodeSpinner`).
@@ -81,7 +82,7 @@ def status_line(elapsed: float, server, client) -> str:
 
 def run(argv: list[str]) -> int:
     launch_values, own = parse_arguments(argv)
-    plan = plan_from_arguments(launch_values)
+    plan = plan_from_arguments(launch_values, extra_known=BRINGUP_ARGUMENTS)
     duration = float(own["duration"])
     rclpy.init(args=["--ros-args", "--params-file", config_path("groot_server.yaml"),
                      "--params-file", config_path("groot_client.yaml")])
@@ -95,7 +96,7 @@ def run(argv: list[str]) -> int:
         client.start()
         nodes.append(client)
         if plan.use_sim_robot:
-            robot = SimRobot(namespace=NAMESPACE)
+            robot = SimRobot(namespace=NAMESPACE, parameter_overrides=_overrides(plan.sim_params))
             robot.start()
             nodes.append(robot)
         monitor = rclpy.create_node("groot_bringup", namespace=NAMESPACE)

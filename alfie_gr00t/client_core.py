@@ -8,6 +8,8 @@ The 100 Hz command loop (in the node) never waits on any of this.
 from __future__ import annotations
 
 import enum
+import math
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,8 +18,11 @@ import numpy as np
 
 from alfie_gr00t import gr00t_protocol, images, protocol
 from alfie_gr00t.config import ClientConfig
+from alfie_gr00t.engines.base import ChunkPrefix
+from alfie_gr00t.latency import RefillPolicy
 from alfie_gr00t.layout import LAYOUT_GROUPS
 from alfie_gr00t.normalization import Normalizer
+from alfie_gr00t.robot_state import MeasuredState, capture_time, describe_problems
 from alfie_gr00t.scheduler import ActionScheduler
 from alfie_gr00t.stats import RollingStats, StageStats, StageTimer
 from alfie_gr00t.transport import ReqClient, RequestTimeout
@@ -37,17 +42,22 @@ class ClientState(str, enum.Enum):
 
 
 class ClientStateMachine:
-    """SPEC §4 transitions. Each event returns True when the robot must get one hold now."""
+    """SPEC §4 transitions. Each event returns True when the robot must get one hold now.
 
-    def __init__(self):
+    `on_change(old, new, cause)` is called for every transition (the node logs them all)."""
+
+    def __init__(self, on_change=None):
         self._lock = threading.Lock()
+        self._on_change = on_change or (lambda old, new, cause: None)
         self.state = ClientState.IDLE
         self.epoch = 0  # bumped on every activation, so a late reply from an older one is dropped
 
-    def _move(self, new: ClientState) -> bool:
+    def _move(self, new: ClientState, cause: str) -> bool:
         old, self.state = self.state, new
         if new is ClientState.CONNECTING and old is not ClientState.CONNECTING:
             self.epoch += 1
+        if new is not old:
+            self._on_change(old, new, cause)
         return old is ClientState.ACTIVE and new is not ClientState.ACTIVE
 
     def activate(self, on: bool) -> bool:
@@ -56,36 +66,49 @@ class ClientStateMachine:
                 return False  # latched until estop:false
             if on:
                 if self.state in (ClientState.IDLE, ClientState.ERROR):
-                    return self._move(ClientState.CONNECTING)
+                    return self._move(ClientState.CONNECTING, "activate:true")
                 return False
-            return self._move(ClientState.IDLE)
+            return self._move(ClientState.IDLE, "activate:false")
 
     def estop(self, on: bool) -> bool:
         with self._lock:
             if on:
                 was_stopped = self.state is ClientState.E_STOP
-                self._move(ClientState.E_STOP)
-                return not was_stopped  # always hold on entering E_STOP
+                self._move(ClientState.E_STOP, "estop:true")
+                return not was_stopped  # always stop on entering E_STOP
             if self.state is ClientState.E_STOP:
-                self._move(ClientState.IDLE)
+                self._move(ClientState.IDLE, "estop:false")
             return False
 
+    def refuse(self, cause: str) -> None:
+        """An activation that may not start: IDLE/ERROR -> ERROR (a fresh activate:true retries)."""
+        with self._lock:
+            if self.state in (ClientState.IDLE, ClientState.ERROR):
+                self._move(ClientState.ERROR, cause)
+
+    def may_play(self, epoch: int) -> bool:
+        """A chunk from activation `epoch` may still be queued."""
+        with self._lock:
+            return epoch == self.epoch and self.state in (ClientState.CONNECTING, ClientState.ACTIVE)
+
     def chunk_arrived(self, epoch: int) -> bool:
-        """A valid chunk for activation `epoch`; True when it may be played."""
+        """A valid chunk for activation `epoch` was queued: CONNECTING -> ACTIVE."""
         with self._lock:
             if epoch != self.epoch or self.state not in (ClientState.CONNECTING, ClientState.ACTIVE):
                 return False
-            self.state = ClientState.ACTIVE
+            self._move(ClientState.ACTIVE, "first chunk")
             return True
 
-    def fail(self, epoch: int) -> ClientState | None:
-        """Too many consecutive failures during activation `epoch`: move to ERROR and return the
-        state left (None when nothing changed)."""
+    def fail(self, epoch: int | None, cause: str = "inference failures") -> ClientState | None:
+        """Too many consecutive failures during activation `epoch` (None: the current one), or a
+        refused activation: move to ERROR and return the state left (None when nothing changed)."""
         with self._lock:
-            if epoch != self.epoch or self.state not in (ClientState.CONNECTING, ClientState.ACTIVE):
+            if epoch is not None and epoch != self.epoch:
+                return None
+            if self.state not in (ClientState.CONNECTING, ClientState.ACTIVE):
                 return None
             left = self.state
-            self._move(ClientState.ERROR)
+            self._move(ClientState.ERROR, cause)
             return left
 
     @property
@@ -94,8 +117,11 @@ class ClientStateMachine:
 
 
 class StaleInputs(RuntimeError):
-    def __init__(self, names: list[str]):
-        super().__init__(f"stale or missing inputs: {', '.join(names)}")
+    """Inputs that may not be sent: cameras that are stale or never arrived, and state dims
+    that are stale, never measured or non-finite (each named)."""
+
+    def __init__(self, names: list[str], detail: str = ""):
+        super().__init__(f"stale or unusable inputs: {detail or ', '.join(names)}")
         self.names = names
 
 
@@ -103,65 +129,53 @@ class StaleInputs(RuntimeError):
 class Snapshot:
     frames: dict  # camera -> the latest sensor_msgs Image/CompressedImage (or any object with the same fields)
     state: np.ndarray
-    state_time: float  # clock() when the state arrived: the observation's capture time
+    state_time: float  # the observation's capture time on the client clock (the state's oldest dim)
     language: str
 
 
 class LatestInputs:
-    """The newest camera frames, state and task; written by callbacks, read by the inference thread."""
+    """The newest camera frames (with capture times) and task, plus the shared MeasuredState;
+    written by callbacks, read by the inference thread."""
 
-    def __init__(self, camera_names, state_dim: int, task: str, clock=time.monotonic):
+    def __init__(self, camera_names, measured: MeasuredState, task: str, clock=time.monotonic):
         self._lock = threading.Lock()
         self._clock = clock
         self._frames: dict = {}
         self._frame_times: dict[str, float] = {}
         self._camera_names = tuple(camera_names)
-        self._state = np.zeros(state_dim, dtype=np.float32)
-        self._state_time: float | None = None
+        self.measured = measured
         self.task = task
 
-    def store_frame(self, name: str, msg) -> None:
+    def store_frame(self, name: str, msg, stamp: float | None = None) -> None:
+        """A camera frame, captured at `stamp` (its header stamp, trusted only when sane) or now."""
+        when = capture_time(stamp, self._clock())
         with self._lock:
             self._frames[name] = msg
-            self._frame_times[name] = self._clock()
-
-    def store_state(self, values: dict[int, float]) -> None:
-        """Update some state dims (index -> value) and mark the state fresh."""
-        self._update_state(values, fresh=True)
-
-    def update_state_dims(self, values: dict[int, float]) -> None:
-        """Update dims without touching freshness (the base twist rides along with the joint state)."""
-        self._update_state(values, fresh=False)
-
-    def _update_state(self, values: dict[int, float], fresh: bool) -> None:
-        with self._lock:
-            state = self._state.copy()  # a new array: snapshots handed out earlier stay unchanged
-            for index, value in values.items():
-                state[index] = value
-            self._state = state
-            if fresh:
-                self._state_time = self._clock()
-
-    def measured_state(self) -> np.ndarray | None:
-        with self._lock:
-            return None if self._state_time is None else self._state.copy()
+            self._frame_times[name] = when
 
     def snapshot(self, max_age_s: float) -> Snapshot:
-        """The latest inputs, or StaleInputs naming every camera/state older than `max_age_s`."""
+        """The latest inputs, or StaleInputs naming every camera and state dim that may not be sent."""
         now = self._clock()
+        reading = self.measured.reading()
         with self._lock:
             stale = [n for n in self._camera_names if now - self._frame_times.get(n, -np.inf) > max_age_s]
-            if self._state_time is None or now - self._state_time > max_age_s:
-                stale.append("state")
-            if stale:
-                raise StaleInputs(stale)
-            return Snapshot(dict(self._frames), self._state.copy(), self._state_time, self.task)
+            frames = dict(self._frames)
+        problems = reading.problems(now, max_age_s)
+        if stale or problems:
+            detail = "; ".join(filter(None, [f"cameras: {', '.join(stale)}" if stale else "",
+                                             describe_problems(problems)]))
+            raise StaleInputs(stale + [n for names in problems.values() for n in names], detail)
+        return Snapshot(frames, reading.observation_vector(), reading.capture_time(), self.task)
 
 
-def state_updates_from_joint_state(names, positions, joint_names) -> dict[int, float]:
-    """Map a JointState (by name) onto layout indices; unknown names are ignored."""
-    index = {name: i for i, name in enumerate(joint_names)}
-    return {index[n]: float(p) for n, p in zip(names, positions) if n in index}
+def header_stamp_from_cdr(data: bytes) -> float | None:
+    """The header stamp of a serialized sensor_msgs Image/CompressedImage (CDR: 4-byte encapsulation,
+    then std_msgs/Header starting with stamp.sec int32, stamp.nanosec uint32). None if unreadable."""
+    if len(data) < 12 or data[0] != 0:
+        return None
+    order = "<" if data[1] & 1 else ">"
+    sec, nanosec = struct.unpack_from(order + "iI", data, 4)
+    return sec + nanosec * 1e-9 if nanosec < 1_000_000_000 else None
 
 
 # -- frames -------------------------------------------------------------------------------
@@ -212,7 +226,8 @@ class AlfieLink:
         self._codec = codec
         self._frame_id = 0
 
-    def exchange(self, snap: Snapshot, state: np.ndarray, timer: StageTimer) -> ChunkReply:
+    def exchange(self, snap: Snapshot, state: np.ndarray, timer: StageTimer, prefix: ChunkPrefix | None,
+                 timeout_ms: float) -> ChunkReply:
         cfg = self._cfg
         if cfg.image_encoding == "jpeg":
             frames = self._codec.map(
@@ -224,10 +239,11 @@ class AlfieLink:
                 snap.frames)
             timer.mark("convert")
         self._frame_id += 1
-        payload = protocol.encode_observation(time.time(), self._frame_id, frames, state, snap.language,
-                                              cfg.api_token or None)
+        # timestamp: the capture time on the client's clock (ROS time: unix seconds, or sim time)
+        payload = protocol.encode_observation(snap.state_time, self._frame_id, frames, state, snap.language,
+                                              cfg.api_token or None, prefix)
         timer.mark("pack")
-        raw = self._client.request(payload)
+        raw = self._client.request(payload, timeout_ms)
         timer.mark("round_trip")
         reply = protocol.parse_action_response(raw, cfg.action_horizon, cfg.action_dim)
         if reply.frame_id is not None and reply.frame_id != self._frame_id:
@@ -245,13 +261,13 @@ class Gr00tLink:
         self._codec = codec
         self._modality: dict | None = None
 
-    def _call(self, endpoint: str, data=None):
+    def _call(self, endpoint: str, data=None, timeout_ms: float | None = None):
         request = {"endpoint": endpoint}
         if data is not None:
             request["data"] = data
         if self._cfg.api_token:
             request["api_token"] = self._cfg.api_token
-        reply = gr00t_protocol.unpack(self._client.request(gr00t_protocol.pack(request)))
+        reply = gr00t_protocol.unpack(self._client.request(gr00t_protocol.pack(request), timeout_ms))
         if isinstance(reply, dict) and "error" in reply:
             raise protocol.ProtocolError(f"server error: {str(reply['error'])[:500]}")
         return reply
@@ -261,7 +277,8 @@ class Gr00tLink:
             self._modality = gr00t_protocol.parse_modality_config(self._call("get_modality_config"), LAYOUT_GROUPS)
         return self._modality
 
-    def exchange(self, snap: Snapshot, state: np.ndarray, timer: StageTimer) -> ChunkReply:
+    def exchange(self, snap: Snapshot, state: np.ndarray, timer: StageTimer, prefix: ChunkPrefix | None,
+                 timeout_ms: float) -> ChunkReply:
         cfg = self._cfg
         modality = self.modality()
         rgb = self._codec.map(lambda m: frame_to_model_rgb(m, cfg.image_width, cfg.image_height), snap.frames)
@@ -272,7 +289,10 @@ class Gr00tLink:
         observation = gr00t_protocol.observation_dict(
             frames, state, snap.language, state_keys=modality["state_keys"], language_key=modality["language_key"])
         timer.mark("pack")
-        reply = self._call("get_action", {"observation": observation, "options": None})
+        # options: our real-time-chunking hint; a policy that does not use it ignores it
+        options = None if prefix is None else {"action_prefix": prefix.actions.astype(np.float32),
+                                               "inference_delay": int(prefix.delay_steps)}
+        reply = self._call("get_action", {"observation": observation, "options": options}, timeout_ms)
         timer.mark("round_trip")
         actions = gr00t_protocol.chunk_from_action_dict(
             reply, action_keys=modality["action_keys"], horizon=cfg.action_horizon, dim=cfg.action_dim)
@@ -284,20 +304,27 @@ class Gr00tLink:
 
 # -- the inference thread ----------------------------------------------------------------------
 class InferenceWorker:
-    """Owns the REQ socket. At most one request in flight, paced at `target_fps`, sent only when the
-    scheduler's queue needs a refill and the inputs are fresh."""
+    """Owns the REQ socket. At most one request in flight, paced at `target_fps`, sent when the
+    refill policy says the queue needs the next chunk and the inputs are fresh and valid.
+
+    It never dies: any exception in an exchange is a counted failure with `last_error`, and
+    `max_consecutive_failures` of them move the client to ERROR; the thread lives on, so a
+    fresh activation works. A reply whose every step elapsed before it arrived is a failure too
+    ("late")."""
 
     def __init__(self, config: ClientConfig, inputs: LatestInputs, scheduler: ActionScheduler,
-                 machine: ClientStateMachine, normalizer: Normalizer, on_error=None, clock=time.monotonic,
-                 frame_decoder=None):
+                 machine: ClientStateMachine, normalizer: Normalizer, refill: RefillPolicy, on_error=None,
+                 clock=time.monotonic, frame_decoder=None, log=None):
         self._cfg = config
         self._inputs = inputs
         self._scheduler = scheduler
         self._machine = machine
         self._normalizer = normalizer
+        self.refill = refill
         self._on_error = on_error or (lambda left_state, message: None)
         self._frame_decoder = frame_decoder  # stored frames -> message objects (the node stores serialized bytes)
         self._clock = clock
+        self._log = log or (lambda level, message: None)
         self._lower = np.asarray(config.joint_lower_limits) - config.chunk_reject_margin
         self._upper = np.asarray(config.joint_upper_limits) + config.chunk_reject_margin
         self._stop = threading.Event()
@@ -306,14 +333,19 @@ class InferenceWorker:
         self._client = ReqClient(config.address, config.inference_timeout_ms)
         link_cls = Gr00tLink if config.server_protocol == "gr00t" else AlfieLink
         self._link = link_cls(config, self._client, self._codec)
+        self._epoch_seen = -1
         self.requests_ok = 0
         self.requests_failed = 0
+        self.requests_late = 0
         self.consecutive_failures = 0
         self.stale_skipped = 0
         self.stale_inputs: list[str] = []
+        self.stale_detail = ""
         self.chunks_rejected = 0
         self.last_error = ""
+        self.last_steps_skipped = 0
         self.round_trip_ms = RollingStats()
+        self.latency_ms = RollingStats()  # capture -> chunk queued
         self.server_inference_ms = RollingStats()
         self.stages = StageStats()
 
@@ -328,49 +360,84 @@ class InferenceWorker:
 
     def _run(self) -> None:
         period = 1.0 / self._cfg.target_fps
-        next_allowed = 0.0
+        next_allowed = -math.inf
         while not self._stop.is_set():
             now = self._clock()
-            if not self._machine.wants_inference or now < next_allowed or not self._scheduler.needs_refill(now):
+            if (not self._machine.wants_inference or now < next_allowed
+                    or not self.refill.request_due(self._scheduler.remaining_steps(now))):
                 self._stop.wait(0.002)
                 continue
             next_allowed = now + period
-            self.step()
+            try:
+                self.step()
+            except Exception as exc:  # noqa: BLE001 - the thread must survive anything; step() counts it
+                self._log("error", f"inference thread: unexpected {type(exc).__name__}: {exc}")
 
     def step(self) -> bool:
         """One observation -> chunk exchange; True when a chunk was queued."""
         epoch = self._machine.epoch
+        if epoch != self._epoch_seen:
+            self._epoch_seen = epoch
+            self.refill.activated()
         try:
             snap = self._inputs.snapshot(self._cfg.max_observation_age_ms / 1000.0)
         except StaleInputs as exc:
             self.stale_skipped += 1
             self.stale_inputs = exc.names
+            self.stale_detail = str(exc)
             return False
-        self.stale_inputs = []
+        self.stale_inputs, self.stale_detail = [], ""
         timer = StageTimer()
+        sent = self._clock()
         try:
             if self._frame_decoder is not None:
                 snap = Snapshot({n: self._frame_decoder(f) for n, f in snap.frames.items()}, snap.state,
                                 snap.state_time, snap.language)
             timer.mark("deserialize")
             state = self._normalizer.normalize_state(snap.state)
-            reply = self._link.exchange(snap, state, timer)
+            reply = self._link.exchange(snap, state, timer, self._prefix(snap.state_time), self.refill.timeout_ms())
             actions = self._normalizer.denormalize_action(reply.actions)
             self._check_limits(actions)
-        except (RequestTimeout, protocol.ProtocolError, gr00t_protocol.Gr00tProtocolError, images.ImageError,
-                ValueError) as exc:
-            self._record_failure(epoch, str(exc))
+        except Exception as exc:  # noqa: BLE001 - every failure is counted; the thread lives on
+            known = (RequestTimeout, protocol.ProtocolError, gr00t_protocol.Gr00tProtocolError, images.ImageError,
+                     ValueError)
+            message = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+            self._record_failure(epoch, message)
+            return False
+        arrived = self._clock()
+        self.round_trip_ms.add(timer.stages.get("round_trip", 0.0))
+        self.server_inference_ms.add(reply.server_inference_ms)
+        if not self._machine.may_play(epoch):
+            return False  # deactivated while the request was in flight
+        dropped = self._scheduler.add_chunk(actions, snap.state_time)
+        self.last_steps_skipped = dropped
+        if dropped >= len(actions):
+            self.requests_late += 1
+            self._record_failure(epoch, f"late: the reply came {(arrived - snap.state_time) * 1000:.0f} ms after "
+                                        f"capture, every one of its {len(actions)} steps had elapsed")
             return False
         self.requests_ok += 1
         self.consecutive_failures = 0
-        self.round_trip_ms.add(timer.stages.get("round_trip", 0.0))
-        self.server_inference_ms.add(reply.server_inference_ms)
-        if not self._machine.chunk_arrived(epoch):
-            return False  # deactivated while the request was in flight
-        self._scheduler.add_chunk(actions, snap.state_time)
+        self.refill.record(arrived - snap.state_time, arrived - sent)
+        self.latency_ms.add((arrived - snap.state_time) * 1000.0)
+        self._machine.chunk_arrived(epoch)
         timer.mark("schedule")
         self.stages.add(timer.stages)
         return True
+
+    def _prefix(self, capture: float) -> ChunkPrefix | None:
+        """The steps of the current schedule that will still play, aligned to this observation's step
+        grid, up to the expected delay (only while something is playing)."""
+        if not self._cfg.send_action_prefix:
+            return None
+        delay = min(self.refill.delay_steps(), self._cfg.action_horizon)
+        if delay <= 0:
+            return None
+        hz = self._cfg.action_step_hz
+        planned = self._scheduler.preview([capture + k / hz for k in range(delay)])
+        if planned is None:
+            return None
+        return ChunkPrefix(self._normalizer.normalize_action(planned).astype(np.float32), delay)
 
     def _check_limits(self, actions: np.ndarray) -> None:
         if not np.isfinite(actions).all():
@@ -386,6 +453,8 @@ class InferenceWorker:
         self.requests_failed += 1
         self.consecutive_failures += 1
         self.last_error = message[:500]
+        self._log("warning", f"request failed ({self.consecutive_failures}/{self._cfg.max_consecutive_failures}): "
+                             f"{self.last_error}")
         if self.consecutive_failures >= self._cfg.max_consecutive_failures:
             left = self._machine.fail(epoch)
             if left is not None:

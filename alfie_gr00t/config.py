@@ -37,6 +37,7 @@ class ServerConfig:
     bind_port: int = 5555
     model_checkpoint: str = ""
     use_tensorrt: bool = False
+    tensorrt_engine_path: str = ""  # GR00T DiT engine; "" = the dit*.engine beside model_checkpoint
     mock_mode: bool = False
     mock_delay_ms: float = 0.0
     mock_jitter_ms: float = 0.0
@@ -55,16 +56,23 @@ class ServerConfig:
     image_width: int = layout.IMAGE_WIDTH
     image_height: int = layout.IMAGE_HEIGHT
     decode_threads: int = 4
-    max_message_bytes: int = 8 << 20
+    max_message_bytes: int = 16 << 20  # 8 raw observations (8.6 MB) fit with margin; README: message size limit
     max_image_side: int = 2048
     max_language_chars: int = 1024
     max_batch_size: int = 8
     api_token: str = ""
     allow_remote_kill: bool = False
+    engine: str = "auto"
+    triton_url: str = "127.0.0.1:8001"
+    triton_model: str = "groot_policy"
+    triton_model_version: str = ""
+    triton_timeout_ms: float = 1000.0
 
     def __post_init__(self):
         _check_choice("transport", self.transport, ("ipc", "tcp"))
         _check_choice("mock_policy", self.mock_policy, ("hold", "trajectory"))
+        _check_choice("engine", self.engine, ("auto", "triton"))
+        _require(self.triton_timeout_ms > 0, f"triton_timeout_ms must be positive, got {self.triton_timeout_ms}")
         _require(self.mock_delay_ms >= 0 and self.mock_jitter_ms >= 0, "mock_delay_ms and mock_jitter_ms must be >= 0")
         _require(len(self.camera_names) == len(set(self.camera_names)) > 0, "camera_names must be unique and non-empty")
         _require(len(self.video_keys) == len(self.camera_names), "video_keys needs one key per camera name")
@@ -98,7 +106,10 @@ class ServerConfig:
         return layout.groups_from_sizes(self.state_group_names, self.state_group_sizes)
 
     def engine_config(self) -> EngineConfig:
-        return EngineConfig(
+        from alfie_gr00t.engines.gr00t_policy_engine import Gr00tEngineConfig
+
+        return Gr00tEngineConfig(
+            tensorrt_engine_path=self.tensorrt_engine_path,
             mock_mode=self.mock_mode, model_checkpoint=self.model_checkpoint, use_tensorrt=self.use_tensorrt,
             device=self.device, action_horizon=self.action_horizon, action_dim=self.action_dim,
             image_width=self.image_width, image_height=self.image_height, camera_names=self.camera_names,
@@ -106,6 +117,8 @@ class ServerConfig:
             mock_delay_ms=self.mock_delay_ms, mock_jitter_ms=self.mock_jitter_ms, mock_policy=self.mock_policy,
             video_keys=self.video_keys, state_groups=self.groups,
             language_key=self.language_key,
+            engine=self.engine, triton_url=self.triton_url, triton_model=self.triton_model,
+            triton_model_version=self.triton_model_version, triton_timeout_ms=self.triton_timeout_ms,
         )
 
 
@@ -131,20 +144,23 @@ class ClientConfig:
     joint_names: tuple[str, ...] = layout.JOINT_NAMES
     joint_lower_limits: tuple[float, ...] = layout.LOWER_LIMITS
     joint_upper_limits: tuple[float, ...] = layout.UPPER_LIMITS
-    max_joint_step: float = 0.05
-    max_base_step: float = 0.02
+    joint_velocity_limits: tuple[float, ...] = layout.JOINT_VELOCITY_LIMITS
+    base_acceleration_limits: tuple[float, ...] = layout.BASE_ACCELERATION_LIMITS
     chunk_reject_margin: float = 0.2
     command_rate_hz: float = 100.0
     action_step_hz: float = 15.0
     action_horizon: int = layout.ACTION_HORIZON
     action_dim: int = layout.ACTION_DIM
-    refill_threshold_steps: float = 12.0
+    refill_threshold_steps: float = 0.0
+    min_refill_steps: float = 8.0
+    latency_margin_ms: float = 60.0
+    send_action_prefix: bool = True
     crossfade_steps: int = 3
     ema_alpha: float = 1.0
     target_fps: float = 15.0
-    inference_timeout_ms: int = 100
+    inference_timeout_ms: int = 2000
     max_consecutive_failures: int = 5
-    watchdog_timeout_s: float = 0.5
+    watchdog_timeout_s: float = 2.0
     max_observation_age_ms: float = 250.0
     task_description: str = "find the can and pick it up"
     stats_file: str = ""
@@ -165,21 +181,31 @@ class ClientConfig:
         _require(all(lo <= hi for lo, hi in zip(self.joint_lower_limits, self.joint_upper_limits)),
                  "every joint_lower_limits entry must be <= its joint_upper_limits entry")
         for name in ("command_rate_hz", "action_step_hz", "target_fps", "watchdog_timeout_s",
-                     "max_observation_age_ms", "max_joint_step", "max_base_step", "chunk_reject_margin"):
+                     "max_observation_age_ms", "chunk_reject_margin", "trajectory_rate_hz"):
             _require(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
-        _require(self.inference_timeout_ms > 0 and self.max_consecutive_failures > 0,
-                 "inference_timeout_ms and max_consecutive_failures must be positive")
+        _require(self.max_consecutive_failures > 0, "max_consecutive_failures must be positive")
         _require(1 <= self.jpeg_quality <= 100, f"jpeg_quality must be 1..100, got {self.jpeg_quality}")
         _require(0.0 < self.ema_alpha <= 1.0, f"ema_alpha must be in (0, 1], got {self.ema_alpha}")
-        _require(0 < self.action_horizon and self.crossfade_steps >= 0, "action_horizon > 0, crossfade_steps >= 0")
-        _require(0 < self.refill_threshold_steps <= self.action_horizon,
-                 f"refill_threshold_steps must be in (0, action_horizon], got {self.refill_threshold_steps}")
-        refill_due_s = (self.action_horizon - self.refill_threshold_steps) / self.action_step_hz
-        _require(refill_due_s + self.inference_timeout_ms / 1000.0 < self.watchdog_timeout_s,
-                 f"the next chunk is requested {refill_due_s:.3f} s after the last one and may take "
-                 f"{self.inference_timeout_ms} ms: that must stay under watchdog_timeout_s={self.watchdog_timeout_s}, "
-                 "or every refill trips the watchdog; raise refill_threshold_steps or watchdog_timeout_s")
+        _require(0 < self.action_horizon and 0 <= self.crossfade_steps < self.action_horizon,
+                 f"action_horizon > 0 and 0 <= crossfade_steps < action_horizon, got {self.crossfade_steps}")
+        _require(self.command_rate_hz >= self.action_step_hz,
+                 f"command_rate_hz ({self.command_rate_hz}) must be at least action_step_hz ({self.action_step_hz})")
+        _require(self.watchdog_timeout_s * 1000.0 > self.latency_margin_ms,
+                 f"watchdog_timeout_s ({self.watchdog_timeout_s}) must exceed latency_margin_ms ({self.latency_margin_ms})")
+        self.refill_config()  # each part validates itself: latency/refill, motion limits
+        self.motion_limits()
         endpoint_address(self.transport, self.ipc_path, self.server_host, self.server_port)
+
+    def refill_config(self):
+        from alfie_gr00t.latency import RefillConfig
+
+        return RefillConfig(self.action_step_hz, self.action_horizon, self.refill_threshold_steps,
+                            self.min_refill_steps, self.latency_margin_ms, self.inference_timeout_ms)
+
+    def motion_limits(self):
+        from alfie_gr00t.safety import MotionLimits
+
+        return MotionLimits.from_config(self)
 
     @property
     def address(self) -> str:

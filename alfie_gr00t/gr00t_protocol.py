@@ -586,7 +586,7 @@ def _config_fields(modality: str, value: Any) -> Mapping:
                 raise Gr00tProtocolError(f"modality config '{modality}': marker without an 'as_json' map")
         return value
     if hasattr(value, "modality_keys"):  # a ModalityConfig-like object
-        return {"modality_keys": value.modality_keys}
+        return {"modality_keys": value.modality_keys, "delta_indices": getattr(value, "delta_indices", None)}
     raise Gr00tProtocolError(f"modality config '{modality}': expected a ModalityConfig map, got {type(value).__name__}")
 
 
@@ -599,12 +599,27 @@ def _string_keys(modality: str, fields: Mapping) -> list[str]:
     return list(keys)
 
 
+def _check_single_frame(modality: str, delta_indices: Any) -> None:
+    """This client sends one frame (T=1) per key: refuse a config that needs a history."""
+    if delta_indices is None:
+        return
+    if not isinstance(delta_indices, (list, tuple)) or not delta_indices:
+        raise Gr00tProtocolError(f"modality config '{modality}': 'delta_indices' must be a non-empty list, "
+                                 f"got {delta_indices!r}")
+    if len(delta_indices) != 1:
+        raise Gr00tProtocolError(
+            f"modality config '{modality}': the policy wants {len(delta_indices)} frames per key (delta_indices "
+            f"{list(delta_indices)}) but this client sends only the current frame (T=1), so every request would "
+            "fail; serve a checkpoint trained with a single frame (delta_indices [0])")
+
+
 def parse_modality_config(decoded: Any, layout_groups) -> dict:
     """Read a get_modality_config reply into our key mapping.
 
     Returns ``{"video_keys": [...], "state_keys": [(name, size)...], "action_keys":
     [(name, size)...], "language_key": str}``. Upstream's config has no sizes: they come from
-    ``layout_groups`` by name. State and action keys must name exactly the layout groups (any
+    ``layout_groups`` by name. Video and state must ask for one frame (``delta_indices`` of
+    length 1): this client sends T=1. State and action keys must name exactly the layout groups (any
     unknown or missing key is an error, since the flat 21-D vector could not be split
     correctly otherwise) and are returned in layout order whatever order the server used.
     """
@@ -618,7 +633,10 @@ def parse_modality_config(decoded: Any, layout_groups) -> dict:
     for modality in ("video", "state", "action", "language"):
         if modality not in decoded:
             raise Gr00tProtocolError(f"modality config: missing '{modality}'")
-        keys[modality] = _string_keys(modality, _config_fields(modality, decoded[modality]))
+        fields = _config_fields(modality, decoded[modality])
+        keys[modality] = _string_keys(modality, fields)
+        if modality in ("video", "state"):
+            _check_single_frame(modality, fields.get("delta_indices"))
     result: dict[str, Any] = {"video_keys": keys["video"]}
     for modality in ("state", "action"):
         unknown = [key for key in keys[modality] if key not in sizes]

@@ -1,29 +1,84 @@
 """Launch arguments -> typed node parameters, shared by the launch file and the bringup.
 
-Both entry points take the same `name:=value` strings; converting them here (booleans as
-booleans, ports as integers) keeps `ros2 launch` and `python -m alfie_gr00t.bringup` equal.
+Both entry points take the same `name:=value` strings and go through `plan_from_arguments`:
+
+- an argument left empty (the default of every parameter argument) sets nothing, so the
+  installed `config/*.yaml` decides; only what the user passes overrides it;
+- values are typed from the config dataclasses (booleans as booleans, ports as integers)
+  and choices are checked before any node starts;
+- an unknown name fails with the list of known arguments (a typo such as `mock_mod:=true`
+  must not start a robot with the YAML's values);
+- `api_token` names where the secret is, never the secret itself: `env:NAME` (an
+  environment variable) or `file:PATH` / a path (first line of a file).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-LAUNCH_ARGUMENTS = {
-    "mock_mode": ("false", "serve the mock engine (no GPU, no model)"),
-    "launch_server": ("true", "start groot_server here; false to use a remote server"),
-    "transport": ("ipc", "ipc (on-device) or tcp (remote)"),
-    "ipc_path": ("/tmp/groot_inference.sock", "IPC socket file"),
-    "server_host": ("127.0.0.1", "TCP host: the client connects to it; a local server binds it"),
-    "server_port": ("5555", "TCP port"),
-    "model_checkpoint": ("", "policy file (.engine/.plan/.onnx) or Isaac-GR00T checkpoint directory"),
-    "use_tensorrt": ("false", "build/use a TensorRT plan for an .onnx checkpoint"),
-    "task_description": ("find the can and pick it up", "language instruction sent with every request"),
-    "target_fps": ("15.0", "upper bound on inference requests per second"),
-    "use_sim_robot": ("false", "start the synthetic robot (cameras + state, follows commands)"),
+from alfie_gr00t.config import ClientConfig, ServerConfig
+
+SERVER, CLIENT, SIM = "server", "client", "sim_robot"
+
+
+@dataclass(frozen=True)
+class LaunchArgument:
+    default: str
+    description: str
+    targets: tuple[tuple[str, str], ...] = ()  # (node, parameter) pairs it sets; () = launch-only
+    choices: tuple[str, ...] = ()
+
+
+_FROM_YAML = "empty = from config/groot_{}.yaml"
+
+ARGUMENTS: dict[str, LaunchArgument] = {
+    "launch_server": LaunchArgument("true", "start groot_server here; false to use a remote server"),
+    "use_sim_robot": LaunchArgument("false", "start the synthetic robot (cameras + state, follows commands)"),
+    "mock_mode": LaunchArgument("", "serve the mock engine (no GPU, no model); " + _FROM_YAML.format("server"),
+                                ((SERVER, "mock_mode"),)),
+    "mock_policy": LaunchArgument("", "mock engine output: hold or trajectory; " + _FROM_YAML.format("server"),
+                                  ((SERVER, "mock_policy"),), ("hold", "trajectory")),
+    "mock_delay_ms": LaunchArgument("", "mock inference time in ms; " + _FROM_YAML.format("server"),
+                                    ((SERVER, "mock_delay_ms"),)),
+    "mock_jitter_ms": LaunchArgument("", "random extra mock inference time in ms; " + _FROM_YAML.format("server"),
+                                     ((SERVER, "mock_jitter_ms"),)),
+    "model_checkpoint": LaunchArgument("", "policy file (.engine/.plan/.onnx) or Isaac-GR00T checkpoint directory; "
+                                       + _FROM_YAML.format("server"), ((SERVER, "model_checkpoint"),)),
+    "use_tensorrt": LaunchArgument("", "build/use a TensorRT plan for an .onnx checkpoint; "
+                                   + _FROM_YAML.format("server"), ((SERVER, "use_tensorrt"),)),
+    "transport": LaunchArgument("", "ipc (on-device) or tcp (remote), both nodes; empty = from the YAMLs",
+                                ((SERVER, "transport"), (CLIENT, "transport")), ("ipc", "tcp")),
+    "ipc_path": LaunchArgument("", "IPC socket file, both nodes; empty = from the YAMLs",
+                               ((SERVER, "ipc_path"), (CLIENT, "ipc_path"))),
+    "server_host": LaunchArgument("", "TCP host: the client connects to it, a local server binds it; "
+                                  "empty = from the YAMLs", ((CLIENT, "server_host"), (SERVER, "bind_host"))),
+    "server_port": LaunchArgument("", "TCP port, both nodes; empty = from the YAMLs",
+                                  ((CLIENT, "server_port"), (SERVER, "bind_port"))),
+    "api_token": LaunchArgument("", "where the shared token is: env:NAME or file:PATH (never the token itself), "
+                                "both nodes; empty = from the YAMLs",
+                                ((SERVER, "api_token"), (CLIENT, "api_token"))),
+    "task_description": LaunchArgument("", "language instruction sent with every request; "
+                                       + _FROM_YAML.format("client"), ((CLIENT, "task_description"),)),
+    "target_fps": LaunchArgument("", "upper bound on inference requests per second; " + _FROM_YAML.format("client"),
+                                 ((CLIENT, "target_fps"),)),
+    "output_mode": LaunchArgument("", "joint_state, joint_trajectory (ros2_control) or both; "
+                                  + _FROM_YAML.format("client"), ((CLIENT, "output_mode"),),
+                                  ("joint_state", "joint_trajectory", "both")),
+    "use_sim_time": LaunchArgument("", "use /clock (a simulator's) in every node; empty = false",
+                                   ((SERVER, "use_sim_time"), (CLIENT, "use_sim_time"), (SIM, "use_sim_time"))),
 }
 
+# The historical name: {argument: (default, description)}.
+LAUNCH_ARGUMENTS = {name: (a.default, a.description) for name, a in ARGUMENTS.items()}
+
+# Entries launch_ros itself keeps in the launch configurations (PushRosNamespace, SetParameter,
+# SetRemap); they are not user arguments.
+_LAUNCH_INTERNAL = frozenset({"ros_namespace", "global_params", "ros_remaps"})
+
 _BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+_TYPES = {SERVER: {f.name: type(f.default) for f in fields(ServerConfig)},
+          CLIENT: {f.name: type(f.default) for f in fields(ClientConfig)}}
 
 
 def to_bool(name: str, text: str) -> bool:
@@ -40,37 +95,88 @@ def _to_number(name: str, text: str, kind):
         raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {text!r}") from None
 
 
+def resolve_api_token(reference: str, environ=None) -> str:
+    """`env:NAME` -> $NAME; `file:PATH` or a path -> the file's first line. Never the token itself.
+
+    A token typed on the command line ends up in the shell history, `ps` and the launch log;
+    a name or a path does not.
+    """
+    environ = os.environ if environ is None else environ
+    ref = reference.strip()
+    if ref.startswith("env:"):
+        name = ref[4:]
+        value = environ.get(name, "").strip()
+        if not value:
+            raise ValueError(f"api_token:=env:{name}: environment variable {name} is not set or empty")
+        return value
+    if ref.startswith("file:") or ref.startswith(("/", "~", "./", "../")):
+        path = os.path.expanduser(ref[5:] if ref.startswith("file:") else ref)
+        try:
+            with open(path, encoding="utf-8") as f:
+                value = f.readline().strip()
+        except OSError as exc:
+            raise ValueError(f"api_token: cannot read {path}: {exc.strerror}") from None
+        if not value:
+            raise ValueError(f"api_token: {path} is empty")
+        return value
+    raise ValueError("api_token takes env:NAME (an environment variable) or file:PATH (a file holding the token), "
+                     "not the token itself: a token on the command line shows up in `ps` and the shell history")
+
+
+def _typed(name: str, text: str, node: str, param: str):
+    if param == "use_sim_time":
+        return to_bool(name, text)
+    kind = _TYPES[node][param]
+    if kind is bool:
+        return to_bool(name, text)
+    if kind in (int, float):
+        return _to_number(name, text, kind)
+    return text
+
+
 @dataclass(frozen=True)
 class LaunchPlan:
     launch_server: bool
     use_sim_robot: bool
     server_params: dict
     client_params: dict
+    sim_params: dict
 
 
-def plan_from_arguments(values: dict[str, str]) -> LaunchPlan:
-    """Typed parameter overrides for each node from the launch arguments (defaults filled in)."""
-    unknown = sorted(set(values) - set(LAUNCH_ARGUMENTS))
+def check_names(values, extra_known=()) -> None:
+    """Unknown argument names -> ValueError listing the known ones."""
+    known = set(ARGUMENTS) | set(extra_known)
+    unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"unknown launch arguments {unknown}; known: {sorted(LAUNCH_ARGUMENTS)}")
-    args = {name: values.get(name, default) for name, (default, _) in LAUNCH_ARGUMENTS.items()}
-    port = _to_number("server_port", args["server_port"], int)
-    transport = args["transport"]
-    server = {
-        "transport": transport, "ipc_path": args["ipc_path"], "bind_port": port,
-        "mock_mode": to_bool("mock_mode", args["mock_mode"]),
-        "model_checkpoint": args["model_checkpoint"],
-        "use_tensorrt": to_bool("use_tensorrt", args["use_tensorrt"]),
-    }
-    if transport == "tcp":
-        server["bind_host"] = args["server_host"]
-    client = {
-        "transport": transport, "ipc_path": args["ipc_path"], "server_host": args["server_host"],
-        "server_port": port, "task_description": args["task_description"],
-        "target_fps": _to_number("target_fps", args["target_fps"], float),
-    }
-    return LaunchPlan(to_bool("launch_server", args["launch_server"]), to_bool("use_sim_robot", args["use_sim_robot"]),
-                      server, client)
+        raise ValueError(f"unknown launch argument(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
+def arguments_from_launch_configurations(configurations) -> dict[str, str]:
+    """Every `name:=value` in a launch context (declared defaults and user arguments), minus launch_ros's own."""
+    return {name: value for name, value in dict(configurations).items()
+            if name not in _LAUNCH_INTERNAL and isinstance(value, str)}
+
+
+def plan_from_arguments(values: dict[str, str], extra_known=(), environ=None) -> LaunchPlan:
+    """Typed parameter overrides for each node; empty or absent arguments override nothing."""
+    check_names(values, extra_known)
+    params = {SERVER: {}, CLIENT: {}, SIM: {}}
+    for name, argument in ARGUMENTS.items():
+        text = str(values.get(name, argument.default))
+        if not argument.targets or text == "":
+            continue
+        if argument.choices and text not in argument.choices:
+            raise ValueError(f"{name} must be one of {', '.join(argument.choices)}, got {text!r}")
+        if name == "api_token":
+            token = resolve_api_token(text, environ)
+            for node, param in argument.targets:
+                params[node][param] = token
+            continue
+        for node, param in argument.targets:
+            params[node][param] = _typed(name, text, node, param)
+    launch_server = to_bool("launch_server", values.get("launch_server", ARGUMENTS["launch_server"].default))
+    use_sim_robot = to_bool("use_sim_robot", values.get("use_sim_robot", ARGUMENTS["use_sim_robot"].default))
+    return LaunchPlan(launch_server, use_sim_robot, params[SERVER], params[CLIENT], params[SIM])
 
 
 def config_path(name: str) -> str:

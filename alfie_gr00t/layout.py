@@ -38,6 +38,12 @@ UPPER_LIMITS = (
     0.5, 0.2, 0.1,
 )
 
+# Rate limits in robot units (Alfie's hobby servos): rad/s per joint dim (6-20), grippers faster;
+# base acceleration (and soft-hold deceleration) in m/s^2 (dims 0-2) and rad/s^2 (3-5).
+_ARM_VELOCITY = (1.5, 1.5, 1.5, 1.5, 1.5, 3.0)
+JOINT_VELOCITY_LIMITS = (*_ARM_VELOCITY, *_ARM_VELOCITY, 1.5, 1.5, 1.5)
+BASE_ACCELERATION_LIMITS = (0.5, 0.5, 0.5, 1.5, 1.5, 1.5)
+
 BASE_DIMS = slice(0, 6)
 JOINT_DIMS = slice(6, 21)
 

@@ -11,10 +11,12 @@ command every control tick (100 Hz). The scheduler sits in between:
   (None, never extrapolated);
 - a new chunk that arrives while another is playing fades in over `crossfade_steps`
   steps, so the switch has no jump;
-- the caller asks for the next chunk when fewer than `refill_threshold_steps` remain,
-  before the queue runs dry (seed 001's action-queue refill);
-- without a fresh chunk for `watchdog_timeout_s` it stops commanding (None) and the
-  caller holds.
+- `preview(times)` reads the schedule ahead without changing it: the prefix a request
+  carries for real-time chunking;
+- without a fresh chunk for `watchdog_timeout_s` (a backstop: steps are time-aligned, so
+  a chunk runs dry on its own) it stops commanding (None) and the caller holds.
+
+When to ask for the next chunk is `latency.RefillPolicy`'s decision, from `remaining_steps`.
 
 It is ROS-free and thread-safe: one thread adds chunks, a timer reads commands.
 """
@@ -44,10 +46,9 @@ class SchedulerConfig:
 
     action_step_hz: float = 15.0
     action_horizon: int = layout.ACTION_HORIZON
-    refill_threshold_steps: float = 8.0
     crossfade_steps: int = 3
     ema_alpha: float = 1.0
-    watchdog_timeout_s: float = 0.5
+    watchdog_timeout_s: float = 2.0
     action_dim: int = layout.ACTION_DIM
 
     def __post_init__(self):
@@ -55,11 +56,6 @@ class SchedulerConfig:
             raise ValueError(f"action_step_hz must be a positive number, got {self.action_step_hz}")
         if int(self.action_horizon) != self.action_horizon or self.action_horizon < 1:
             raise ValueError(f"action_horizon must be an integer >= 1, got {self.action_horizon}")
-        if not (0 < self.refill_threshold_steps <= self.action_horizon):
-            raise ValueError(
-                f"refill_threshold_steps must be in (0, action_horizon={self.action_horizon}], "
-                f"got {self.refill_threshold_steps}"
-            )
         if int(self.crossfade_steps) != self.crossfade_steps or self.crossfade_steps < 0:
             raise ValueError(f"crossfade_steps must be an integer >= 0, got {self.crossfade_steps}")
         if not (0 < self.ema_alpha <= 1):
@@ -216,9 +212,28 @@ class ActionScheduler:
             newest = self._layers[-1]
             return float(len(newest.actions) - max(0.0, newest.position(t, self._hz)))
 
-    def needs_refill(self, now: float | None = None) -> bool:
-        """True when the caller should request the next chunk (remaining < threshold)."""
-        return self.remaining_steps(now) < self._config.refill_threshold_steps
+    def preview(self, times) -> np.ndarray | None:
+        """The schedule (blend, no EMA) at each of `times` without touching its state; None when
+        nothing is playing at the first time. Times past the queue's end repeat its last step."""
+        with self._lock:
+            if not times or not self._playing(times[0]):
+                return None
+            out = np.empty((len(times), self._config.action_dim))
+            sample = np.empty(self._config.action_dim)
+            for row, t in enumerate(times):
+                layers = self._layers
+                layers[0].sample(layers[0].position(t, self._hz), out[row])
+                for layer in layers[1:]:
+                    w = layer.weight(t)
+                    if w > 0.0:
+                        layer.sample(layer.position(t, self._hz), sample)
+                        out[row] += w * (sample - out[row])
+            return out
+
+    @property
+    def chunk_duration_s(self) -> float:
+        """How long one full chunk plays."""
+        return self._config.action_horizon / self._hz
 
     def watchdog_expired(self, now: float | None = None) -> bool:
         """True when no chunk that contributed steps arrived within watchdog_timeout_s (or none ever)."""

@@ -3,16 +3,26 @@
 The server's REP endpoint never blocks unless asked to; the client's REQ socket is
 closed (linger 0) and recreated after a timeout, because a REQ socket that missed its
 reply is stuck in the wrong state forever.
+
+Size limit: ZMQ_MAXMSGSIZE = `max_message_bytes`. ZeroMQ drops a larger message without
+delivering it and closes that peer's connection, silently; a REQ client without a
+receive timeout (Isaac-GR00T's PolicyClient) then waits forever. A socket monitor on
+the REP socket sees each closed connection, and the endpoint logs it with the limit, so
+a drop never goes unseen (README: "Message size limit" has the arithmetic).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 import stat
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+log = logging.getLogger("alfie_gr00t.transport")
 
 
 class AddressInUse(RuntimeError):
@@ -82,6 +92,8 @@ class RepEndpoint:
     def __init__(self, address: str, max_message_bytes: int, ipc_mode: int = 0o660,
                  context: zmq.Context | None = None):
         self.address = address
+        self.max_message_bytes = int(max_message_bytes)
+        self.dropped_connections = 0  # closed by the peer, or by ZeroMQ after a message over the limit
         self._context = context or zmq.Context.instance()
         self._ipc_path = ipc_path_of(address)
         self._ipc_inode = None
@@ -89,7 +101,7 @@ class RepEndpoint:
             claim_ipc_path(self._ipc_path)
         self._socket = self._context.socket(zmq.REP)
         self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.MAXMSGSIZE, int(max_message_bytes))
+        self._socket.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
         self._socket.setsockopt(zmq.RCVHWM, 4)  # bound what a flooding peer can queue in our memory
         try:
             self._socket.bind(address)
@@ -99,25 +111,43 @@ class RepEndpoint:
         if self._ipc_path:
             os.chmod(self._ipc_path, ipc_mode)
             self._ipc_inode = os.stat(self._ipc_path).st_ino
+        self._monitor = self._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
 
     def receive(self, timeout_ms: int = 0):
         """The next request as a buffer, or None if none arrives within `timeout_ms` (0 = don't wait)."""
+        self._log_disconnects()
         if timeout_ms == 0:
             try:
                 return self._socket.recv(zmq.NOBLOCK, copy=False).buffer
             except zmq.Again:
                 return None
         if not self._poller.poll(timeout_ms):
+            self._log_disconnects()
             return None
         return self._socket.recv(copy=False).buffer
+
+    def _log_disconnects(self) -> None:
+        while self._monitor is not None and self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)
+            if event["event"] != zmq.EVENT_DISCONNECTED:
+                continue
+            self.dropped_connections += 1
+            log.warning("connection on %s closed: the peer went away, or it sent a message over max_message_bytes="
+                        "%d, which ZeroMQ drops without delivering it (that client gets no reply; one without a "
+                        "receive timeout waits forever): raise max_message_bytes or send smaller batches",
+                        self.address, self.max_message_bytes)
 
     def send(self, payload: bytes) -> None:
         self._socket.send(payload, copy=len(payload) < 65536)
 
     def close(self) -> None:
         """Close the socket and remove our own IPC file (never a file another server re-created)."""
+        if self._monitor is not None:
+            self._socket.disable_monitor()
+            self._monitor.close(0)
+            self._monitor = None
         self._socket.close(0)
         if self._ipc_path and self._ipc_inode is not None:
             try:

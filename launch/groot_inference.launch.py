@@ -1,24 +1,27 @@
 """Start groot_server and groot_client (and optionally the synthetic robot) in namespace `alfie`.
 
     ros2 launch alfie_gr00t groot_inference.launch.py mock_mode:=true
-    ros2 topic pub --once /alfie/groot_client/activate std_msgs/Bool "data: true"
+    ros2 topic pub --once -w 1 /alfie/groot_client/activate std_msgs/msg/Bool "{data: true}"
 
-Parameters come from the installed config/*.yaml; launch arguments override them, typed by
-alfie_gr00t.launch_args (the same conversion the single-process bringup uses).
+Parameters come from the installed config/*.yaml. An argument left at its (empty) default
+changes nothing; one the user passes overrides the YAML, typed by alfie_gr00t.launch_args
+(the same code the single-process bringup uses). An unknown `name:=value` fails the launch
+with the list of known arguments. `ros2 launch alfie_gr00t groot_inference.launch.py -s`
+lists them.
 """
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch_ros.actions import Node
 
-from alfie_gr00t.launch_args import LAUNCH_ARGUMENTS, config_path, plan_from_arguments
+from alfie_gr00t.launch_args import ARGUMENTS, arguments_from_launch_configurations, config_path, plan_from_arguments
 
 NAMESPACE = "alfie"
 
 
 def _nodes(context, *args, **kwargs):
-    values = {name: context.launch_configurations[name] for name in LAUNCH_ARGUMENTS}
-    plan = plan_from_arguments(values)
+    # Every `name:=value` the user passed is a launch configuration, declared or not: validate them all.
+    plan = plan_from_arguments(arguments_from_launch_configurations(context.launch_configurations))
     actions = []
     if plan.launch_server:
         actions.append(Node(package="alfie_gr00t", executable="groot_server", name="groot_server",
@@ -29,11 +32,13 @@ def _nodes(context, *args, **kwargs):
                         parameters=[config_path("groot_client.yaml"), plan.client_params]))
     if plan.use_sim_robot:
         actions.append(Node(package="alfie_gr00t", executable="groot_sim_robot", name="groot_sim_robot",
-                            namespace=NAMESPACE, output="screen"))
+                            namespace=NAMESPACE, output="screen",
+                            parameters=[plan.sim_params] if plan.sim_params else None))
     return actions
 
 
 def generate_launch_description():
-    arguments = [DeclareLaunchArgument(name, default_value=default, description=description)
-                 for name, (default, description) in LAUNCH_ARGUMENTS.items()]
+    arguments = [DeclareLaunchArgument(name, default_value=argument.default, description=argument.description,
+                                       **({"choices": ["", *argument.choices]} if argument.choices else {}))
+                 for name, argument in ARGUMENTS.items()]
     return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])

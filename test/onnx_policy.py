@@ -14,8 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+
+try:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+except ImportError:  # random_batch needs no onnx; the tests that build graphs importorskip("onnx")
+    onnx = TensorProto = helper = numpy_helper = None
 
 from alfie_gr00t import layout
 from alfie_gr00t.engines.contract import encode_text

@@ -1,4 +1,4 @@
-"""Issue 4: launch arguments, the launch description and the single-process bringup."""
+"""Issues 4 and 14: the single-process bringup (launch-argument rules: test_launch_args.py)."""
 
 import os
 import re
@@ -11,33 +11,7 @@ from alfie_gr00t import launch_args
 from alfie_gr00t.bringup import parse_arguments
 
 from conftest import next_domain_id
-from ros_helpers import REPO, node_env
-
-
-def test_launch_arguments_are_typed():
-    plan = launch_args.plan_from_arguments({"mock_mode": "true", "server_port": "6000", "target_fps": "10",
-                                            "transport": "tcp", "server_host": "127.0.0.1",
-                                            "use_tensorrt": "False", "launch_server": "false"})
-    assert plan.server_params["mock_mode"] is True and plan.server_params["use_tensorrt"] is False
-    assert plan.server_params["bind_port"] == 6000 and isinstance(plan.server_params["bind_port"], int)
-    assert plan.server_params["bind_host"] == "127.0.0.1"
-    assert plan.client_params["server_port"] == 6000 and plan.client_params["target_fps"] == 10.0
-    assert plan.launch_server is False and plan.use_sim_robot is False
-
-
-def test_defaults_and_ipc_share_one_address():
-    plan = launch_args.plan_from_arguments({"ipc_path": "/tmp/x.sock"})
-    assert plan.server_params["ipc_path"] == plan.client_params["ipc_path"] == "/tmp/x.sock"
-    assert plan.launch_server is True and plan.server_params["mock_mode"] is False
-    assert "bind_host" not in plan.server_params
-
-
-@pytest.mark.parametrize("values, fragment", [({"mock_mode": "maybe"}, "true or false"),
-                                              ({"server_port": "http"}, "integer"),
-                                              ({"bogus": "1"}, "unknown launch arguments")])
-def test_bad_launch_arguments(values, fragment):
-    with pytest.raises(ValueError, match=fragment):
-        launch_args.plan_from_arguments(values)
+from ros_helpers import node_env
 
 
 def test_bringup_argument_parsing():
@@ -50,30 +24,6 @@ def test_bringup_argument_parsing():
 def test_config_files_are_found_in_the_source_checkout():
     assert os.path.exists(launch_args.config_path("groot_server.yaml"))
     assert os.path.exists(launch_args.config_path("groot_client.yaml"))
-
-
-def test_launch_description_has_nodes_namespaces_and_typed_overrides():
-    pytest.importorskip("launch_ros", reason="launch_ros is not on PyPI; needs a ROS 2 Jazzy install")
-    import importlib.util
-
-    from launch import LaunchContext
-
-    spec = importlib.util.spec_from_file_location("groot_launch", os.path.join(REPO, "launch",
-                                                                               "groot_inference.launch.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    description = module.generate_launch_description()
-    context = LaunchContext()
-    for name, (default, _) in launch_args.LAUNCH_ARGUMENTS.items():
-        context.launch_configurations[name] = default
-    context.launch_configurations.update(mock_mode="true", use_sim_robot="true", server_port="6001")
-    nodes = module._nodes(context)
-    names = [n._Node__node_name for n in nodes]
-    assert names == ["groot_server", "groot_client", "groot_sim_robot"]
-    assert all(n._Node__node_namespace == "alfie" for n in nodes)
-    server_overrides = nodes[0]._Node__parameters[1]
-    assert server_overrides["mock_mode"] is True and server_overrides["bind_port"] == 6001
-    assert len(description.entities) == len(launch_args.LAUNCH_ARGUMENTS) + 1
 
 
 def test_bringup_runs_the_closed_loop(ipc_dir):
@@ -98,3 +48,11 @@ def test_bringup_reports_bad_arguments():
     proc = subprocess.run([sys.executable, "-m", "alfie_gr00t.bringup", "mock_mode:=perhaps"],
                           env=node_env(next_domain_id()), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "mock_mode must be true or false" in proc.stderr
+
+
+def test_bringup_rejects_unknown_arguments_with_the_known_list():
+    proc = subprocess.run([sys.executable, "-m", "alfie_gr00t.bringup", "mock_mod:=true"],
+                          env=node_env(next_domain_id()), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "unknown launch argument(s) mock_mod" in proc.stderr
+    assert "mock_mode" in proc.stderr and "duration" in proc.stderr and "auto_activate" in proc.stderr

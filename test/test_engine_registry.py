@@ -14,6 +14,9 @@ from alfie_gr00t.engines.base import EngineConfig, EngineError
 from alfie_gr00t.engines.mock import MockEngine
 from alfie_gr00t.engines.onnx_engine import OnnxEngine
 
+pytest.importorskip("onnx", reason="onnx (pip install onnx) builds the reference policy these tests run")
+pytest.importorskip("onnxruntime", reason="onnxruntime (pip install onnxruntime) runs the ONNX engine")
+
 from onnx_policy import build_reference_policy, random_batch, reference_actions
 
 REPO = Path(__file__).resolve().parents[1]

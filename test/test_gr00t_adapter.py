@@ -139,14 +139,25 @@ class FakeTag(enum.Enum):
     NEW_EMBODIMENT = "new_embodiment"
 
 
+class FakeDiT:
+    """Isaac-GR00T N1.6 DiT module's call signature (gr00t/model/modules/dit.py)."""
+
+    def forward(self, hidden_states, encoder_hidden_states, timestep, encoder_attention_mask=None,
+                return_all_hidden_states=False, image_mask=None, backbone_attention_mask=None):
+        return hidden_states
+
+
 class FakePolicy:
-    """Shaped like Isaac-GR00T's Gr00tPolicy: keyword constructor, get_action -> (dict, info)."""
+    """Fake Isaac-GR00T Gr00tPolicy (gr00t/policy/gr00t_policy.py): same constructor
+    (embodiment_tag, model_path, *, device, strict=True), `get_action(observation, options=None)`
+    -> (action_dict, info) with bare group keys and float32 (B, H, D) arrays, and the
+    `model.action_head.{num_inference_timesteps, model}` attributes the deployment code touches."""
 
     instances = []
 
     def __init__(self, embodiment_tag, model_path, *, device, strict=True):
         self.args = dict(embodiment_tag=embodiment_tag, model_path=model_path, device=device)
-        self.model = SimpleNamespace(action_head=SimpleNamespace(num_inference_timesteps=4))
+        self.model = SimpleNamespace(action_head=SimpleNamespace(num_inference_timesteps=4, model=FakeDiT()))
         self.seen = None
         FakePolicy.instances.append(self)
 
@@ -155,7 +166,7 @@ class FakePolicy:
 
     def get_action(self, observation, options=None):
         self.seen = observation
-        return {f"action.{k}": np.repeat(v, 16, axis=1) for k, v in observation["state"].items()}, {}
+        return {k: np.repeat(v, 16, axis=1).astype(np.float32) for k, v in observation["state"].items()}, {}
 
 
 @pytest.fixture
@@ -216,3 +227,52 @@ def test_engine_without_gr00t_names_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "gr00t", None)
     with pytest.raises(EngineError, match=r"Isaac-GR00T \(package 'gr00t'\) is not importable.*pip install -e"):
         Gr00tPolicyEngine(CONFIG)
+
+
+def test_use_tensorrt_without_an_engine_beside_the_checkpoint(fake_gr00t, tmp_path):
+    config = EngineConfig(mock_mode=False, model_checkpoint=str(tmp_path), device="cuda:0", use_tensorrt=True)
+    with pytest.raises(EngineError, match=r"no DiT engine is beside .*dit\*.engine.*export_onnx_n1d6.py.*groot_build_engine"):
+        Gr00tPolicyEngine(config)
+    assert fake_gr00t.instances == [], "the slow policy load happens only once the engine is found"
+
+
+def test_use_tensorrt_on_cpu_is_refused(fake_gr00t, tmp_path):
+    config = EngineConfig(mock_mode=False, model_checkpoint=str(tmp_path), device="cpu", use_tensorrt=True)
+    with pytest.raises(EngineError, match="use_tensorrt needs an NVIDIA GPU but device is 'cpu'"):
+        Gr00tPolicyEngine(config)
+
+
+def test_use_tensorrt_without_a_gpu_names_it(fake_gr00t, tmp_path, monkeypatch):
+    from alfie_gr00t.engines.gr00t_policy_engine import Gr00tEngineConfig
+
+    (tmp_path / "dit_model_fp16.engine").write_bytes(b"engine")
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    config = Gr00tEngineConfig(mock_mode=False, model_checkpoint=str(tmp_path), device="cuda:0", use_tensorrt=True)
+    with pytest.raises(EngineError, match="TensorRT is not installed"):
+        Gr00tPolicyEngine(config)
+    from fake_tensorrt import make_fake_tensorrt
+
+    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt(10))
+    with pytest.raises(EngineError, match="torch sees no CUDA GPU"):
+        Gr00tPolicyEngine(config)
+
+
+def test_engine_path_parameter_wins_and_must_exist(tmp_path):
+    from alfie_gr00t.engines.trt_dit import find_dit_engine
+
+    (tmp_path / "dit_model_fp16.engine").write_bytes(b"a")
+    assert find_dit_engine(tmp_path) == tmp_path / "dit_model_fp16.engine"
+    (tmp_path / "dit_model_bf16.trt").write_bytes(b"b")
+    with pytest.raises(EngineError, match="several DiT engines.*tensorrt_engine_path"):
+        find_dit_engine(tmp_path)
+    assert find_dit_engine(tmp_path, str(tmp_path / "dit_model_bf16.trt")).name == "dit_model_bf16.trt"
+    with pytest.raises(EngineError, match="tensorrt_engine_path .* does not exist"):
+        find_dit_engine(tmp_path, str(tmp_path / "none.engine"))
+
+
+def test_server_config_carries_the_engine_path():
+    from alfie_gr00t.config import ServerConfig
+
+    config = ServerConfig(tensorrt_engine_path="/robot/dit_model_fp16.engine").engine_config()
+    assert config.tensorrt_engine_path == "/robot/dit_model_fp16.engine"
+    assert isinstance(config, EngineConfig)

@@ -6,6 +6,9 @@ import pytest
 from alfie_gr00t.engines.base import EngineConfig, EngineError, ObservationBatch, run_batched, warm_up
 from alfie_gr00t.engines.onnx_engine import OnnxEngine, choose_providers
 
+pytest.importorskip("onnx", reason="onnx (pip install onnx) builds the reference policy these tests run")
+pytest.importorskip("onnxruntime", reason="onnxruntime (pip install onnxruntime) runs the ONNX engine")
+
 from onnx_policy import build_reference_policy, random_batch, reference_actions
 
 CONFIG = EngineConfig(mock_mode=False, device="cpu")

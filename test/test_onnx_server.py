@@ -10,6 +10,9 @@ from alfie_gr00t.engines.registry import create_engine
 from alfie_gr00t.server_core import BackgroundServer, PolicyService
 from alfie_gr00t.transport import ReqClient
 
+pytest.importorskip("onnx", reason="onnx (pip install onnx) builds the reference policy these tests run")
+pytest.importorskip("onnxruntime", reason="onnxruntime (pip install onnxruntime) runs the ONNX engine")
+
 from onnx_policy import build_reference_policy, random_batch, reference_actions
 
 

@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime
 import pytest
+
+onnx = pytest.importorskip("onnx", reason="onnx (pip install onnx) builds the reference policy these tests run")
+onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime (pip install onnxruntime) is the reference")
 
 from alfie_gr00t import build_engine, layout
 from alfie_gr00t.engines import contract, cuda_memory, tensorrt_engine

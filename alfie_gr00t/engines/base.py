@@ -42,6 +42,12 @@ class EngineConfig:
     video_keys: tuple[str, ...] = layout.CAMERA_NAMES
     state_groups: tuple[layout.LayoutGroup, ...] = layout.LAYOUT_GROUPS
     language_key: str = "task"
+    # engine:=triton (or model_checkpoint triton://host:port/model[/version]): engines/triton_engine.py
+    engine: str = "auto"  # auto | triton
+    triton_url: str = "127.0.0.1:8001"
+    triton_model: str = "groot_policy"
+    triton_model_version: str = ""  # "" = the version Triton's policy serves
+    triton_timeout_ms: float = 1000.0
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ class CudaDevice:
         self.index = index
         self._device = self._driver.Device(index)
         self.name = self._device.name()
+        self.capability = tuple(self._device.compute_capability())
         self._context = self._device.retain_primary_context()
         self._allocations: list = []
 

@@ -5,6 +5,9 @@ torch: the server's `ObservationBatch` becomes Gr00tPolicy's nested observation
 (video (B,1,H,W,3) uint8, state (B,1,D) float32 per layout group, language [[text]]),
 and its per-group action dict becomes one (B, horizon, 21) chunk. Camera -> video key
 and layout group -> state/action key mappings come from the EngineConfig.
+
+With use_tensorrt the DiT action head runs in a TensorRT engine (trt_dit.py), the way
+NVIDIA deploys N1.6; the backbone stays in PyTorch bf16.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +24,13 @@ from alfie_gr00t.engines.base import (Engine, EngineConfig, EngineError, EngineO
                                      stage_split)
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Gr00tEngineConfig(EngineConfig):
+    """EngineConfig plus where the TensorRT DiT engine is (empty: found beside the checkpoint)."""
+
+    tensorrt_engine_path: str = ""
 
 _INSTALL_GR00T = ("install Isaac-GR00T: git clone https://github.com/NVIDIA/Isaac-GR00T && pip install -e "
                   "Isaac-GR00T (needs torch with CUDA)")
@@ -140,35 +151,62 @@ def _set_denoising_steps(policy, steps: int) -> int | None:
     return int(head.num_inference_timesteps)
 
 
+def load_policy(config: EngineConfig, model_path: str | os.PathLike | None = None):
+    """(torch, Gr00tPolicy instance) with denoising steps applied, modality keys checked."""
+    torch, Gr00tPolicy, EmbodimentTag = _import_gr00t()
+    path = Path(model_path or config.model_checkpoint)
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise EngineError(f"device '{config.device}' requested but torch sees no CUDA GPU: fix the NVIDIA "
+                          "driver / install a CUDA build of torch, or set device:=cpu (slow)")
+    try:
+        policy = Gr00tPolicy(embodiment_tag=_embodiment(EmbodimentTag, config.embodiment_tag),
+                             model_path=str(path), device=config.device)
+    except EngineError:
+        raise
+    except Exception as exc:
+        raise EngineError(f"Isaac-GR00T could not load {path}: {type(exc).__name__}: {exc}") from exc
+    check_modality_keys(policy.get_modality_config(), config)
+    return torch, policy
+
+
+def open_dit_engine(config: EngineConfig, checkpoint: Path):
+    """The TensorRT DiT engine for `checkpoint` (EngineError naming the missing piece)."""
+    from alfie_gr00t.engines import trt_dit
+
+    if not config.device.startswith("cuda"):
+        raise EngineError(f"use_tensorrt needs an NVIDIA GPU but device is '{config.device}': set device:=cuda:0 "
+                          "or use_tensorrt:=false")
+    path = trt_dit.find_dit_engine(checkpoint, getattr(config, "tensorrt_engine_path", ""))
+    return trt_dit.DiTEngine(path, config.device, torch=trt_dit.import_torch())
+
+
 class Gr00tPolicyEngine(Engine):
     name = "gr00t_policy"
     max_batch_size = 8
 
     def __init__(self, config: EngineConfig, model_path: str | os.PathLike | None = None):
-        torch, Gr00tPolicy, EmbodimentTag = _import_gr00t()
+        from alfie_gr00t.engines import trt_dit
+
+        _import_gr00t()  # say what is missing before looking for engines
         self._config = config
         self._path = Path(model_path or config.model_checkpoint)
-        if config.device.startswith("cuda") and not torch.cuda.is_available():
-            raise EngineError(f"device '{config.device}' requested but torch sees no CUDA GPU: fix the NVIDIA "
-                              "driver / install a CUDA build of torch, or set device:=cpu (slow)")
-        try:
-            self._policy = Gr00tPolicy(embodiment_tag=_embodiment(EmbodimentTag, config.embodiment_tag),
-                                       model_path=str(self._path), device=config.device)
-        except EngineError:
-            raise
-        except Exception as exc:
-            raise EngineError(f"Isaac-GR00T could not load {self._path}: {type(exc).__name__}: {exc}") from exc
-        check_modality_keys(self._policy.get_modality_config(), config)
+        dit = open_dit_engine(config, self._path) if config.use_tensorrt else None  # fail fast, before the slow load
+        torch, self._policy = load_policy(config, self._path)
         self.denoising_steps = _set_denoising_steps(self._policy, config.denoising_steps)
-        log.info("Isaac-GR00T policy %s on %s (embodiment %s, denoising steps %s)",
-                 self._path, config.device, config.embodiment_tag, self.denoising_steps)
+        self.tensorrt = {}
+        if dit is not None:
+            self.tensorrt = trt_dit.install_dit_engine(self._policy, dit)
+            trt_dit.free_pytorch_dit(self._policy, torch)
+        log.info("Isaac-GR00T policy %s on %s (embodiment %s, denoising steps %s, DiT in %s)",
+                 self._path, config.device, config.embodiment_tag, self.denoising_steps,
+                 "TensorRT" if dit is not None else "PyTorch")
 
     def infer(self, batch: ObservationBatch) -> EngineOutput:
         start = time.perf_counter()
         observation = to_gr00t_observation(batch, self._config)
         prepared = time.perf_counter()
         try:
-            action, _info = self._policy.get_action(observation)
+            action, _info = self._policy.get_action(observation, None)
         except Exception as exc:
             raise EngineError(f"Gr00tPolicy.get_action failed: {type(exc).__name__}: {exc}") from exc
         ran = time.perf_counter()
@@ -180,6 +218,6 @@ class Gr00tPolicyEngine(Engine):
         self._policy = None
 
     def describe(self) -> dict:
-        return {"backend": "gr00t_policy", "tensorrt": False, "model": str(self._path),
+        return {"backend": "gr00t_policy", "tensorrt": bool(self.tensorrt), "model": str(self._path),
                 "device": self._config.device, "embodiment_tag": self._config.embodiment_tag,
-                "denoising_steps": self.denoising_steps, "max_batch_size": self.max_batch_size}
+                "denoising_steps": self.denoising_steps, "max_batch_size": self.max_batch_size, **self.tensorrt}

@@ -1,8 +1,11 @@
 """Choose and load the inference engine the server's parameters ask for.
 
+engine:=triton or a `triton://host:port/model[/version]` checkpoint -> TritonEngine (GPU work
+in a Triton pool).
 mock_mode -> MockEngine; `.engine`/`.plan` -> TensorRT; `.onnx` -> ONNX Runtime, or with
 use_tensorrt a FP16 plan built once beside it (`model.onnx` -> `model.fp16.plan`,
-rebuilt when the ONNX is newer); an Isaac-GR00T checkpoint directory -> Gr00tPolicy.
+rebuilt when the ONNX is newer); an Isaac-GR00T checkpoint directory -> Gr00tPolicy,
+with use_tensorrt its DiT served by a TensorRT engine (NVIDIA's N1.6 deployment).
 Anything else is an EngineError naming the fix. It never falls back to the mock: a
 robot that silently holds position looks like a working policy.
 Backends are imported only when chosen, so this module needs nothing beyond numpy.
@@ -103,6 +106,11 @@ def _tensorrt_from_onnx(config: EngineConfig, onnx_path: Path) -> Engine:
 
 def create_engine(config: EngineConfig) -> Engine:
     """Load the engine the config names; EngineError with the fix when that is impossible."""
+    if config.engine == "triton" or config.model_checkpoint.strip().startswith("triton://"):
+        from alfie_gr00t.engines.triton_engine import TritonEngine
+
+        log.info("engine: Triton Inference Server (model repository in share/alfie_gr00t/triton)")
+        return TritonEngine(config)
     if config.mock_mode:
         from alfie_gr00t.engines.mock import MockEngine
 
@@ -125,10 +133,7 @@ def create_engine(config: EngineConfig) -> Engine:
 
         log.info("engine: ONNX Runtime %s", path)
         return OnnxEngine(config, path)
-    if config.use_tensorrt:
-        log.warning("use_tensorrt is ignored for an Isaac-GR00T checkpoint directory (runs in PyTorch); export "
-                    "the policy to ONNX and build a plan for TensorRT (docs/engines.md)")
     from alfie_gr00t.engines.gr00t_policy_engine import Gr00tPolicyEngine
 
-    log.info("engine: Isaac-GR00T Gr00tPolicy %s", path)
+    log.info("engine: Isaac-GR00T Gr00tPolicy %s (DiT in %s)", path, "TensorRT" if config.use_tensorrt else "PyTorch")
     return Gr00tPolicyEngine(config, path)

@@ -1,4 +1,8 @@
-"""TensorRT 10 backend for single-graph policies, and the plan builder behind groot_build_engine.
+"""TensorRT backend for single-graph policies, and the plan builder behind groot_build_engine.
+
+For a policy that is one graph (images + state -> actions, see contract.py). GR00T N1.6
+is not one graph: its TensorRT path swaps only the DiT action head (trt_dit.py).
+Works on TensorRT 10 and 11 (trt_api.py detects which builder API is there).
 
 Uses the name-based tensor API (num_io_tensors / set_input_shape / set_tensor_address /
 execute_async_v3). Host buffers are pinned, allocated once at the largest batch the
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alfie_gr00t.engines import contract
+from alfie_gr00t.engines import contract, trt_api
 from alfie_gr00t.engines.base import (Engine, EngineConfig, EngineError, EngineOutput, ObservationBatch,
                                      stage_split)
 
@@ -30,22 +34,18 @@ class PlanLoadError(EngineError):
 
 
 def import_tensorrt():
-    """The tensorrt module, or an EngineError that says what to install."""
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise EngineError(
-            f"TensorRT is not installed ({exc}): pip install tensorrt (TensorRT 10; needs an NVIDIA GPU "
-            "and driver) -- or serve the .onnx with ONNX Runtime (use_tensorrt:=false), or mock_mode:=true"
-        ) from exc
-    return trt
+    """The tensorrt module (10.x or 11.x), or an EngineError that says what to install."""
+    return trt_api.import_tensorrt()
 
 
 def _np_dtype(trt, trt_dtype, name: str) -> np.dtype:
     try:
         return np.dtype(trt.nptype(trt_dtype))
     except TypeError as exc:
-        raise EngineError(f"tensor '{name}' has TensorRT dtype {trt_dtype}, which numpy cannot hold") from exc
+        raise EngineError(
+            f"tensor '{name}' has TensorRT dtype {trt_dtype}, which this single-graph backend cannot stage "
+            "(numpy has no bfloat16): keep a one-graph policy's inputs/outputs fp32/fp16/uint8/int64; "
+            "BF16 engines are served through the GR00T DiT path (trt_dit.py)") from exc
 
 
 def engine_specs(trt, engine) -> tuple[list[contract.TensorSpec], list[contract.TensorSpec]]:
@@ -210,9 +210,7 @@ def load_calibration_batches(directory: str | os.PathLike, plan: contract.Contra
 
 
 def _make_calibrator(trt, device, batches, cache_path: Path):
-    """An IInt8EntropyCalibrator2 feeding `batches` (dicts of input name -> array)."""
-    if not hasattr(trt, "IInt8EntropyCalibrator2"):
-        raise EngineError(f"TensorRT {trt.__version__} has no INT8 calibrator API; quantize the ONNX (Q/DQ) instead")
+    """An IInt8EntropyCalibrator2 feeding `batches` (dicts of input name -> array); TensorRT 10 only."""
 
     class NpzCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):
@@ -245,15 +243,6 @@ def _make_calibrator(trt, device, batches, cache_path: Path):
 # ---------------------------------------------------------------- plan builder
 
 
-def _parse_onnx(trt, builder, logger, onnx_path: Path):
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EngineError(f"TensorRT could not parse {onnx_path}: {errors}")
-    return network, parser
-
-
 def _add_profile(builder, plan: contract.ContractPlan, min_b: int, opt_b: int, max_b: int):
     profile = builder.create_optimization_profile()
     lo, mid, hi = plan.input_shapes(min_b), plan.input_shapes(opt_b), plan.input_shapes(max_b)
@@ -262,20 +251,19 @@ def _add_profile(builder, plan: contract.ContractPlan, min_b: int, opt_b: int, m
     return profile, {name: [list(lo[name]), list(mid[name]), list(hi[name])] for name in plan.input_names}
 
 
-def _load_timing_cache(config_trt, path: Path | None):
-    data = path.read_bytes() if path is not None and path.is_file() else b""
-    cache = config_trt.create_timing_cache(data)
-    config_trt.set_timing_cache(cache, False)
-    return cache
-
-
 def _build_serialized(trt, device, onnx_path: Path, config: EngineConfig, fp16: bool, int8: bool,
                       calibration_dir, workspace_mb: int, cache_path: Path | None, max_batch: int,
                       calib_cache: Path) -> tuple[bytes, bytes | None, dict]:
     """Parse, check and build; every TensorRT object dies here, while the context is current."""
+    features = trt_api.Features.of(trt)
+    if int8 and not features.int8_calibration:
+        raise EngineError(f"TensorRT {trt.__version__} has no implicit INT8 calibration (removed in TensorRT 11): "
+                          "quantize the ONNX with explicit Q/DQ nodes (NVIDIA ModelOpt), or build with TensorRT 10")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network, _parser = _parse_onnx(trt, builder, logger, onnx_path)
+    weak = features.weak_typing  # TensorRT 10: weak typing and its precision flags; 11: strongly typed only
+    network = trt_api.create_network(trt, builder, strongly_typed=not weak)
+    _parser = trt_api.parse_onnx(trt, network, logger, onnx_path)
     inputs, outputs = network_specs(trt, network)
     plan = contract.check_contract(inputs, outputs, config)
     b_min = plan.fixed_batch or 1
@@ -285,9 +273,14 @@ def _build_serialized(trt, device, onnx_path: Path, config: EngineConfig, fp16: 
     profile, profile_shapes = _add_profile(builder, plan, b_min, b_min, b_max)
     cfg.add_optimization_profile(profile)
     precision = ["fp32"]
-    if fp16:
+    if fp16 and weak:
         cfg.set_flag(trt.BuilderFlag.FP16)
         precision = ["fp16"]
+    elif not weak:
+        precision = ["as typed in the ONNX (strongly typed)"]
+        if fp16:
+            log.warning("TensorRT %s has no FP16 builder flag: the plan keeps the ONNX's own types; convert the "
+                        "ONNX to fp16 first (NVIDIA ModelOpt AutoCast) for fp16 kernels", trt.__version__)
     calibrator = None  # must outlive build_serialized_network
     if int8:
         batches = load_calibration_batches(calibration_dir, plan, config)
@@ -298,7 +291,7 @@ def _build_serialized(trt, device, onnx_path: Path, config: EngineConfig, fp16: 
         cfg.set_calibration_profile(calib_profile)
         cfg.int8_calibrator = calibrator
         precision.insert(0, "int8")
-    cache = _load_timing_cache(cfg, cache_path)
+    cache = trt_api.load_timing_cache(cfg, cache_path)
     serialized = builder.build_serialized_network(network, cfg)
     if serialized is None:
         raise EngineError(f"TensorRT failed to build a plan from {onnx_path} (see the TensorRT log above)")
@@ -339,10 +332,7 @@ def build_plan(onnx_path, plan_path, fp16: bool = True, int8: bool = False, cali
                 max_batch, plan_path.with_suffix(".calib"))
     finally:
         device.free()
-    plan_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = plan_path.with_name(plan_path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, plan_path)
+    trt_api.write_atomically(plan_path, data)
     if cache_path is not None:
         cache_path.write_bytes(cache_data)
     return {

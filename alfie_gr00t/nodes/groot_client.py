@@ -1,52 +1,66 @@
 """groot_client: cameras and state in, safe joint commands out at 100 Hz.
 
-Callbacks only store the latest messages; a background thread (InferenceWorker) does
-all conversion, encoding and networking; a timer plays the scheduled chunk through
-the safety filter. State machine and hold semantics follow SPEC §4.
+Callbacks only store the latest messages; a background thread (InferenceWorker) does all
+conversion, encoding and networking; the 100 Hz timer hands the scheduler's step to the
+MotionGate, which decides every command (policy, hold, stop) and calls back `_publish`.
+The node itself decides no motion: it wires topics to the ROS-free core and publishes.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 
 import numpy as np
+from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Twist
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, Float32MultiArray, String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from alfie_gr00t.client_core import (ClientState, ClientStateMachine, InferenceWorker, LatestInputs,
-                                     state_updates_from_joint_state)
+from alfie_gr00t.client_core import ClientState, ClientStateMachine, InferenceWorker, LatestInputs, \
+    header_stamp_from_cdr
 from alfie_gr00t.config import ClientConfig
+from alfie_gr00t.diagnostics import ClientDiagnostics, attach_diagnostics
+from alfie_gr00t.latency import RefillPolicy
 from alfie_gr00t.layout import BASE_DIMS, JOINT_DIMS
 from alfie_gr00t.nodes.params import declare_config
-from alfie_gr00t.nodes.runner import run_node
+from alfie_gr00t.nodes.runner import log_info, run_node
 from alfie_gr00t.normalization import Normalizer
-from alfie_gr00t.safety import SafetyFilter, SafetyLimits, hold_command
+from alfie_gr00t.robot_state import MeasuredState, required_dims
+from alfie_gr00t.safety import ActivationRefused, Command, CommandKind, MotionGate
 from alfie_gr00t.scheduler import ActionScheduler, SchedulerConfig
 from alfie_gr00t.stats import RollingStats
+
+# Best effort matches reliable and best-effort drivers alike.
+_STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+_LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class GrootClient(Node):
     def __init__(self, **node_kwargs):
         super().__init__("groot_client", **node_kwargs)
         self.config: ClientConfig = declare_config(self, ClientConfig)
-        self.machine = ClientStateMachine()
-        self.inputs = LatestInputs(self.config.camera_names, self.config.action_dim, self.config.task_description)
+        self.machine = ClientStateMachine(on_change=self._log_transition)
+        self.measured = MeasuredState(self.config.joint_names, required_dims(self.config.state_msg_type),
+                                      clock=self.now)
+        self.inputs = LatestInputs(self.config.camera_names, self.measured, self.config.task_description,
+                                   clock=self.now)
         self.worker: InferenceWorker | None = None
-        self.commands_published = 0
-        self.holds_published = 0
         self.command_period_ms = RollingStats(window=2000)
         self._last_tick: float | None = None
-        self._previous: np.ndarray | None = None  # last command sent, the safety filter's reference
-        self._holding = False  # a hold was sent while ACTIVE; stay silent until chunks resume
-        self._output_lock = threading.Lock()  # the tick and the transition callbacks both publish
+        self._latched_estop = None
+        self._activation_error = ""
+        self._budget_warned = "ok"
+
+    def now(self) -> float:
+        """The client's clock: the node's ROS clock (sim time under use_sim_time), in seconds."""
+        return self.get_clock().now().nanoseconds * 1e-9
 
     def start(self) -> None:
         """Build the pipeline, then wire topics and timers."""
@@ -54,62 +68,75 @@ class GrootClient(Node):
         normalizer = Normalizer.from_stats_file(cfg.stats_file, cfg.action_dim) if cfg.stats_file \
             else Normalizer.identity(cfg.action_dim)
         self.scheduler = ActionScheduler(SchedulerConfig(
-            action_step_hz=cfg.action_step_hz, action_horizon=cfg.action_horizon,
-            refill_threshold_steps=cfg.refill_threshold_steps, crossfade_steps=cfg.crossfade_steps,
-            ema_alpha=cfg.ema_alpha, watchdog_timeout_s=cfg.watchdog_timeout_s, action_dim=cfg.action_dim))
-        self.safety = SafetyFilter(SafetyLimits(cfg.joint_lower_limits, cfg.joint_upper_limits,
-                                                cfg.max_joint_step, cfg.max_base_step))
+            action_step_hz=cfg.action_step_hz, action_horizon=cfg.action_horizon, crossfade_steps=cfg.crossfade_steps,
+            ema_alpha=cfg.ema_alpha, watchdog_timeout_s=cfg.watchdog_timeout_s, action_dim=cfg.action_dim),
+            clock=self.now)
+        self.gate = MotionGate(cfg.motion_limits(), self.measured, cfg.max_observation_age_ms / 1000.0,
+                               output=self._publish, clock=self.now)
+        self.refill = RefillPolicy(cfg.refill_config())
         image_type = self._image_type()
-        self.worker = InferenceWorker(cfg, self.inputs, self.scheduler, self.machine, normalizer,
-                                      on_error=self._on_inference_error,
-                                      frame_decoder=lambda data: deserialize_message(data, image_type))
+        self.worker = InferenceWorker(cfg, self.inputs, self.scheduler, self.machine, normalizer, self.refill,
+                                      on_error=self._on_inference_error, clock=self.now,
+                                      frame_decoder=lambda data: deserialize_message(data, image_type),
+                                      log=self._log)
         self._create_interfaces()
         self.worker.start()
-        self.get_logger().info(f"client ready: server {cfg.address} ({cfg.server_protocol}), state IDLE; "
-                               "publish true on ~/activate to start")
+        self.get_logger().info(f"client ready: server {cfg.address} ({cfg.server_protocol}), output "
+                               f"{cfg.output_mode}, state IDLE; publish true on ~/activate to start")
 
     def _create_interfaces(self) -> None:
         cfg = self.config
         sensors = ReentrantCallbackGroup()
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         image_type = self._image_type()
         for name, topic in zip(cfg.camera_names, cfg.camera_topics):
             # raw=True: keep the serialized bytes; only the frames actually sent get deserialized.
-            self.create_subscription(image_type, topic, lambda data, n=name: self.inputs.store_frame(n, data),
-                                     qos_profile_sensor_data, callback_group=sensors, raw=True)
+            self.create_subscription(image_type, topic, lambda data, n=name: self.inputs.store_frame(
+                n, data, header_stamp_from_cdr(data)), qos_profile_sensor_data, callback_group=sensors, raw=True)
         if cfg.state_msg_type == "joint_state":
-            self.create_subscription(JointState, cfg.state_topic, self._on_joint_state, 10, callback_group=sensors)
-            self.create_subscription(Twist, cfg.base_velocity_topic, self._on_base_velocity, 10,
+            self.create_subscription(JointState, cfg.state_topic, self._on_joint_state, _STATE_QOS,
+                                     callback_group=sensors)
+            self.create_subscription(Twist, cfg.base_velocity_topic, self._on_base_velocity, _STATE_QOS,
                                      callback_group=sensors)
         else:
-            self.create_subscription(Float32MultiArray, cfg.state_topic, self._on_state_array, 10,
+            self.create_subscription(Float32MultiArray, cfg.state_topic, self._on_state_array, _STATE_QOS,
                                      callback_group=sensors)
         self.create_subscription(Bool, "~/activate", self._on_activate, 10)
-        # Latched publishers (TRANSIENT_LOCAL) and plain ones are each matched only by their own kind.
-        self.create_subscription(Bool, "~/estop", self._on_estop, latched)
+        # Volatile and reliable: matches plain (`ros2 topic pub`) and latched publishers alike, with no
+        # QoS warning. A latched e-stop sent before we started is fetched by a transient-local
+        # subscription that exists only while a latched publisher does (see _watch_latched_estop).
         self.create_subscription(Bool, "~/estop", self._on_estop, 10)
         self.create_subscription(String, "~/task_description", self._on_task, 10)
         self.joint_pub = self.create_publisher(JointState, "~/joint_commands", 10)
         self.twist_pub = self.create_publisher(Twist, "~/cmd_vel", 10)
+        self.trajectory_pub = self.create_publisher(JointTrajectory, "~/joint_trajectory", 10)
         self.status_pub = self.create_publisher(String, "~/status", 10)
         self.create_timer(1.0 / cfg.command_rate_hz, self._on_command_tick,
                           callback_group=MutuallyExclusiveCallbackGroup())
+        if cfg.output_mode != "joint_state":
+            self.create_timer(1.0 / cfg.trajectory_rate_hz, self._publish_trajectory)
         self.create_timer(1.0, self._publish_status)
+        self.create_timer(0.5, self._watch_latched_estop)
+        self._watch_latched_estop()
+        attach_diagnostics(self, self.status, ClientDiagnostics(self.get_name()))
 
     def _image_type(self):
         return Image if self.config.image_msg_type == "raw" else CompressedImage
 
+    def _log(self, level: str, message: str) -> None:
+        getattr(self.get_logger(), level)(message, throttle_duration_sec=2.0) if level == "warning" \
+            else getattr(self.get_logger(), level)(message)
+
     # -- inputs: store only ------------------------------------------------------------------
     def _on_joint_state(self, msg: JointState) -> None:
-        self.inputs.store_state(state_updates_from_joint_state(msg.name, msg.position, self.config.joint_names))
+        self.measured.update_by_name(msg.name, msg.position, _stamp_seconds(msg.header.stamp))
 
     def _on_base_velocity(self, msg: Twist) -> None:
         v = (msg.linear.x, msg.linear.y, msg.linear.z, msg.angular.x, msg.angular.y, msg.angular.z)
-        self.inputs.update_state_dims(dict(enumerate(v)))
+        self.measured.update(dict(enumerate(v)))
 
     def _on_state_array(self, msg: Float32MultiArray) -> None:
         if len(msg.data) == self.config.action_dim:
-            self.inputs.store_state(dict(enumerate(msg.data)))
+            self.measured.update(dict(enumerate(msg.data)))
         else:
             self.get_logger().warning(f"state array of {len(msg.data)} values ignored; expected "
                                       f"{self.config.action_dim}", throttle_duration_sec=5.0)
@@ -118,111 +145,170 @@ class GrootClient(Node):
         self.inputs.task = msg.data
         self.get_logger().info(f"task: {msg.data!r}")
 
+    def _watch_latched_estop(self) -> None:
+        """Keep a transient-local ~/estop subscription exactly while a latched publisher exists."""
+        topic = self.resolve_topic_name("~/estop")
+        latched = any(info.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                      for info in self.get_publishers_info_by_topic(topic))
+        if latched and self._latched_estop is None:
+            self._latched_estop = self.create_subscription(Bool, "~/estop", self._on_estop, _LATCHED_QOS)
+        elif not latched and self._latched_estop is not None:
+            self.destroy_subscription(self._latched_estop)
+            self._latched_estop = None
+
     # -- state machine -------------------------------------------------------------------------
+    def _log_transition(self, old: ClientState, new: ClientState, cause: str) -> None:
+        log = self.get_logger().error if new is ClientState.ERROR else self.get_logger().info
+        log(f"{old.value} -> {new.value} ({cause})")
+
     def _on_activate(self, msg: Bool) -> None:
-        before = self.machine.state
-        left_active = self.machine.activate(msg.data)
-        if self.machine.state is ClientState.CONNECTING and before is not ClientState.CONNECTING:
+        if msg.data and self.machine.state in (ClientState.IDLE, ClientState.ERROR):
+            try:
+                self.gate.arm()
+            except ActivationRefused as exc:
+                self._activation_error = str(exc)
+                self.worker.last_error = str(exc)
+                self.get_logger().error(str(exc))
+                self.machine.refuse("activation refused")
+                return
+            self._activation_error = ""
             self.scheduler.reset()
             self.worker.reset_failures()
-            self._previous = None
-            self._holding = False
-        self._after_transition(left_active, f"activate:{str(msg.data).lower()}", before)
+        if self.machine.activate(msg.data) or (not msg.data and self.gate.armed):
+            self.scheduler.reset()
+            self.gate.hold("activate:false")
 
     def _on_estop(self, msg: Bool) -> None:
-        before = self.machine.state
-        hold = self.machine.estop(msg.data)
-        self._after_transition(hold, f"estop:{str(msg.data).lower()}", before)
+        if self.machine.estop(msg.data):
+            self.scheduler.reset()
+            self.gate.stop("estop")
 
     def _on_inference_error(self, left: ClientState, message: str) -> None:
-        self.get_logger().error(f"ERROR state: {message}")
-        self._after_transition(left is ClientState.ACTIVE, "inference failures", left)
-
-    def _after_transition(self, hold: bool, cause: str, before: ClientState) -> None:
-        if hold:
-            with self._output_lock:
-                self.scheduler.reset()
-                self._publish_hold()
-        if self.machine.state is not before:
-            self.get_logger().info(f"{before.value} -> {self.machine.state.value} ({cause})")
+        self.worker.last_error = message[:500]
+        if left is ClientState.ACTIVE:
+            self.scheduler.reset()
+        self.gate.hold("inference failures")
 
     # -- the 100 Hz loop ------------------------------------------------------------------------
     def _on_command_tick(self) -> None:
-        with self._output_lock:
-            self._command_tick()
-
-    def _command_tick(self) -> None:
         now = time.monotonic()
         if self._last_tick is not None:
             self.command_period_ms.add((now - self._last_tick) * 1000.0)
         self._last_tick = now
-        if self.machine.state is not ClientState.ACTIVE:
-            return
-        command = self.scheduler.command(now)
-        if command is None:  # queue dry or watchdog: hold once, then wait for a fresh chunk
-            if not self._holding:
-                self._holding = True
-                self._publish_hold()
-            return
-        self._holding = False
-        if self._previous is None:
-            measured = self.inputs.measured_state()
-            self._previous = hold_command(measured if measured is not None else command)
-        result = self.safety.apply(command, self._previous)
-        self._previous = result.command
-        self._publish(result.command)
-        self.commands_published += 1
+        active = self.machine.state is ClientState.ACTIVE
+        self.gate.step(self.scheduler.command() if active else None)
+        self._check_budget()
 
-    def _publish_hold(self) -> None:
-        """Last measured joints, zero base velocity (or the last command when nothing was measured)."""
-        measured = self.inputs.measured_state()
-        reference = measured if measured is not None else self._previous
-        if reference is None:
-            return
-        hold = hold_command(reference)
-        self._previous = None
-        self._publish(hold)
-        self.holds_published += 1
-
-    def _publish(self, command: np.ndarray) -> None:
-        joints = JointState()
-        joints.header.stamp = self.get_clock().now().to_msg()
-        joints.name = list(self.config.joint_names[JOINT_DIMS])
-        joints.position = [float(v) for v in command[JOINT_DIMS]]
+    def _publish(self, command: Command) -> None:
+        """The gate's output: every command leaves through here, nowhere else."""
+        cfg = self.config
+        joints = command.joints
+        if joints is not None:
+            if cfg.output_mode != "joint_trajectory":
+                msg = JointState()
+                msg.header.stamp = self.get_clock().now().to_msg()
+                msg.name = list(cfg.joint_names[JOINT_DIMS])
+                msg.position = [float(v) for v in joints]
+                self.joint_pub.publish(msg)
+            if cfg.output_mode != "joint_state" and command.kind is not CommandKind.POLICY:
+                self.trajectory_pub.publish(self._trajectory([joints], 1.0 / cfg.command_rate_hz))
         twist = Twist()
         (twist.linear.x, twist.linear.y, twist.linear.z,
-         twist.angular.x, twist.angular.y, twist.angular.z) = (float(v) for v in command[BASE_DIMS])
-        self.joint_pub.publish(joints)
+         twist.angular.x, twist.angular.y, twist.angular.z) = (float(v) for v in command.vector[BASE_DIMS])
         self.twist_pub.publish(twist)
+
+    def _publish_trajectory(self) -> None:
+        """joint_trajectory mode: the rest of the schedule, limited by the gate, as one trajectory."""
+        if self.machine.state is not ClientState.ACTIVE:
+            return
+        dt = 1.0 / self.config.action_step_hz
+        now = self.now()
+        steps = int(np.ceil(self.scheduler.remaining_steps(now)))
+        planned = self.scheduler.preview([now + (k + 1) * dt for k in range(steps)])
+        path = self.gate.plan(planned, dt) if planned is not None else None
+        if path is not None:
+            self.trajectory_pub.publish(self._trajectory(path[:, JOINT_DIMS], dt, first=dt))
+
+    def _trajectory(self, points, dt: float, first: float | None = None) -> JointTrajectory:
+        msg = JointTrajectory()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.joint_names = list(self.config.joint_names[JOINT_DIMS])
+        start = dt if first is None else first
+        for k, positions in enumerate(points):
+            seconds = start + k * dt
+            point = JointTrajectoryPoint(positions=[float(v) for v in positions])
+            point.time_from_start = Duration(sec=int(seconds), nanosec=int((seconds % 1.0) * 1e9))
+            msg.points.append(point)
+        return msg
+
+    def _check_budget(self) -> None:
+        budget = self.refill.budget()
+        if budget != self._budget_warned:
+            self._budget_warned = budget
+            if budget != "ok":
+                self.get_logger().warning(self._budget_text(budget))
+
+    def _budget_text(self, budget: str) -> str:
+        expected = self.refill.expected_latency_s() * 1000.0
+        duration = self.scheduler.chunk_duration_s * 1000.0
+        if budget == "too_slow":
+            return (f"policy too slow for its horizon: latency {expected:.0f} ms + margin "
+                    f"{self.config.latency_margin_ms:.0f} ms >= chunk duration {duration:.0f} ms; chunks arrive "
+                    "with nothing left to play and the robot holds at every seam")
+        if budget == "seams_hold":
+            return (f"latency {expected:.0f} ms >= half the chunk duration ({duration / 2:.0f} ms of {duration:.0f} "
+                    "ms): with one request in flight the queue runs dry at some seams, where the robot holds")
+        return ""
 
     # -- status --------------------------------------------------------------------------------
     def status(self) -> dict:
-        w = self.worker
+        w, gate = self.worker, self.gate
         rtt = w.round_trip_ms.snapshot()
+        latency = w.latency_ms.snapshot()
         period = self.command_period_ms.snapshot()
+        reading = self.measured.reading()
+        problems = reading.problems(self.now(), self.config.max_observation_age_ms / 1000.0)
+        budget = self.refill.budget()
         return {
             "state": self.machine.state.value,
             "task": self.inputs.task,
             "server_address": self.config.address,
             "server_protocol": self.config.server_protocol,
+            "output_mode": self.config.output_mode,
             "requests_ok": w.requests_ok,
             "requests_failed": w.requests_failed,
+            "requests_late": w.requests_late,
             "round_trip_p50_ms": rtt["p50"],
             "round_trip_p95_ms": rtt["p95"],
+            "latency_p50_ms": latency["p50"],
+            "latency_p95_ms": latency["p95"],
+            "expected_latency_ms": round(self.refill.expected_latency_s() * 1000.0, 1),
+            "request_timeout_ms": round(self.refill.timeout_ms(), 1),
+            "latency_budget": budget,
+            "policy_too_slow": self._budget_text(budget) if budget == "too_slow" else False,
             "server_inference_ms": round(w.server_inference_ms.last, 3),
             "chunks_received": self.scheduler.chunks_received,
             "chunks_rejected": w.chunks_rejected,
+            "steps_skipped_last_chunk": w.last_steps_skipped,
             "queue_depth_steps": round(self.scheduler.remaining_steps(), 2),
             "stale_observations_skipped": w.stale_skipped,
             "stale_inputs": w.stale_inputs,
+            "missing_joints": problems.get("missing", []),
+            "invalid_joints": problems.get("invalid", []),
+            "stale_joints": problems.get("stale", []),
+            "unknown_joint_names": sorted(self.measured.unknown_names)[:21],
             "consecutive_failures": w.consecutive_failures,
             "last_error": w.last_error,
-            "commands_published": self.commands_published,
-            "holds_published": self.holds_published,
+            "activation_error": self._activation_error,
+            "commands_published": gate.policy_commands,
+            "holds_published": gate.holds_started,
+            "hold_commands": gate.hold_commands,
+            "last_hold_reason": gate.last_hold_reason,
             "command_period_p50_ms": period["p50"],
             "command_period_p99_ms": period["p99"],
-            "safety_rejected_nonfinite": self.safety.rejected_nonfinite,
-            "safety_clamped_ticks": self.safety.clamped_ticks,
+            "safety_rejected_nonfinite": gate.rejected_nonfinite,
+            "safety_limited_ticks": gate.limited_ticks,
+            "safety_waiting_for_state": gate.waiting_for_state,
             "stages_ms": w.stages.summary(),
         }
 
@@ -230,12 +316,20 @@ class GrootClient(Node):
         self.status_pub.publish(String(data=json.dumps(self.status())))
 
     def close(self) -> None:
-        if self.worker is not None:
-            if self.machine.state is ClientState.ACTIVE:
-                self._publish_hold()
-            self.worker.stop()
-            self.get_logger().info("client profile (ms):\n" + self.worker.stages.format_table())
-            self.worker = None
+        """Shutdown: a stop (zero base velocity at once) while the context is still valid, then the
+        worker; the profile table only when something ran."""
+        if self.worker is None:
+            return
+        if self.gate.engaged and self.context.ok():
+            self.gate.stop("shutdown")
+        self.worker.stop()
+        if self.worker.stages.summary():
+            log_info(self, "client profile (ms):\n" + self.worker.stages.format_table())
+        self.worker = None
+
+
+def _stamp_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
 
 
 def main(args=None) -> int:

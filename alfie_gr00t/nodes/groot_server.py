@@ -3,7 +3,8 @@
 A serving thread owns the REP socket: it sleeps in zmq_poll (GIL released) and drains
 every queued request the moment it arrives, so the ROS executor never touches or waits
 on the socket. (A 1 ms executor timer measured 26 % of a core while idle on a 2-core
-machine and added up to a tick of latency.) `~/status` carries the statistics as JSON at 1 Hz.
+machine and added up to a tick of latency.) `~/status` carries the statistics as JSON at 1 Hz;
+`/diagnostics` carries the same figures with an OK/WARN/ERROR level (alfie_gr00t.diagnostics).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from alfie_gr00t.config import ServerConfig
+from alfie_gr00t.diagnostics import ServerDiagnostics, attach_diagnostics
 from alfie_gr00t.engines.base import warm_up
 from alfie_gr00t.engines.registry import create_engine
 from alfie_gr00t.nodes.params import declare_config
-from alfie_gr00t.nodes.runner import run_node
+from alfie_gr00t.nodes.runner import log_info, run_node
 from alfie_gr00t.server_core import BackgroundServer, PolicyService
 
 
@@ -48,6 +50,14 @@ class GrootServer(Node):
         self.server = BackgroundServer(self.service, cfg.address, int(cfg.ipc_mode, 8)).start()
         self.get_logger().info(f"serving on {cfg.address} (engine: {engine.name})")
         self.create_timer(1.0, self._publish_status)
+        attach_diagnostics(self, self.diagnostic_status, ServerDiagnostics(self.get_name()))
+
+    def diagnostic_status(self) -> dict:
+        """The JSON status plus whether the serving thread still runs (for /diagnostics only)."""
+        if self.service is None:
+            return {"serving": False}
+        thread = getattr(self.server, "_thread", None)  # BackgroundServer's serving thread
+        return {**self.service.status(), "serving": thread is not None and thread.is_alive()}
 
     def _publish_status(self) -> None:
         self.status_pub.publish(String(data=json.dumps(self.service.status())))
@@ -61,7 +71,9 @@ class GrootServer(Node):
             self.server.stop()
             self.server = None
         if self.service is not None:
-            self.get_logger().info("server profile (ms):\n" + self.service.stages.format_table())
+            if self.service.total_requests and self.service.stages.summary():
+                log_info(self, f"served {self.service.total_requests} requests; server profile (ms):\n"
+                         + self.service.stages.format_table())
             self.service.engine.close()
             self.service.close()
             self.service = None

@@ -1,17 +1,18 @@
 """The one `main()` shape for every node: init, start, spin, clean up in `finally`.
 
-rclpy turns SIGINT/SIGTERM into a context shutdown, so `spin` ends with
-ExternalShutdownException (or an RCLError when the shutdown races the wait set);
-either way the node's `close()` runs and removes what it owns.
+SIGINT/SIGTERM end the spin loop while the ROS context is still valid, so each node's
+`close()` can still publish (the client's stop) and log to /rosout before shutdown.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 
 
 class NodeSpinner:
@@ -49,6 +50,18 @@ class NodeSpinner:
         self.stop()
 
 
+def log_info(node, message: str) -> None:
+    """Log through the node while its context is up; through Python logging once it is shut down.
+
+    After SIGINT/SIGTERM the context is gone and rosout can no longer publish ("Failed to
+    publish log message to rosout: publisher's context is invalid"); `close()` runs then.
+    """
+    if node.context.ok():
+        node.get_logger().info(message)
+    else:
+        logging.getLogger(node.get_name()).info(message)
+
+
 def close_nodes(nodes) -> None:
     """Release what each node owns (`close()`, newest first), then destroy it."""
     for node in reversed(nodes):
@@ -58,15 +71,26 @@ def close_nodes(nodes) -> None:
 
 
 def run_node(node_factory, args=None) -> int:
-    """Create, start and spin one node until shutdown; exit code 1 on a startup or runtime error."""
-    logging.basicConfig(level=logging.INFO)
-    rclpy.init(args=args)
+    """Create, start and spin one node until SIGINT/SIGTERM; exit code 1 on a startup or runtime error.
+
+    rclpy's own signal handler would shut the context down the moment a signal lands, before
+    `close()` could publish anything (the client's stop command, zero base velocity). So the
+    signals are ours: they end the spin loop; `close()` runs with the context still valid; a
+    second signal during cleanup is ignored instead of raising a traceback.
+    """
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     node = None
     code = 0
     try:
         node = node_factory()
         node.start()
-        rclpy.spin(node)  # single-threaded: callbacks only store data; heavy work runs on our own threads
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)  # single-threaded: callbacks only store data
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:
@@ -75,7 +99,11 @@ def run_node(node_factory, args=None) -> int:
             logging.getLogger(name).error(f"{name} failed: {exc}")
             code = 1
     finally:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # a late second signal must not interrupt cleanup
         if node is not None:
             close_nodes([node])
         rclpy.try_shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return code

@@ -1,8 +1,9 @@
 """groot_sim_robot: a synthetic Alfie for demos and tests.
 
 Publishes four moving test-pattern cameras (640x480 rgb8, so the client's resize runs)
-and the joint state + base twist, and follows the client's commands as a first-order
-system, so the closed loop shows up in the state and the statuses.
+and the joint state + base twist, and follows the client's commands (`joint_commands`, or
+the first point of `joint_trajectory` in ros2_control mode) as a first-order system, so the
+closed loop shows up in the state and the statuses.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from geometry_msgs.msg import Twist
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
+from trajectory_msgs.msg import JointTrajectory
 
 from alfie_gr00t import layout
 from alfie_gr00t.nodes.runner import run_node
@@ -46,6 +48,7 @@ class SimRobot(Node):
         self.state_pub = self.create_publisher(JointState, "/alfie/joint_states", 10)
         self.twist_pub = self.create_publisher(Twist, "/alfie/base_velocity", 10)
         self.create_subscription(JointState, f"{self.command_ns}/joint_commands", self._on_joints, 10)
+        self.create_subscription(JointTrajectory, f"{self.command_ns}/joint_trajectory", self._on_trajectory, 10)
         self.create_subscription(Twist, f"{self.command_ns}/cmd_vel", self._on_twist, 10)
         y, x = np.mgrid[0:self.height, 0:self.width]
         self._pattern = np.stack([x * 255 // self.width, y * 255 // self.height, (x ^ y) & 0xFF], -1).astype(np.uint8)
@@ -54,9 +57,16 @@ class SimRobot(Node):
         self.get_logger().info(f"sim robot: {len(self.camera_pubs)} cameras {self.width}x{self.height} "
                                f"@ {self.camera_rate_hz} Hz, state @ {self.state_rate_hz} Hz")
 
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        if msg.points:
+            self._follow(msg.joint_names, msg.points[0].positions)
+
     def _on_joints(self, msg: JointState) -> None:
+        self._follow(msg.name, msg.position)
+
+    def _follow(self, names, positions) -> None:
         index = {n: i for i, n in enumerate(self.joint_names)}
-        for name, position in zip(msg.name, msg.position):
+        for name, position in zip(names, positions):
             if name in index and np.isfinite(position):
                 self.target[index[name]] = position
         self.commands_received += 1
