@@ -56,7 +56,22 @@ def test_default_ipc_socket_mode_is_0660():
     assert int(ServerConfig().ipc_mode, 8) == 0o660
 
 
-def test_refill_point_must_come_before_the_watchdog():
-    with pytest.raises(ValueError, match="watchdog_timeout_s"):
-        config_from_values(ClientConfig, {"refill_threshold_steps": 8.0})  # 0.533 s + 0.1 s > 0.5 s
-    assert ClientConfig().refill_threshold_steps == 12.0
+def test_defaults_work_from_1_to_600_ms_without_tuning():
+    config = ClientConfig()
+    assert config.refill_threshold_steps == 0.0  # latency-aware refill
+    assert config.inference_timeout_ms >= 1000  # a cap the adaptive timeout grows into, not a 1 ms-mock value
+    assert config.watchdog_timeout_s > config.action_horizon / config.action_step_hz
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"command_rate_hz": 10.0}, "at least action_step_hz"),
+    ({"latency_margin_ms": 2000.0}, "latency_margin_ms"),
+    ({"inference_timeout_ms": 100}, "inference_timeout_ms must be at least"),
+    ({"crossfade_steps": 16}, "crossfade_steps"),
+    ({"joint_velocity_limits": [1.5] * 14}, "joint_velocity_limits needs 15"),
+    ({"base_acceleration_limits": [0.5, 0.5, 0.5, 1.5, 1.5, -1.0]}, "positive"),
+    ({"output_mode": "trajectory"}, "output_mode"),
+])
+def test_impossible_client_combinations_are_refused(values, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        config_from_values(ClientConfig, values)

@@ -50,8 +50,6 @@ def make(clock=None, **overrides):
         ("action_step_hz", 0.0),
         ("action_step_hz", float("nan")),
         ("action_horizon", 0),
-        ("refill_threshold_steps", 0.0),
-        ("refill_threshold_steps", 17.0),
         ("crossfade_steps", -1),
         ("crossfade_steps", 1.5),
         ("ema_alpha", 0.0),
@@ -68,7 +66,7 @@ def test_config_rejects_bad_values(field, value):
 def test_config_defaults_follow_spec():
     config = SchedulerConfig()
     assert (config.action_step_hz, config.action_horizon, config.action_dim) == (15.0, 16, 21)
-    assert config.watchdog_timeout_s == 0.5
+    assert config.watchdog_timeout_s == 2.0  # a backstop: a 16-step chunk runs dry after 1.07 s on its own
     assert config.ema_alpha == 1.0
 
 
@@ -79,7 +77,6 @@ def test_nothing_to_play_before_the_first_chunk():
     scheduler, _ = make()
     assert scheduler.command() is None
     assert scheduler.remaining_steps() == 0.0
-    assert scheduler.needs_refill()
     assert scheduler.watchdog_expired()
 
 
@@ -140,7 +137,7 @@ def test_add_chunk_rejects_malformed_chunks(bad):
 
 
 def test_action_horizon_caps_a_longer_chunk():
-    scheduler, _ = make(action_horizon=8, refill_threshold_steps=4)
+    scheduler, _ = make(action_horizon=8)
     chunk = curved_chunk(steps=16)
     scheduler.add_chunk(chunk, observation_time=T0)
     assert scheduler.remaining_steps(T0) == pytest.approx(8.0)
@@ -151,15 +148,23 @@ def test_action_horizon_caps_a_longer_chunk():
 # -- refill ---------------------------------------------------------------------------
 
 
-def test_refill_is_requested_when_fewer_than_threshold_steps_remain():
-    scheduler, _ = make(refill_threshold_steps=8)
+def test_remaining_steps_count_down_with_time():
+    scheduler, _ = make()
     scheduler.add_chunk(curved_chunk(), observation_time=T0)
     assert scheduler.remaining_steps(T0) == pytest.approx(16.0)
-    assert not scheduler.needs_refill(T0)
     assert scheduler.remaining_steps(T0 + 7.5 * STEP) == pytest.approx(8.5)
-    assert not scheduler.needs_refill(T0 + 7.5 * STEP)
     assert scheduler.remaining_steps(T0 + 8.5 * STEP) == pytest.approx(7.5)
-    assert scheduler.needs_refill(T0 + 8.5 * STEP)
+
+
+def test_preview_reads_ahead_without_changing_the_schedule():
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock)
+    chunk = curved_chunk()
+    scheduler.add_chunk(chunk, observation_time=T0)
+    ahead = scheduler.preview([T0 + k * STEP for k in range(4)])
+    np.testing.assert_allclose(ahead, chunk[:4])
+    np.testing.assert_allclose(scheduler.command(), chunk[0])  # nothing was pruned or smoothed
+    assert scheduler.preview([T0 + 20 * STEP]) is None  # past the end: nothing plays
 
 
 def test_remaining_steps_uses_the_injected_clock_by_default():
@@ -317,7 +322,6 @@ def test_watchdog_stops_commands_and_a_fresh_chunk_resumes_them():
     assert scheduler.watchdog_expired()
     assert scheduler.command() is None
     assert scheduler.remaining_steps() == 0.0
-    assert scheduler.needs_refill()
     scheduler.add_chunk(constant_chunk(2.0), observation_time=clock.now)
     assert not scheduler.watchdog_expired()
     np.testing.assert_array_equal(scheduler.command(), np.full(DIM, 2.0))  # no fade from the stale plan
@@ -376,7 +380,7 @@ def test_concurrent_add_and_command_smoke():
         if out is not None:
             assert out.shape == (DIM,)
             assert np.all(np.isfinite(out)) and np.all((out >= 0.0) & (out <= 6.0))
-        scheduler.needs_refill()
+        scheduler.remaining_steps()
         reads += 1
     producer.join()
     assert not errors
