@@ -280,10 +280,11 @@ class MotionGate:
                 return self._emit(kind, np.zeros(self.limits.dim), reason, joints_known=False, keep=False)
             anchor[_BASE] = 0.0
             self._reference, self._joints_known = anchor, True
+        if self._ramp is None:  # a new hold (one already ramping is re-targeted, not counted again)
+            self.holds_started += 1
+            self.last_hold_reason = reason
         self._ramp = self._hold_target()
         self._ramp_kind, self._ramp_reason = kind, reason
-        self.holds_started += 1
-        self.last_hold_reason = reason
         return self._continue(first_of_stop=kind is CommandKind.STOP)
 
     def _hold_target(self) -> np.ndarray:

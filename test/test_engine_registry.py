@@ -190,12 +190,13 @@ def test_cached_plan_that_does_not_load_is_rebuilt_once(tmp_path, recorder):
     assert len(recorder.builds) == 1 and len(recorder.loads) == 2
 
 
-def test_gr00t_directory_ignores_use_tensorrt_with_a_warning(tmp_path, monkeypatch, caplog):
+def test_gr00t_directory_with_use_tensorrt_takes_the_dit_engine_path(tmp_path, monkeypatch):
+    """use_tensorrt on a checkpoint directory is NVIDIA's TensorRT DiT path now, not ignored: without
+    torch it fails with a message that says what is missing."""
     ckpt = gr00t_checkpoint(tmp_path / "ckpt")
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(EngineError):
+    with pytest.raises(EngineError, match="(?i)torch|engine|gpu"):
         registry.create_engine(config(ckpt, use_tensorrt=True, device="cpu"))
-    assert "use_tensorrt is ignored" in caplog.text
 
 
 def test_registry_imports_with_numpy_only(tmp_path):

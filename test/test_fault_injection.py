@@ -46,12 +46,14 @@ LOWER = np.asarray(layout.LOWER_LIMITS)
 UPPER = np.asarray(layout.UPPER_LIMITS)
 DECAY = np.exp(-np.arange(layout.ACTION_HORIZON) / 4.0)
 
-# What the test robot measures: a posture inside the limits and a slow base motion. The base
-# dims make policy commands (mock: state * decay, so a non-zero twist) tell apart from holds
-# (the measured joints with a zero twist).
+# What the test robot measures: a posture inside the limits and a slow base motion. The scripted
+# server's policy steps put every joint POLICY_OFFSET away from the measured posture (and the base
+# at state * decay), so policy commands tell apart from holds: a hold ends exactly at the measured
+# joints with a zero twist (it ramps there at the velocity limits, a few messages).
 POSTURE = (0.3, 0.4, -0.5, 0.2, 0.1, 0.4, -0.3, 0.4, 0.5, 0.2, -0.1, 0.4, 0.2, -0.3, 0.05)
 BASE_TWIST = (0.1, 0.0, 0.0, 0.0, 0.0, 0.2)
-MEASURED = np.asarray(BASE_TWIST + POSTURE, dtype=np.float32).astype(np.float64)  # as the client stores it
+POLICY_OFFSET = 0.05
+MEASURED = np.asarray(BASE_TWIST + POSTURE, dtype=np.float64)
 HOLD_JOINTS = MEASURED[layout.JOINT_DIMS]
 
 # Bounds that only catch hangs.
@@ -134,7 +136,7 @@ class Robot:
                     and self.node.count_publishers(f"{CLIENT_NS}/cmd_vel") >= 1)
         assert wait_for(linked, timeout=CONNECT_S), "client and test robot never discovered each other"
         # The client has fresh inputs (otherwise activation just waits; this keeps tests short).
-        assert wait_for(lambda: client_node.inputs.measured_state() is not None, timeout=CONNECT_S)
+        assert wait_for(lambda: client_node.measured.reading().missing() == [], timeout=CONNECT_S)
 
     def activate(self, on: bool = True) -> None:
         self.activate_pub.publish(Bool(data=on))
@@ -160,7 +162,7 @@ def is_zero_twist(msg: Twist) -> bool:
 
 def make_client(context, ipc_path: str, **overrides) -> GrootClient:
     values = dict(ipc_path=ipc_path, image_width=64, image_height=56, encode_threads=1,
-                  inference_timeout_ms=200, max_consecutive_failures=3)
+                  inference_timeout_ms=300, max_consecutive_failures=3)
     values.update(overrides)
     client = GrootClient(context=context, parameter_overrides=params(**values))
     client.start()
@@ -196,9 +198,13 @@ def wait_state(client: GrootClient, state: ClientState, timeout: float = ERROR_B
 
 
 def assert_quiet(robot: Robot, seconds: float = SETTLE_S) -> None:
-    """After a moment for messages already on the way (the state flips just before the hold is
-    published), nothing more is published on ~/joint_commands for `seconds`."""
-    time.sleep(0.2)
+    """The hold's ramp ends (joints at their velocity limit, the base at its deceleration: well under
+    2 s here), then nothing more is published on ~/joint_commands for `seconds`."""
+    def settled():
+        count = len(robot.joints.messages)
+        time.sleep(0.2)
+        return len(robot.joints.messages) == count
+    assert wait_for(settled, timeout=3.0, interval=0.0), "the hold never finished"
     before = len(robot.joints.messages)
     time.sleep(seconds)
     assert len(robot.joints.messages) == before, "joint commands kept flowing"
@@ -217,7 +223,9 @@ def assert_within_limits(msgs) -> None:
 
 
 def start_server(ipc_path: str, **ros_params):
-    values = {"mock_mode": True, "ipc_path": ipc_path, "warmup_runs": 0}
+    """A real groot_server process. The `trajectory` mock moves the joints away from the test robot's
+    posture, so policy commands tell apart from holds (the `hold` mock would command the posture)."""
+    values = {"mock_mode": True, "ipc_path": ipc_path, "warmup_runs": 0, "mock_policy": "trajectory"}
     values.update(ros_params)
     return start_node_process("groot_server", next_domain_id(), values)
 
@@ -242,7 +250,8 @@ def stop_server(proc) -> None:
 
 class ScriptedServer:
     """Our protocol's REP side on a thread. `behaviour` picks the reply and can change at any time:
-    mock (state * exp(-i/4), like the mock engine), wrong_shape (20 numbers per step), nan,
+    mock (joints at the state + POLICY_OFFSET, base at state * exp(-i/4)), wrong_shape (20 numbers
+    per step), nan,
     out_of_limit (head yaw far past its limit at every step). `delay_s` is the engine's time."""
 
     def __init__(self, address: str, behaviour: str = "mock", delay_s: float = 0.0):
@@ -262,7 +271,8 @@ class ScriptedServer:
 
     def _reply(self, request: dict) -> bytes:
         state = np.asarray(request["state"], dtype=np.float64)
-        actions = state[None, :] * DECAY[:, None]
+        actions = np.repeat(state[None, :] + POLICY_OFFSET, len(DECAY), axis=0)
+        actions[:, layout.BASE_DIMS] = state[None, layout.BASE_DIMS] * DECAY[:, None]
         if self.behaviour == "wrong_shape":
             actions = actions[:, :20]
         elif self.behaviour == "nan":
@@ -304,7 +314,7 @@ def test_server_sigkill_mid_request_then_restart_on_same_path(ros_context, ipc_p
     # hold after the kill must come from entering ERROR.
     server = start_server(ipc_path, mock_delay_ms=60.0)
     try:
-        with client_and_robot(ros_context, ipc_path, inference_timeout_ms=150, target_fps=50.0,
+        with client_and_robot(ros_context, ipc_path, inference_timeout_ms=300, target_fps=50.0,
                               refill_threshold_steps=16.0, action_step_hz=10.0, watchdog_timeout_s=3.0) \
                 as (client, robot):
             wait_serving(ipc_path, server)
@@ -313,7 +323,6 @@ def test_server_sigkill_mid_request_then_restart_on_same_path(ros_context, ipc_p
             assert wait_for(lambda: client.worker.requests_ok >= 5 and len(robot.policy_commands()) >= 20)
             before = client.status()
             first_after_kill = len(robot.joints.messages)
-            twists_after_kill = len(robot.twists.messages)
 
             server.send_signal(signal.SIGKILL)
             server.wait(timeout=5)
@@ -325,14 +334,13 @@ def test_server_sigkill_mid_request_then_restart_on_same_path(ros_context, ipc_p
             assert len(holds) == 1, f"{len(holds)} holds after the kill"
             assert is_hold(after[-1]), "a policy command followed the hold"
             assert is_zero_twist(robot.twists.messages[-1])
-            assert sum(is_zero_twist(t) for t in robot.twists.messages[twists_after_kill:]) == 1
             assert_within_limits(robot.commands())
             status = client.status()
             assert status["state"] == "ERROR"
             assert status["holds_published"] - before["holds_published"] == 1
             assert status["requests_failed"] - before["requests_failed"] >= 3
             assert "no reply" in status["last_error"]
-            print(f"\nSIGKILL: ERROR after {time_to_error:.2f} s (timeout 150 ms x 3 failures), "
+            print(f"\nSIGKILL: ERROR after {time_to_error:.2f} s (adaptive timeout x 3 failures), "
                   f"{len(after) - 1} policy commands then 1 hold, "
                   f"{status['requests_failed'] - before['requests_failed']} requests failed")
 
@@ -354,7 +362,7 @@ def test_server_sigkill_mid_request_then_restart_on_same_path(ros_context, ipc_p
 def test_engine_slower_than_timeout_holds_and_recreates_req_socket(ros_context, ipc_path):
     server = start_server(ipc_path, mock_delay_ms=400.0)
     try:
-        with client_and_robot(ros_context, ipc_path, inference_timeout_ms=100) as (client, robot):
+        with client_and_robot(ros_context, ipc_path, inference_timeout_ms=250) as (client, robot):
             wait_serving(ipc_path, server)
             robot.activate(True)
             time_to_error = wait_state(client, ClientState.ERROR, ERROR_BOUND_S)
@@ -362,7 +370,7 @@ def test_engine_slower_than_timeout_holds_and_recreates_req_socket(ros_context, 
             status = client.status()
             assert status["requests_ok"] == 0 and status["chunks_received"] == 0
             assert status["requests_failed"] == 3 and status["consecutive_failures"] == 3
-            assert "no reply" in status["last_error"] and "100 ms" in status["last_error"]
+            assert "no reply" in status["last_error"] and "250 ms" in status["last_error"]
             # Each timeout closed the REQ socket (linger 0) and the next request made a new one.
             assert client.worker._client.reconnects >= 3
             # Held: no policy command ever reached the robot.
@@ -372,7 +380,7 @@ def test_engine_slower_than_timeout_holds_and_recreates_req_socket(ros_context, 
             published = wait_for(lambda: [s for s in robot.status.json() if s["requests_failed"] == 3],
                                  timeout=5.0)
             assert published and published[-1]["state"] == "ERROR"
-            print(f"\nslow engine (400 ms vs 100 ms timeout): ERROR after {time_to_error:.2f} s, "
+            print(f"\nslow engine (400 ms vs 250 ms timeout): ERROR after {time_to_error:.2f} s, "
                   f"{status['requests_failed']} timeouts, {client.worker._client.reconnects} REQ sockets "
                   f"recreated, {len(robot.commands())} holds, 0 policy commands")
 
@@ -458,7 +466,8 @@ STATUS_KEYS = {
     "round_trip_p50_ms", "round_trip_p95_ms", "server_inference_ms", "chunks_received", "chunks_rejected",
     "queue_depth_steps", "stale_observations_skipped", "stale_inputs", "consecutive_failures", "last_error",
     "commands_published", "holds_published", "command_period_p50_ms", "command_period_p99_ms",
-    "safety_rejected_nonfinite", "safety_clamped_ticks", "stages_ms",
+    "safety_rejected_nonfinite", "safety_limited_ticks", "stages_ms", "missing_joints", "invalid_joints",
+    "latency_p95_ms", "expected_latency_ms", "request_timeout_ms", "latency_budget", "policy_too_slow",
 }
 
 
@@ -527,9 +536,9 @@ def test_client_commands_estop_resume_task_and_status(ros_context, ipc_path):
 
 
 def test_default_pacing_plays_without_holds_while_the_server_is_healthy(ros_context, ipc_path):
-    # A 60 ms engine, inside the default 100 ms timeout; every other parameter at its default.
+    # A 60 ms engine; every other parameter at its default.
     with ScriptedServer(f"ipc://{ipc_path}", delay_s=0.06) as server, \
-            client_and_robot(ros_context, ipc_path, inference_timeout_ms=100,
+            client_and_robot(ros_context, ipc_path, inference_timeout_ms=2000,
                              max_consecutive_failures=5) as (client, robot):
         robot.activate(True)
         wait_state(client, ClientState.ACTIVE, CONNECT_S)

@@ -23,7 +23,8 @@ from ros_helpers import wait_for
 GROUPS = [g.name for g in layout.LAYOUT_GROUPS]
 LANGUAGE_KEY = "annotation.human.task_description"
 WIDTH, HEIGHT = 64, 56  # the client's model image size in these tests
-MAX_JOINT_STEP, MAX_BASE_STEP = 0.05, 0.02  # client defaults, per command tick
+# client defaults per 10 ms command tick: 1.5 rad/s joints, 3 rad/s grippers, 0.5 m/s^2 and 1.5 rad/s^2 base
+STEP = 0.01 * np.array([0.5] * 3 + [1.5] * 3 + ([1.5] * 5 + [3.0]) * 2 + [1.5] * 3)
 
 
 class HalfStatePolicy:
@@ -93,20 +94,17 @@ def test_gr00t_protocol_client_plays_the_flattened_action(ros_context, ipc_path)
                 np.testing.assert_array_equal(value[0, 0], MEASURED[group.start:group.stop].astype(np.float32))
             assert observation["language"] == {LANGUAGE_KEY: [["find the can and pick it up"]]}
 
-        # Commands: from the hold toward the flattened action (half the measured state), by at
-        # most one step limit per tick, then exactly the action.
-        hold = MEASURED.copy()
-        hold[layout.BASE_DIMS] = 0.0
+        # Commands: from the measured state (joints and base twist) toward the flattened action (half
+        # the measured state), by at most one tick's velocity/acceleration limit, then exactly it.
         target = MEASURED * 0.5
-        step = np.full(layout.ACTION_DIM, MAX_JOINT_STEP)
-        step[layout.BASE_DIMS] = MAX_BASE_STEP
+        step = STEP
         n = min(len(robot.joints.messages), len(robot.twists.messages))
         sent = [command_vector(j, t) for j, t in zip(robot.joints.messages[:n], robot.twists.messages[:n])]
-        np.testing.assert_allclose(sent[0], hold + np.clip(target - hold, -step, step), atol=1e-6)
+        np.testing.assert_allclose(sent[0], MEASURED + np.clip(target - MEASURED, -step, step), atol=1e-6)
         for previous, current in zip(sent, sent[1:]):
             assert np.all(np.abs(current - previous) <= step + 1e-6)
         np.testing.assert_allclose(sent[-1], target, atol=1e-6)
-        np.testing.assert_allclose(sent[10], target, atol=1e-6)  # reached within 5 ticks
+        np.testing.assert_allclose(sent[25], target, atol=1e-6)  # 0.25 rad at 0.015 rad per tick: 17 ticks
         assert_within_limits(robot.commands())
         status = client.status()
         assert status["server_protocol"] == "gr00t" and status["requests_failed"] == 0

@@ -123,8 +123,14 @@ class GrootClient(Node):
         return Image if self.config.image_msg_type == "raw" else CompressedImage
 
     def _log(self, level: str, message: str) -> None:
-        getattr(self.get_logger(), level)(message, throttle_duration_sec=2.0) if level == "warning" \
-            else getattr(self.get_logger(), level)(message)
+        """The worker's log lines, through the ROS logger (/rosout). One call site per severity:
+        rclpy refuses to change a call site's severity."""
+        if level == "warning":
+            self.get_logger().warning(message, throttle_duration_sec=2.0)
+        elif level == "error":
+            self.get_logger().error(message)
+        else:
+            self.get_logger().info(message)
 
     # -- inputs: store only ------------------------------------------------------------------
     def _on_joint_state(self, msg: JointState) -> None:
@@ -158,8 +164,10 @@ class GrootClient(Node):
 
     # -- state machine -------------------------------------------------------------------------
     def _log_transition(self, old: ClientState, new: ClientState, cause: str) -> None:
-        log = self.get_logger().error if new is ClientState.ERROR else self.get_logger().info
-        log(f"{old.value} -> {new.value} ({cause})")
+        if new is ClientState.ERROR:
+            self.get_logger().error(f"{old.value} -> {new.value} ({cause})")
+        else:
+            self.get_logger().info(f"{old.value} -> {new.value} ({cause})")
 
     def _on_activate(self, msg: Bool) -> None:
         if msg.data and self.machine.state in (ClientState.IDLE, ClientState.ERROR):
