@@ -90,13 +90,17 @@ class Robot:
             msg = Image(height=height, width=width, encoding="rgb8", step=width * 3)
             msg.data = array.array("B", bytes([30 * (i + 1)]) * (width * height * 3))
             self._images[name] = msg
+        # What the driver reports; tests change these while it runs (names, NaN, stalls).
+        self.joint_names = list(ARM_HEAD_NAMES)
+        self.posture = list(POSTURE)
+        self.publish_state = True
         self._camera_every = max(1, round(state_hz / camera_hz))
         self._period = 1.0 / state_hz
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._publish_loop, name="test-robot", daemon=True)
 
     def _publish_loop(self) -> None:
-        joints = JointState(name=ARM_HEAD_NAMES, position=[float(v) for v in POSTURE])
+        joints = JointState()
         twist = Twist()
         (twist.linear.x, twist.linear.y, twist.linear.z,
          twist.angular.x, twist.angular.y, twist.angular.z) = BASE_TWIST
@@ -104,9 +108,12 @@ class Robot:
         next_time = time.monotonic()
         while not self._stop.is_set():
             stamp = self.node.get_clock().now().to_msg()
-            self.twist_pub.publish(twist)
-            joints.header.stamp = stamp
-            self.state_pub.publish(joints)
+            if self.publish_state:
+                self.twist_pub.publish(twist)
+                joints.name = list(self.joint_names)
+                joints.position = [float(v) for v in self.posture]
+                joints.header.stamp = stamp
+                self.state_pub.publish(joints)
             if tick % self._camera_every == 0:
                 for name in list(self.enabled):
                     image = self._images[name]
@@ -124,7 +131,7 @@ class Robot:
         self._stop.set()
         self._thread.join(timeout=5.0)
 
-    def wait_connected(self, client_node) -> None:
+    def wait_connected(self, client_node, measured: bool = True) -> None:
         """Both directions discovered: the client hears our control topics, we hear its outputs."""
         def linked():
             return (self.activate_pub.get_subscription_count() >= 1
@@ -136,7 +143,11 @@ class Robot:
                     and self.node.count_publishers(f"{CLIENT_NS}/cmd_vel") >= 1)
         assert wait_for(linked, timeout=CONNECT_S), "client and test robot never discovered each other"
         # The client has fresh inputs (otherwise activation just waits; this keeps tests short).
-        assert wait_for(lambda: client_node.measured.reading().missing() == [], timeout=CONNECT_S)
+        if measured:
+            assert wait_for(lambda: client_node.measured.reading().missing() == [], timeout=CONNECT_S)
+        else:
+            assert wait_for(lambda: self.state_pub.get_subscription_count() >= 1 and time.sleep(0.3) is None,
+                            timeout=CONNECT_S)
 
     def activate(self, on: bool = True) -> None:
         self.activate_pub.publish(Bool(data=on))
@@ -170,16 +181,19 @@ def make_client(context, ipc_path: str, **overrides) -> GrootClient:
 
 
 @contextlib.contextmanager
-def client_and_robot(context, ipc_path: str, **overrides):
-    """A started client and test robot, each spun on its own executor; torn down in order."""
+def client_and_robot(context, ipc_path: str, robot_setup=None, **overrides):
+    """A started client and test robot, each spun on its own executor; torn down in order.
+    `robot_setup(robot)` runs before the robot starts publishing (names, posture)."""
     client = make_client(context, ipc_path, **overrides)
     robot = Robot(context)
+    if robot_setup is not None:
+        robot_setup(robot)
     spinner = NodeSpinner([client, robot.node], context)
     try:
         with spinner:
             robot.start()
             try:
-                robot.wait_connected(client)
+                robot.wait_connected(client, measured=robot_setup is None)
                 yield client, robot
             finally:
                 robot.stop()

@@ -1,0 +1,205 @@
+"""The defects a real robot driver exposed, each reproduced against the real client node on real rclpy
+topics (and real groot_server processes): joints missing by name, NaN readings, a stalled state
+topic, a start outside the limits, an unexpected worker exception, a late reply, the hold mock.
+Every JointState the client published is checked against the gate's invariants."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from alfie_gr00t import layout
+from alfie_gr00t.client_core import ClientState
+
+from test_fault_injection import (ARM_HEAD_NAMES, CONNECT_S, ERROR_BOUND_S, LOWER, POSTURE, UPPER, ScriptedServer,
+                                  assert_quiet, client_and_robot, is_zero_twist, start_server, stop_server,
+                                  wait_serving, wait_state)
+from ros_helpers import wait_for
+
+TICK = 0.01
+JOINT_STEP = TICK * np.array(([1.5] * 5 + [3.0]) * 2 + [1.5] * 3)  # default velocity limits x tick
+BASE_STEP = TICK * np.array([0.5] * 3 + [1.5] * 3)
+EPS = 1e-6
+
+
+def joint_array(messages):
+    return np.array([m.position for m in messages], dtype=np.float64).reshape(-1, 15)
+
+
+def twist_array(messages):
+    return np.array([[m.linear.x, m.linear.y, m.linear.z, m.angular.x, m.angular.y, m.angular.z]
+                     for m in messages]).reshape(-1, 6)
+
+
+def assert_gate_invariants(robot, measured_start=None):
+    """Finite; no joint moves more than its velocity limit per tick between consecutive commands;
+    within limits or no further out than where it started; the base within its acceleration limit
+    (a stop's zero excepted)."""
+    joints = joint_array(robot.joints.messages)
+    assert np.all(np.isfinite(joints)), "a non-finite joint command was published"
+    steps = np.abs(np.diff(joints, axis=0))
+    assert np.all(steps <= JOINT_STEP + EPS), f"joint jump of {steps.max():.4f} rad in one tick"
+    if len(joints) and measured_start is not None:
+        assert np.all(np.abs(joints[0] - measured_start) <= JOINT_STEP + EPS), "first command not near measured"
+    start = joints[0] if len(joints) else None
+    if start is not None:
+        low = np.minimum(LOWER[layout.JOINT_DIMS], start) - EPS
+        high = np.maximum(UPPER[layout.JOINT_DIMS], start) + EPS
+        assert np.all((joints >= low) & (joints <= high)), "joint beyond its limit and moving outward"
+    twists = twist_array(robot.twists.messages)
+    assert np.all(np.isfinite(twists))
+    base_steps = np.abs(np.diff(twists, axis=0))
+    to_zero = np.all(twists[1:] == 0.0, axis=1)
+    assert np.all((base_steps <= BASE_STEP + EPS).all(axis=1) | to_zero), "base velocity jumped"
+
+
+def test_joints_missing_by_name_refuse_activation_and_are_named(ros_context, ipc_path):
+    def renamed(robot):  # a driver that calls the head joints head_*_joint
+        robot.joint_names = [n + "_joint" if n.startswith("head_") else n for n in ARM_HEAD_NAMES]
+
+    with ScriptedServer(f"ipc://{ipc_path}") as server, \
+            client_and_robot(ros_context, ipc_path, robot_setup=renamed) as (client, robot):
+        assert wait_for(lambda: client.measured.reading().missing() == ["head_yaw", "head_pitch", "head_roll"],
+                        timeout=CONNECT_S), client.measured.reading().missing()
+        robot.activate(True)
+        wait_state(client, ClientState.ERROR, 5.0)
+        time.sleep(0.3)
+        status = client.status()
+        assert status["missing_joints"] == ["head_yaw", "head_pitch", "head_roll"]
+        assert "never measured: head_yaw, head_pitch, head_roll" in status["activation_error"]
+        assert "head_yaw_joint" in status["unknown_joint_names"]
+        assert robot.joints.messages == [] and server.requests == [], "the robot moved on assumed zeros"
+        statuses = wait_for(lambda: [s for s in robot.status.json() if s["missing_joints"]], timeout=3.0)
+        assert statuses and statuses[-1]["state"] == "ERROR"
+
+
+def test_nan_joint_while_active_and_in_estop_never_reaches_a_command(ros_context, ipc_path):
+    with ScriptedServer(f"ipc://{ipc_path}") as server, client_and_robot(ros_context, ipc_path) as (client, robot):
+        robot.activate(True)
+        wait_state(client, ClientState.ACTIVE, CONNECT_S)
+        assert wait_for(lambda: len(robot.joints.messages) >= 30)
+        posture = list(POSTURE)
+        posture[5] = float("nan")  # the left gripper reads NaN
+        robot.posture = posture
+        assert wait_for(lambda: client.status()["invalid_joints"] == ["left_gripper"], timeout=5.0)
+        requests = len(server.requests)
+        time.sleep(0.5)
+        assert len(server.requests) <= requests + 1, "requests were sent with a NaN state"
+        assert "left_gripper" in " ".join(client.worker.stale_inputs)
+        robot.estop(True)
+        wait_state(client, ClientState.E_STOP, 5.0)
+        assert_quiet(robot, 0.3)
+        assert is_zero_twist(robot.twists.messages[-1])
+        assert_gate_invariants(robot)
+
+
+def test_stalled_state_topic_during_a_moving_chunk_holds_the_last_command(ros_context, ipc_path):
+    # The policy moves every joint 0.05 rad away from the (never moving) test robot's posture.
+    with ScriptedServer(f"ipc://{ipc_path}") as server, client_and_robot(ros_context, ipc_path) as (client, robot):
+        robot.activate(True)
+        wait_state(client, ClientState.ACTIVE, CONNECT_S)
+        assert wait_for(lambda: len(robot.joints.messages) >= 50)
+        robot.publish_state = False  # the driver stalls
+        assert_quiet(robot, 0.3)  # stale inputs: no requests, the queue runs dry, a hold, silence
+        last = np.asarray(robot.joints.messages[-1].position)
+        np.testing.assert_allclose(last, np.asarray(POSTURE) + 0.05, atol=1e-6)  # the last command, not stale
+        assert client.status()["stale_joints"], client.status()
+        assert_gate_invariants(robot)
+
+
+def test_start_outside_the_limits_never_jumps_to_the_limit(ros_context, ipc_path):
+    """Head pitch measured at 0.3 (limit 0.2); the policy asks for 0.35 (inside the reject margin).
+    The old client commanded 0.2 in one tick; the gate keeps it where it is, never further out.
+    (Moving back at the velocity limit when the policy asks for less: test_safety.py.)"""
+    posture = list(POSTURE)
+    posture[13] = 0.3
+
+    def outside(robot):
+        robot.posture = posture
+
+    with ScriptedServer(f"ipc://{ipc_path}") as server, \
+            client_and_robot(ros_context, ipc_path, robot_setup=outside) as (client, robot):
+        assert wait_for(lambda: client.measured.reading().missing() == [], timeout=CONNECT_S)
+        robot.activate(True)
+        wait_state(client, ClientState.ACTIVE, CONNECT_S)
+        assert wait_for(lambda: len(robot.joints.messages) >= 40)
+        pitch = joint_array(robot.joints.messages)[:, 13]
+        assert abs(pitch[0] - 0.3) <= JOINT_STEP[13] + EPS, f"first head pitch command {pitch[0]}"
+        assert np.all(np.diff(pitch) <= EPS), "head pitch moved further out"
+        assert_gate_invariants(robot, measured_start=np.asarray(posture))
+
+
+def test_unexpected_exception_in_the_worker_is_a_failure_and_reactivation_works(ros_context, ipc_path):
+    with ScriptedServer(f"ipc://{ipc_path}") as server, client_and_robot(ros_context, ipc_path) as (client, robot):
+        decoder = client.worker._frame_decoder
+
+        def broken(data):  # like cv_bridge meeting a 16UC1 frame: not one of the expected error types
+            raise KeyError("16UC1")
+
+        client.worker._frame_decoder = broken
+        robot.activate(True)
+        wait_state(client, ClientState.ERROR, ERROR_BOUND_S)
+        status = client.status()
+        assert status["requests_failed"] >= 3 and "KeyError" in status["last_error"]
+        assert client.worker._thread.is_alive()
+        client.worker._frame_decoder = decoder
+        robot.activate(True)
+        wait_state(client, ClientState.ACTIVE, CONNECT_S)
+        assert wait_for(lambda: len(robot.joints.messages) >= 10)
+
+
+def test_a_reply_whose_steps_all_elapsed_is_a_late_failure(ros_context, ipc_path):
+    # 16 steps at 15 Hz last 1.07 s; the engine takes 1.2 s, inside the 2 s timeout cap.
+    with ScriptedServer(f"ipc://{ipc_path}", delay_s=1.2) as server, \
+            client_and_robot(ros_context, ipc_path, inference_timeout_ms=2000, max_consecutive_failures=2) \
+            as (client, robot):
+        robot.activate(True)
+        wait_state(client, ClientState.ERROR, 15.0)
+        status = client.status()
+        assert status["requests_late"] >= 2 and "late" in status["last_error"]
+        assert status["requests_ok"] == 0
+        assert robot.joints.messages == []
+
+
+def test_hold_mock_holds_the_joints_where_they_are(ros_context, ipc_path):
+    server = start_server(ipc_path, mock_policy="hold")
+    try:
+        with client_and_robot(ros_context, ipc_path) as (client, robot):
+            wait_serving(ipc_path, server)
+            robot.activate(True)
+            wait_state(client, ClientState.ACTIVE, CONNECT_S)
+            assert wait_for(lambda: len(robot.joints.messages) >= 100)
+            joints = joint_array(robot.joints.messages)
+            np.testing.assert_allclose(joints, np.tile(POSTURE, (len(joints), 1)), atol=1e-6)  # never toward 0
+            twists = twist_array(robot.twists.messages)
+            assert np.all(np.abs(twists) <= np.abs(np.array([0.1, 0, 0, 0, 0, 0.2])) + EPS)  # decaying velocity
+    finally:
+        stop_server(server)
+
+
+def test_default_client_stays_active_without_holds_at_250_ms(ros_context, ipc_path):
+    """A real server at Orin-like latency (250 +- 50 ms) and every client parameter at its default."""
+    server = start_server(ipc_path, mock_delay_ms=250.0, mock_jitter_ms=50.0)
+    try:
+        with client_and_robot(ros_context, ipc_path, inference_timeout_ms=2000, max_consecutive_failures=5) \
+                as (client, robot):
+            wait_serving(ipc_path, server)
+            robot.activate(True)
+            wait_state(client, ClientState.ACTIVE, CONNECT_S)
+            holds_before = client.gate.holds_started
+            start = len(robot.joints.messages)
+            time.sleep(10.0)
+            status = client.status()
+            sent = len(robot.joints.messages) - start
+            print(f"\n250 +- 50 ms engine, default client: {sent} commands in 10 s, {status['requests_ok']} chunks, "
+                  f"latency p95 {status['latency_p95_ms']} ms, timeout {status['request_timeout_ms']} ms, "
+                  f"holds {client.gate.holds_started - holds_before}")
+            assert client.machine.state is ClientState.ACTIVE
+            assert status["requests_failed"] == 0, status["last_error"]
+            assert client.gate.holds_started == holds_before, f"held at: {client.gate.last_hold_reason}"
+            assert sent > 500  # ~1000 at 100 Hz; a loose bound against long silences
+            assert status["latency_budget"] == "ok"
+            assert_gate_invariants(robot)
+    finally:
+        stop_server(server)
