@@ -5,9 +5,11 @@ Every JointState the client published is checked against the gate's invariants."
 
 from __future__ import annotations
 
+import signal
 import time
 
 import numpy as np
+import pytest
 
 from alfie_gr00t import layout
 from alfie_gr00t.client_core import ClientState
@@ -15,7 +17,8 @@ from alfie_gr00t.client_core import ClientState
 from test_fault_injection import (ARM_HEAD_NAMES, CONNECT_S, ERROR_BOUND_S, LOWER, POSTURE, UPPER, ScriptedServer,
                                   assert_quiet, client_and_robot, is_zero_twist, start_server, stop_server,
                                   wait_serving, wait_state)
-from ros_helpers import wait_for
+from alfie_gr00t.nodes.runner import NodeSpinner
+from ros_helpers import start_node_process, wait_for
 
 TICK = 0.01
 JOINT_STEP = TICK * np.array(([1.5] * 5 + [3.0]) * 2 + [1.5] * 3)  # default velocity limits x tick
@@ -203,3 +206,41 @@ def test_default_client_stays_active_without_holds_at_250_ms(ros_context, ipc_pa
             assert_gate_invariants(robot)
     finally:
         stop_server(server)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_while_active_stops_the_base_and_exits_cleanly(ros_context, ipc_path, signum):
+    """A real groot_client process, ACTIVE and driving the base; Ctrl-C / SIGTERM (and a second signal
+    during cleanup): a zero twist arrives, the process exits 0 without a traceback."""
+    from test_fault_injection import Robot
+
+    domain = ros_context.get_domain_id()
+    with ScriptedServer(f"ipc://{ipc_path}"):
+        robot = Robot(ros_context)
+        proc = start_node_process("groot_client", domain, {
+            "ipc_path": ipc_path, "image_width": 64, "image_height": 56, "encode_threads": 1})
+        try:
+            with NodeSpinner([robot.node], ros_context):
+                robot.start()
+                try:
+                    assert wait_for(lambda: robot.activate_pub.get_subscription_count() >= 1
+                                    and robot.node.count_publishers("/groot_client/cmd_vel") >= 1, timeout=CONNECT_S)
+                    time.sleep(0.5)
+                    robot.activate(True)
+                    moving = lambda: any(not is_zero_twist(t) for t in robot.twists.messages)  # noqa: E731
+                    assert wait_for(moving, timeout=CONNECT_S), "the client never drove the base"
+                    proc.send_signal(signum)
+                    time.sleep(0.05)
+                    proc.send_signal(signum)  # impatient user: a second signal during cleanup
+                    out, _ = proc.communicate(timeout=15)
+                    time.sleep(0.3)
+                finally:
+                    robot.stop()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=5)
+            robot.node.destroy_node()
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "context is invalid" not in out, out
+    assert is_zero_twist(robot.twists.messages[-1]), "the base was left driving"

@@ -81,7 +81,9 @@ def run_node(node_factory, args=None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        signal.signal(sig, lambda signum, frame: stop.set())
     node = None
     code = 0
     try:
@@ -99,11 +101,9 @@ def run_node(node_factory, args=None) -> int:
             logging.getLogger(name).error(f"{name} failed: {exc}")
             code = 1
     finally:
-        for sig in previous:
+        for sig in signals:
             signal.signal(sig, signal.SIG_IGN)  # a late second signal must not interrupt cleanup
         if node is not None:
             close_nodes([node])
-        rclpy.try_shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        rclpy.try_shutdown()  # the handlers stay ignored: the process is on its way out
     return code
