@@ -75,3 +75,17 @@ def test_defaults_work_from_1_to_600_ms_without_tuning():
 def test_impossible_client_combinations_are_refused(values, fragment):
     with pytest.raises(ValueError, match=fragment):
         config_from_values(ClientConfig, values)
+
+
+@pytest.mark.parametrize("cls, heading", [(ServerConfig, "### groot_server"), (ClientConfig, "### groot_client")])
+def test_readme_parameter_tables_list_every_parameter(cls, heading):
+    """The README's tables stay true: one row per config field, no row for a removed one."""
+    import re
+    from dataclasses import fields
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    start = text.index(heading)
+    table = text[start:text.index("\n\n", text.index("|---|", start))]
+    rows = re.findall(r"^\| `(\w+)` \|", table, re.M)
+    assert sorted(rows) == sorted(f.name for f in fields(cls))

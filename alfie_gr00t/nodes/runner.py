@@ -62,6 +62,44 @@ def log_info(node, message: str) -> None:
         logging.getLogger(node.get_name()).info(message)
 
 
+class RosLogBridge(logging.Handler):
+    """Python logging from the ROS-free core (`alfie_gr00t.*`) -> the node's ROS logger, so it reaches
+    /rosout. One call site per severity (rclpy refuses to change a call site's severity); once the
+    context is down the records go to stderr instead."""
+
+    def __init__(self, node):
+        super().__init__()
+        self._node = node
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self._node.context.ok():
+            logging.getLogger(self._node.get_name()).handle(record)
+            return
+        message = f"[{record.name}] {record.getMessage()}"
+        logger = self._node.get_logger()
+        if record.levelno >= logging.ERROR:
+            logger.error(message)
+        elif record.levelno >= logging.WARNING:
+            logger.warning(message)
+        else:
+            logger.info(message)
+
+
+def bridge_logging(node) -> RosLogBridge:
+    """Send the package's Python log records through `node` (until `unbridge_logging`)."""
+    bridge = RosLogBridge(node)
+    package = logging.getLogger("alfie_gr00t")
+    package.addHandler(bridge)
+    package.propagate = False
+    return bridge
+
+
+def unbridge_logging(bridge: RosLogBridge) -> None:
+    package = logging.getLogger("alfie_gr00t")
+    package.removeHandler(bridge)
+    package.propagate = not package.handlers
+
+
 def close_nodes(nodes) -> None:
     """Release what each node owns (`close()`, newest first), then destroy it."""
     for node in reversed(nodes):
@@ -88,6 +126,7 @@ def run_node(node_factory, args=None) -> int:
     code = 0
     try:
         node = node_factory()
+        bridge = bridge_logging(node)
         node.start()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
@@ -105,5 +144,6 @@ def run_node(node_factory, args=None) -> int:
             signal.signal(sig, signal.SIG_IGN)  # a late second signal must not interrupt cleanup
         if node is not None:
             close_nodes([node])
+            unbridge_logging(bridge)
         rclpy.try_shutdown()  # the handlers stay ignored: the process is on its way out
     return code
