@@ -49,6 +49,7 @@ from alfie_gr00t import images, layout, protocol  # noqa: E402
 from alfie_gr00t.client_core import AlfieLink, Gr00tLink, Snapshot  # noqa: E402
 from alfie_gr00t.config import ClientConfig, ServerConfig  # noqa: E402
 from alfie_gr00t.engines.mock import MockEngine  # noqa: E402
+from alfie_gr00t.latency import RefillConfig, RefillPolicy  # noqa: E402
 from alfie_gr00t.scheduler import ActionScheduler, SchedulerConfig  # noqa: E402
 from alfie_gr00t.server_core import BackgroundServer, PolicyService  # noqa: E402
 from alfie_gr00t.stats import RollingStats, StageStats, StageTimer, percentiles  # noqa: E402
@@ -324,7 +325,7 @@ class Rig:
 
             def exchange(link=link, snap=snap, stages=stages) -> float:
                 timer = StageTimer()
-                reply = link.exchange(snap, snap.state, timer)
+                reply = link.exchange(snap, snap.state, timer, None, 5000)
                 total = timer.total_ms()
                 if reply.actions.shape != (layout.ACTION_HORIZON, layout.ACTION_DIM):
                     raise RuntimeError(f"{reply.actions.shape} chunk")
@@ -476,8 +477,8 @@ def measure_command_loop(seconds: float, domain_id: int, directory: str, progres
         spinner = NodeSpinner(nodes, context).start()
         deadline = time.monotonic() + 10.0
         while client.machine.state is not ClientState.ACTIVE and time.monotonic() < deadline:
-            if client.machine.state is ClientState.IDLE:
-                activate.publish(Bool(data=True))  # repeated until discovery has matched
+            if client.machine.state in (ClientState.IDLE, ClientState.ERROR):
+                activate.publish(Bool(data=True))  # repeated until discovery matched and the state arrived
             time.sleep(0.1)
         if client.machine.state is not ClientState.ACTIVE:
             return {"skipped": f"client did not become ACTIVE (state {client.machine.state.value})"}
@@ -521,6 +522,7 @@ def crossfade_trajectory(crossfade_steps: int, seconds: float = 2.0, rate_hz: fl
     scheduler = ActionScheduler(SchedulerConfig(crossfade_steps=crossfade_steps, watchdog_timeout_s=10.0),
                                 clock=lambda: now[0])
     config = scheduler.config
+    refill = RefillPolicy(RefillConfig(refill_threshold_steps=8.0))
     pending: tuple[float, float] | None = None  # (arrival time, observation time)
     chunk_index = 0
     times, values, arrivals = [], [], []
@@ -540,7 +542,7 @@ def crossfade_trajectory(crossfade_steps: int, seconds: float = 2.0, rate_hz: fl
             arrivals.append(t)
             chunk_index += 1
             pending = None
-        if pending is None and scheduler.needs_refill(t):
+        if pending is None and refill.request_due(scheduler.remaining_steps(t)):
             pending = (t + latency_s, t)
         command = scheduler.command(t)
         times.append(t)

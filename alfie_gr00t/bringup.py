@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Bool, String
 
 from alfie_gr00t.engines.base import EngineError
@@ -85,7 +88,12 @@ def run(argv: list[str]) -> int:
     plan = plan_from_arguments(launch_values, extra_known=BRINGUP_ARGUMENTS)
     duration = float(own["duration"])
     rclpy.init(args=["--ros-args", "--params-file", config_path("groot_server.yaml"),
-                     "--params-file", config_path("groot_client.yaml")])
+                     "--params-file", config_path("groot_client.yaml")],
+               signal_handler_options=SignalHandlerOptions.NO)
+    # Ctrl-C / SIGTERM end the loop with the context alive, so the client's stop still goes out.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
     nodes, spinner, server, client = [], None, None, None
     try:
         if plan.launch_server:
@@ -105,16 +113,23 @@ def run(argv: list[str]) -> int:
         activate = monitor.create_publisher(Bool, f"/{NAMESPACE}/groot_client/activate", 10)
         spinner = NodeSpinner(nodes).start()
         if to_bool("auto_activate", own["auto_activate"]):
-            time.sleep(0.5)  # let the sim robot's first frames arrive
+            # Activation needs every joint measured: wait for the robot's state (bounded), then activate.
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline and not stop.is_set() and (
+                    client.measured.reading().missing() or activate.get_subscription_count() == 0):
+                time.sleep(0.05)
             activate.publish(Bool(data=True))
         start = time.monotonic()
-        while rclpy.ok() and (duration <= 0 or time.monotonic() - start < duration):
-            time.sleep(1.0)
+        while rclpy.ok() and not stop.is_set() and (duration <= 0 or time.monotonic() - start < duration):
+            if stop.wait(1.0):
+                break
             print(status_line(time.monotonic() - start, server, client), flush=True)
         return print_summary(server, client, listener)
     except (KeyboardInterrupt, ExternalShutdownException):
         return print_summary(server, client, None) if client else 0
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)  # a second signal must not interrupt cleanup
         if spinner is not None:
             spinner.stop()
         close_nodes(nodes)
