@@ -134,7 +134,9 @@ class RepEndpoint:
             if event["event"] != zmq.EVENT_DISCONNECTED:
                 continue
             self.dropped_connections += 1
-            log.warning("connection on %s closed: the peer went away, or it sent a message over max_message_bytes="
+            # INFO, not WARNING: every client that stops closes its connection too; ZeroMQ gives the
+            # two cases the same event, so the line names both.
+            log.info("connection on %s closed: the peer went away, or it sent a message over max_message_bytes="
                         "%d, which ZeroMQ drops without delivering it (that client gets no reply; one without a "
                         "receive timeout waits forever): raise max_message_bytes or send smaller batches",
                         self.address, self.max_message_bytes)

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
 from alfie_gr00t import layout
 from alfie_gr00t.client_core import ClientState
@@ -18,7 +19,7 @@ from test_fault_injection import (ARM_HEAD_NAMES, CONNECT_S, ERROR_BOUND_S, LOWE
                                   assert_quiet, client_and_robot, is_zero_twist, start_server, stop_server,
                                   wait_serving, wait_state)
 from alfie_gr00t.nodes.runner import NodeSpinner
-from ros_helpers import start_node_process, wait_for
+from ros_helpers import Collector, start_node_process, wait_for
 
 TICK = 0.01
 JOINT_STEP = TICK * np.array(([1.5] * 5 + [3.0]) * 2 + [1.5] * 3)  # default velocity limits x tick
@@ -63,6 +64,7 @@ def test_joints_missing_by_name_refuse_activation_and_are_named(ros_context, ipc
 
     with ScriptedServer(f"ipc://{ipc_path}") as server, \
             client_and_robot(ros_context, ipc_path, robot_setup=renamed) as (client, robot):
+        diagnostics = Collector(robot.node, DiagnosticArray, "/diagnostics")
         assert wait_for(lambda: client.measured.reading().missing() == ["head_yaw", "head_pitch", "head_roll"],
                         timeout=CONNECT_S), client.measured.reading().missing()
         robot.activate(True)
@@ -75,6 +77,10 @@ def test_joints_missing_by_name_refuse_activation_and_are_named(ros_context, ipc
         assert robot.joints.messages == [] and server.requests == [], "the robot moved on assumed zeros"
         statuses = wait_for(lambda: [s for s in robot.status.json() if s["missing_joints"]], timeout=3.0)
         assert statuses and statuses[-1]["state"] == "ERROR"
+        # the same on /diagnostics, where rqt_robot_monitor and Foxglove look: ERROR, joints named
+        reports = wait_for(lambda: [s for m in diagnostics.messages for s in m.status
+                                    if s.name.endswith("groot_client") and "head_pitch" in s.message], timeout=3.0)
+        assert reports and reports[-1].level == DiagnosticStatus.ERROR
 
 
 def test_nan_joint_while_active_and_in_estop_never_reaches_a_command(ros_context, ipc_path):
@@ -244,3 +250,25 @@ def test_signal_while_active_stops_the_base_and_exits_cleanly(ros_context, ipc_p
     assert proc.returncode == 0, out
     assert "Traceback" not in out and "context is invalid" not in out, out
     assert is_zero_twist(robot.twists.messages[-1]), "the base was left driving"
+
+
+def test_estop_latched_before_the_client_started_is_honoured(ros_context, ipc_path):
+    """A safety supervisor latched estop:true (transient local) before the client came up: the client
+    fetches it (its transient-local subscription exists while a latched publisher does) and stays put."""
+    from test_fault_injection import Robot, make_client
+
+    robot = Robot(ros_context)
+    robot.estop(True)  # latched, nobody listening yet
+    client = make_client(ros_context, ipc_path)
+    try:
+        with NodeSpinner([client, robot.node], ros_context):
+            assert wait_for(lambda: client.machine.state is ClientState.E_STOP, timeout=CONNECT_S), \
+                client.machine.state
+            robot.activate(True)
+            time.sleep(0.3)
+            assert client.machine.state is ClientState.E_STOP
+            assert client._latched_estop is not None
+    finally:
+        client.close()
+        client.destroy_node()
+        robot.node.destroy_node()

@@ -37,7 +37,7 @@ def test_a_message_dropped_for_size_is_logged(ipc_path, caplog):
     rep = transport.RepEndpoint(f"ipc://{ipc_path}", max_message_bytes=1000)
     big = transport.ReqClient(f"ipc://{ipc_path}", timeout_ms=300)
     try:
-        with caplog.at_level(logging.WARNING, logger="alfie_gr00t.transport"):
+        with caplog.at_level(logging.INFO, logger="alfie_gr00t.transport"):
             with pytest.raises(transport.RequestTimeout):
                 big.request(b"x" * 5000)
             assert rep.receive(300) is None
