@@ -8,12 +8,15 @@ PY := $(VENV)/bin/python
 ACTIVATE := source $(VENV)/bin/activate
 DURATION ?= 10
 MIN_TESTS ?= 40
+# `make demo LATENCY=250 JITTER=50`: the mock policy takes that long per chunk (Orin-like: 250-550).
+LATENCY ?= 1
+JITTER ?= 0
 
 # Nothing leaves loopback: DDS discovery stays on localhost, each entry point has its own domain.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv build test demo bench clean triton-venv bench-triton
+.PHONY: venv build test demo bench bench-motion clean triton-venv bench-triton
 
 venv: $(VENV)/.installed
 
@@ -56,11 +59,20 @@ test: build triton-venv
 demo: build
 	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-62} \
 	  python -m alfie_gr00t.bringup mock_mode:=true use_sim_robot:=true auto_activate:=true \
+	  mock_policy:=trajectory mock_delay_ms:=$(LATENCY) mock_jitter_ms:=$(JITTER) \
 	  ipc_path:=/tmp/alfie_gr00t_demo_$$$$.sock duration:=$(DURATION)
 
+# `make bench`: the inference-path benchmark, then the motion-fidelity one (bench-motion alone:
+# BENCH_MOTION_ARGS, e.g. --quick or --latencies 250; results in bench_out/motion.json).
 bench: build
 	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-63} \
 	  python -m alfie_gr00t.bench $(BENCH_ARGS)
+	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-64} \
+	  python -m alfie_gr00t.bench_motion $(BENCH_MOTION_ARGS)
+
+bench-motion: build
+	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-64} \
+	  python -m alfie_gr00t.bench_motion $(BENCH_MOTION_ARGS)
 
 bench-triton: venv triton-venv
 	$(PY) -m alfie_gr00t.bench_triton $(BENCH_TRITON_ARGS)

@@ -286,6 +286,7 @@ class RowSpec:
     seconds: float
     client: dict = field(default_factory=dict)  # client parameters the row varies (others default)
     disagree_rad: float = 0.0
+    robot: dict = field(default_factory=dict)  # sim robot parameters (default: 4 x 640x480 at 30 Hz)
     settle_s: float = 1.5  # error metrics start this long after the first chunk (activation ramp)
 
 
@@ -347,7 +348,8 @@ def run_row(spec: RowSpec, domain_id: int, directory: str, log=print, external_s
         instrument(client, rec)
         client.command_period_ms = _PeriodRecorder(rec, client.command_period_ms, client.now)
         if with_robot:
-            robot = r["SimRobot"](namespace="alfie", context=context)
+            robot = r["SimRobot"](namespace="alfie", context=context,
+                                  parameter_overrides=[Parameter(k, value=v) for k, v in spec.robot.items()])
             robot.start()
             nodes.append(robot)
         monitor = rclpy.create_node("groot_bench_motion", namespace="alfie", context=context)
@@ -700,7 +702,7 @@ def format_fidelity(rows: list[dict]) -> str:
 def format_seams(rows: list[dict], disagree: float) -> str:
     lines = [f"seam strategies at 250+-50 ms, chunks disagreeing by +-{disagree} rad (random per chunk and dim):",
              f"  {'crossfade':>9} {'prefix':>6} {'RMS rad':>9} {'max rad':>8} {'max seam change':>16} "
-             f"{'excess':>8} {'jump x':>7} {'excess x':>9} {'dead %':>7}"]
+             f"{'excess':>8} {'jump x':>7} {'excess x':>9} {'dead %':>7} {'dry %':>6}"]
     for row in rows:
         if "skipped" in row:
             lines.append(f"  {row['name']}: skipped: {row['skipped']}")
@@ -709,7 +711,8 @@ def format_seams(rows: list[dict], disagree: float) -> str:
         lines.append(f"  {row['client']['crossfade_steps']:>9} {str(row['client']['send_action_prefix']):>6} "
                      f"{_num(row['error']['rms'], '{:.4f}'):>9} {_num(row['error']['max'], '{:.3f}'):>8} "
                      f"{_num(s['max_seam_change'], '{:.4f}'):>16} {_num(s['max_seam_excess'], '{:.4f}'):>8} "
-                     f"{_num(s['jump_ratio']):>7} {_num(s['excess_ratio']):>9} {_num(row['dead_time']['pct']):>7}")
+                     f"{_num(s['jump_ratio']):>7} {_num(s['excess_ratio']):>9} {_num(row['dead_time']['pct']):>7} "
+                     f"{_num(row['dry_pct']):>6}")
     ok = [r for r in rows if "skipped" not in r and r["seams"]["max_seam_excess"] is not None]
     if ok:
         best = min(ok, key=lambda r: (r["seams"]["max_seam_excess"], r["error"]["rms"]))

@@ -22,6 +22,7 @@ INSTALL_NAME = {
     # optional extras, named in the README's optional line; their tests skip without them
     "matplotlib": "matplotlib", "tensorrt": "tensorrt", "pycuda": "pycuda", "torch": "torch", "gr00t": "Isaac-GR00T",
     "tritonclient": "tritonclient",
+    "simplejpeg": "simplejpeg",
 }
 # package.xml keys for the ROS / rosdep-resolvable imports (pip-only ones are documented, not keyed)
 ROSDEP_KEY = {
