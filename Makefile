@@ -64,17 +64,22 @@ demo: build
 
 # `make bench`: the inference-path benchmark, then the motion-fidelity one (bench-motion alone:
 # BENCH_MOTION_ARGS, e.g. --quick or --latencies 250; results in bench_out/motion.json).
-bench: build
+# matplotlib for the plots, pinned, only for the benchmarks
+$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-bench.txt
+	@touch $@
+
+bench: build $(VENV)/.bench-installed
 	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-63} \
 	  python -m alfie_gr00t.bench $(BENCH_ARGS)
 	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-64} \
 	  python -m alfie_gr00t.bench_motion $(BENCH_MOTION_ARGS)
 
-bench-motion: build
+bench-motion: build $(VENV)/.bench-installed
 	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-64} \
 	  python -m alfie_gr00t.bench_motion $(BENCH_MOTION_ARGS)
 
-bench-triton: venv triton-venv
+bench-triton: venv triton-venv $(VENV)/.bench-installed
 	$(PY) -m alfie_gr00t.bench_triton $(BENCH_TRITON_ARGS)
 
 clean:

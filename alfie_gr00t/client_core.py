@@ -427,7 +427,8 @@ class InferenceWorker:
 
     def _prefix(self, capture: float) -> ChunkPrefix | None:
         """The steps of the current schedule that will still play, aligned to this observation's step
-        grid, up to the expected delay (only while something is playing)."""
+        grid, up to the expected delay (only while something is playing). When the queue will run dry
+        before the reply is expected, only the steps it still covers: those are what will execute."""
         if not self._cfg.send_action_prefix:
             return None
         delay = min(self.refill.delay_steps(), self._cfg.action_horizon)
@@ -435,9 +436,9 @@ class InferenceWorker:
             return None
         hz = self._cfg.action_step_hz
         planned = self._scheduler.preview([capture + k / hz for k in range(delay)])
-        if planned is None:
+        if planned is None or len(planned) == 0:
             return None
-        return ChunkPrefix(self._normalizer.normalize_action(planned).astype(np.float32), delay)
+        return ChunkPrefix(self._normalizer.normalize_action(planned).astype(np.float32), len(planned))
 
     def _check_limits(self, actions: np.ndarray) -> None:
         if not np.isfinite(actions).all():

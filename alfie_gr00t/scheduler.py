@@ -213,14 +213,17 @@ class ActionScheduler:
             return float(len(newest.actions) - max(0.0, newest.position(t, self._hz)))
 
     def preview(self, times) -> np.ndarray | None:
-        """The schedule (blend, no EMA) at each of `times` without touching its state; None when
-        nothing is playing at the first time. Times past the queue's end repeat its last step."""
+        """The schedule (blend, no EMA) at each of `times` (ascending) without touching its state,
+        for the times the queue still covers: rows stop where it would run dry. None when nothing
+        is playing at the first time."""
         with self._lock:
             if not times or not self._playing(times[0]):
                 return None
-            out = np.empty((len(times), self._config.action_dim))
+            newest = self._layers[-1]
+            covered = [t for t in times if newest.position(t, self._hz) < len(newest.actions) - 1e-6]
+            out = np.empty((len(covered), self._config.action_dim))
             sample = np.empty(self._config.action_dim)
-            for row, t in enumerate(times):
+            for row, t in enumerate(covered):
                 layers = self._layers
                 layers[0].sample(layers[0].position(t, self._hz), out[row])
                 for layer in layers[1:]:

@@ -111,3 +111,6 @@ def test_client_prefix_is_the_schedule_on_the_new_observations_step_grid():
     assert prefix.delay_steps == 3
     # 0.4 s after the chunk's capture is its step 6: the prefix is steps 6, 7, 8
     np.testing.assert_allclose(prefix.actions[:, 0], [0.06, 0.07, 0.08], atol=1e-6)
+    clock[0] = 100.0 + 14.5 / 15.0  # 1.5 steps left: only those are sent (what will really execute)
+    late = worker._prefix(capture=clock[0])
+    assert late.delay_steps == len(late.actions) == 2

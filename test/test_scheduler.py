@@ -165,6 +165,7 @@ def test_preview_reads_ahead_without_changing_the_schedule():
     np.testing.assert_allclose(ahead, chunk[:4])
     np.testing.assert_allclose(scheduler.command(), chunk[0])  # nothing was pruned or smoothed
     assert scheduler.preview([T0 + 20 * STEP]) is None  # past the end: nothing plays
+    assert len(scheduler.preview([T0 + k * STEP for k in range(12, 20)])) == 4  # only the steps still covered
 
 
 def test_remaining_steps_uses_the_injected_clock_by_default():
