@@ -106,9 +106,7 @@ class ServerConfig:
         return layout.groups_from_sizes(self.state_group_names, self.state_group_sizes)
 
     def engine_config(self) -> EngineConfig:
-        from alfie_gr00t.engines.gr00t_policy_engine import Gr00tEngineConfig
-
-        return Gr00tEngineConfig(
+        return EngineConfig(
             tensorrt_engine_path=self.tensorrt_engine_path,
             mock_mode=self.mock_mode, model_checkpoint=self.model_checkpoint, use_tensorrt=self.use_tensorrt,
             device=self.device, action_horizon=self.action_horizon, action_dim=self.action_dim,

@@ -243,11 +243,10 @@ def test_use_tensorrt_on_cpu_is_refused(fake_gr00t, tmp_path):
 
 
 def test_use_tensorrt_without_a_gpu_names_it(fake_gr00t, tmp_path, monkeypatch):
-    from alfie_gr00t.engines.gr00t_policy_engine import Gr00tEngineConfig
 
     (tmp_path / "dit_model_fp16.engine").write_bytes(b"engine")
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    config = Gr00tEngineConfig(mock_mode=False, model_checkpoint=str(tmp_path), device="cuda:0", use_tensorrt=True)
+    config = EngineConfig(mock_mode=False, model_checkpoint=str(tmp_path), device="cuda:0", use_tensorrt=True)
     with pytest.raises(EngineError, match="TensorRT is not installed"):
         Gr00tPolicyEngine(config)
     from fake_tensorrt import make_fake_tensorrt

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +24,6 @@ from alfie_gr00t.engines.base import (Engine, EngineConfig, EngineError, EngineO
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Gr00tEngineConfig(EngineConfig):
-    """EngineConfig plus where the TensorRT DiT engine is (empty: found beside the checkpoint)."""
-
-    tensorrt_engine_path: str = ""
 
 _INSTALL_GR00T = ("install Isaac-GR00T: git clone https://github.com/NVIDIA/Isaac-GR00T && pip install -e "
                   "Isaac-GR00T (needs torch with CUDA)")
@@ -176,7 +169,7 @@ def open_dit_engine(config: EngineConfig, checkpoint: Path):
     if not config.device.startswith("cuda"):
         raise EngineError(f"use_tensorrt needs an NVIDIA GPU but device is '{config.device}': set device:=cuda:0 "
                           "or use_tensorrt:=false")
-    path = trt_dit.find_dit_engine(checkpoint, getattr(config, "tensorrt_engine_path", ""))
+    path = trt_dit.find_dit_engine(checkpoint, config.tensorrt_engine_path)
     return trt_dit.DiTEngine(path, config.device, torch=trt_dit.import_torch())
 
 
