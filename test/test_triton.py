@@ -8,6 +8,7 @@ Every loop is bounded in count and time; every server is stopped in teardown.
 
 import os
 import subprocess
+import shutil
 import sys
 import tempfile
 import threading
@@ -61,6 +62,7 @@ def triton():
         yield server
     finally:
         server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def engine_config(server, **overrides) -> EngineConfig:
@@ -271,6 +273,7 @@ def test_killed_triton_gives_errors_then_recovers():
             service.engine.close()
             service.close()
         server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_groot_triton_command_starts_and_stops():
