@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -251,11 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="alfie_bench_triton_"))
     print(f"{len(robots)} robot counts x {len(MODES)} modes x {args.duration:g} s, {args.rate:g} requests/s per "
           f"robot, model cost {args.mock_delay_ms:g} ms per execution", flush=True)
-    rows = in_process_rows(config, robots, args.rate, args.duration, args.mock_delay_ms)
-    for mode in MODES[1:]:
-        rows += triton_rows(mode, config, venv, robots, args.rate, args.duration, args.mock_delay_ms, workdir)
-    print(format_table(rows))
-    wire = None if args.skip_wire else wire_rows(venv, workdir)
+    try:
+        rows = in_process_rows(config, robots, args.rate, args.duration, args.mock_delay_ms)
+        for mode in MODES[1:]:
+            rows += triton_rows(mode, config, venv, robots, args.rate, args.duration, args.mock_delay_ms, workdir)
+        print(format_table(rows))
+        wire = None if args.skip_wire else wire_rows(venv, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     if wire:
         print(format_wire(wire))
     args.json.parent.mkdir(parents=True, exist_ok=True)
