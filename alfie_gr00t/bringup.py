@@ -147,6 +147,10 @@ def print_summary(server, client, listener) -> int:
                  f"{c['chunks_received']} chunks, {c['commands_published']} commands, "
                  f"round trip p50 {c['round_trip_p50_ms']:.2f} ms / p95 {c['round_trip_p95_ms']:.2f} ms, "
                  f"command period p99 {c['command_period_p99_ms']:.2f} ms")
+    hold = f" (last: {c['last_hold_reason']})" if c["holds_published"] else ""
+    lines.append(f"motion : {c['holds_published']} holds{hold}, latency budget {c['latency_budget']}, "
+                 f"capture-to-queued p95 {c['latency_p95_ms']:.1f} ms, request timeout {c['request_timeout_ms']:.0f} ms, "
+                 f"{c['safety_limited_ticks']} ticks limited by the gate")
     if listener is not None:
         lines.append(f"status : {listener.counts['server']} server and {listener.counts['client']} client "
                      f"status messages (valid JSON), {listener.invalid} invalid")

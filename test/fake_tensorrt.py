@@ -8,6 +8,11 @@ Names and call shapes mirror the real Python API (docs.nvidia.com, TensorRT 10.x
 * TensorRT 11: those BuilderFlags, int8_calibrator, set_calibration_profile and the
   calibrators are gone; STRONGLY_TYPED is kept but ignored (every network is strongly typed).
 The "ONNX parser" reads the file's declared inputs/outputs with the onnx package.
+On TensorRT 10 a build with BuilderFlag.INT8 and an `int8_calibrator` drives the calibrator
+the way the builder does: read_calibration_cache() first; without a cache, get_batch(names)
+until it returns None, then write_calibration_cache(CALIBRATION_TABLE).
+Each build is recorded in `trt.built` as (network, config, record); the "plan" is the
+record as JSON.
 """
 
 from __future__ import annotations
@@ -35,6 +40,25 @@ class DataType(enum.Enum):
 _ONNX_TO_TRT = {TensorProto.FLOAT: DataType.FLOAT, TensorProto.FLOAT16: DataType.HALF,
                 TensorProto.BFLOAT16: DataType.BF16, TensorProto.INT64: DataType.INT64,
                 TensorProto.INT32: DataType.INT32, TensorProto.BOOL: DataType.BOOL, TensorProto.UINT8: DataType.UINT8}
+
+
+def nptype(trt_type):
+    """Like tensorrt.nptype: the numpy type, TypeError where numpy has none (bf16)."""
+    names = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "BOOL": "bool",
+             "UINT8": "uint8", "INT64": "int64"}
+    if trt_type.name not in names:
+        raise TypeError(f"Could not resolve TensorRT datatype to an equivalent numpy datatype. {trt_type}")
+    return getattr(numpy, names[trt_type.name])
+
+
+class TensorIOMode(enum.Enum):
+    """Module level (not per fake module), so a stand-in runtime can share it."""
+    NONE = 0
+    INPUT = 1
+    OUTPUT = 2
+
+
+CALIBRATION_TABLE = b"calibration-table"
 
 
 class FakeITensor:
@@ -142,7 +166,7 @@ def make_fake_tensorrt(major: int):
     trt.float32, trt.float16, trt.bfloat16, trt.int64, trt.bool = (
         DataType.FLOAT, DataType.HALF, DataType.BF16, DataType.INT64, DataType.BOOL)
     trt.MemoryPoolType = enum.Enum("MemoryPoolType", {"WORKSPACE": 0})
-    trt.TensorIOMode = enum.Enum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
+    trt.TensorIOMode = TensorIOMode
     trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", {"STRONGLY_TYPED": 1})
     flags = {"TF32": 7, "REFIT": 8, "SPARSE_WEIGHTS": 9}
     if major == 10:
@@ -177,16 +201,26 @@ def make_fake_tensorrt(major: int):
                       "flags": sorted(f.name for f in config.flags),
                       "outputs": {t.name: t.dtype.name for t in network.outputs},
                       "profile": {k: [list(s) for s in v] for k, v in config.profiles[0].shapes.items()}}
+            if major == 10 and trt.BuilderFlag.INT8 in config.flags and config.int8_calibrator is not None:
+                record["calibration"] = calibrate(network, config)
             trt.built.append((network, config, record))
             return json.dumps(record).encode()
 
-    def nptype(trt_type):
-        """Like tensorrt.nptype: the numpy type, TypeError where numpy has none (bf16)."""
-        names = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "BOOL": "bool",
-                 "UINT8": "uint8", "INT64": "int64"}
-        if trt_type.name not in names:
-            raise TypeError(f"Could not resolve TensorRT datatype to an equivalent numpy datatype. {trt_type}")
-        return getattr(numpy, names[trt_type.name])
+    def calibrate(network, config):
+        """Implicit INT8 calibration (TensorRT 10): the batches' device pointers, or a cache hit."""
+        dynamic = any(d < 0 for t in network.inputs for d in t.shape)
+        if dynamic and config.calibration_profile is None:
+            raise AssertionError("calibrating a network with dynamic shapes needs set_calibration_profile")
+        calibrator = config.int8_calibrator
+        if calibrator.read_calibration_cache():
+            return {"from_cache": True, "batches": []}
+        names = [t.name for t in network.inputs]
+        batches = []
+        while pointers := calibrator.get_batch(names):  # None (or nothing): no more batches
+            assert len(pointers) == len(names), "get_batch returns one device pointer per input name"
+            batches.append([int(p) for p in pointers])
+        calibrator.write_calibration_cache(CALIBRATION_TABLE)
+        return {"from_cache": False, "batches": batches}
 
     trt.nptype = nptype
     trt.Logger, trt.Builder, trt.OnnxParser = Logger, Builder, FakeOnnxParser

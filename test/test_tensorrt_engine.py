@@ -4,7 +4,9 @@ Real TensorRT runs only where tensorrt, pycuda and an NVIDIA GPU exist (skipped
 elsewhere). Everywhere else the engine's own logic -- contract check, pinned staging
 buffers, FP16 bindings, shape setting, stream ordering -- runs against a stand-in
 TensorRT whose "plan" executes the reference ONNX with ONNX Runtime, and a stand-in
-CUDA whose copies only land when the stream is synchronised.
+CUDA whose copies only land when the stream is synchronised. The builder side is the
+TensorRT 10 fake of fake_tensorrt.py; the runtime side (FakeRuntime, FakeEngine,
+FakeContext) and the CUDA stand-ins are here.
 """
 
 import contextlib
@@ -25,6 +27,7 @@ from alfie_gr00t.engines.base import EngineConfig, EngineError, run_batched
 from alfie_gr00t.engines.onnx_engine import ort_spec
 from alfie_gr00t.engines.tensorrt_engine import TensorRTEngine, load_calibration_batches
 
+from fake_tensorrt import CALIBRATION_TABLE, DataType, TensorIOMode, make_fake_tensorrt, nptype
 from onnx_policy import build_reference_policy, random_batch, reference_actions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,19 +130,26 @@ class FakeDevice:
         return {"gpu": self.name}
 
 
-class FakeTensorIOMode:
-    INPUT, OUTPUT = "input", "output"
+_TRT_DTYPE = {np.dtype(nptype(t)): t for t in DataType if t is not DataType.BF16}
 
 
 class FakeEngine:
-    """Declares the ONNX's I/O (dtype overrides simulate FP16 bindings); runs it with ORT."""
+    """Declares the ONNX's I/O (dtype overrides simulate FP16 bindings); runs it with ORT.
+
+    `spec` is fake_plan()'s ({"onnx", "dtypes", "max_batch"}) or a plan that fake_tensorrt's
+    Builder built (its record): profile 0 bounds the batch, and the FP16 builder flag gives
+    the plan an FP16 `actions` binding, so serving it exercises the FP16 conversion.
+    """
 
     def __init__(self, spec):
         self.session = onnxruntime.InferenceSession(spec["onnx"], providers=["CPUExecutionProvider"])
+        if "profile" in spec:
+            spec = dict(spec, max_batch=min(shapes[2][0] for shapes in spec["profile"].values()),
+                        dtypes={"actions": "float16"} if "FP16" in spec["flags"] else {})
         self.max_batch = spec.get("max_batch", 4)
         self.tensors = {}
-        for arg, mode in [(a, FakeTensorIOMode.INPUT) for a in self.session.get_inputs()] + \
-                         [(a, FakeTensorIOMode.OUTPUT) for a in self.session.get_outputs()]:
+        for arg, mode in [(a, TensorIOMode.INPUT) for a in self.session.get_inputs()] + \
+                         [(a, TensorIOMode.OUTPUT) for a in self.session.get_outputs()]:
             s = ort_spec(arg)
             dtype = np.dtype(spec.get("dtypes", {}).get(s.name, s.dtype))
             self.tensors[s.name] = (mode, s.shape, dtype, s.dtype)
@@ -157,7 +167,7 @@ class FakeEngine:
         return self.tensors[name][1]
 
     def get_tensor_dtype(self, name):
-        return self.tensors[name][2]
+        return _TRT_DTYPE[self.tensors[name][2]]
 
     def get_tensor_profile_shape(self, name, profile):
         shape = self.tensors[name][1]
@@ -196,7 +206,7 @@ class FakeContext:
         feeds = {}
         for name in self.engine.names:
             mode, _, bound, native = self.engine.tensors[name]
-            if mode == FakeTensorIOMode.INPUT:
+            if mode == TensorIOMode.INPUT:
                 shape = self.shapes[name]
                 raw = FakeBuffer.registry[self.addresses[name]].read(int(np.prod(shape)) * bound.itemsize)
                 feeds[name] = raw.view(bound).reshape(shape).astype(native)
@@ -216,152 +226,15 @@ class FakeRuntime:
             return None
 
 
-class FakeTrt:
-    __version__ = "10.fake"
-    TensorIOMode = FakeTensorIOMode
-    Runtime = FakeRuntime
-
-    class Logger:
-        WARNING = 2
-
-        def __init__(self, level):
-            pass
-
-    @staticmethod
-    def nptype(dtype):
-        return dtype
-
-
-class FakeTensor:
-    def __init__(self, name, shape, dtype):
-        self.name, self.shape, self.dtype = name, shape, dtype
-
-
-class FakeNetwork:
-    def __init__(self):
-        self.inputs, self.outputs, self.onnx = [], [], None
-
-    num_inputs = property(lambda self: len(self.inputs))
-    num_outputs = property(lambda self: len(self.outputs))
-
-    def get_input(self, i):
-        return self.inputs[i]
-
-    def get_output(self, i):
-        return self.outputs[i]
-
-
-class FakeParser:
-    def __init__(self, network, logger):
-        self.network, self.errors = network, []
-
-    def parse_from_file(self, path):
-        try:
-            session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            self.errors.append(f"In node -1: {exc}")
-            return False
-        self.network.onnx = path
-        self.network.inputs = [FakeTensor(a.name, ort_spec(a).shape, ort_spec(a).dtype) for a in session.get_inputs()]
-        self.network.outputs = [FakeTensor(a.name, ort_spec(a).shape, ort_spec(a).dtype) for a in session.get_outputs()]
-        return True
-
-    num_errors = property(lambda self: len(self.errors))
-
-    def get_error(self, i):
-        return self.errors[i]
-
-
-class FakeProfile:
-    def __init__(self):
-        self.shapes = {}
-
-    def set_shape(self, name, lo, opt, hi):
-        self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
-
-
-class FakeTimingCache:
-    def __init__(self, data):
-        self.data = bytes(data)
-
-    def serialize(self):
-        return self.data + b"+timings"
-
-
-class FakeBuilderConfig:
-    def __init__(self):
-        self.flags, self.profiles, self.pool = set(), [], {}
-        self.calibration_profile = self.int8_calibrator = self.timing_cache = None
-
-    def set_memory_pool_limit(self, pool, size):
-        self.pool[pool] = size
-
-    def add_optimization_profile(self, profile):
-        self.profiles.append(profile)
-        return len(self.profiles) - 1
-
-    def set_flag(self, flag):
-        self.flags.add(flag)
-
-    def set_calibration_profile(self, profile):
-        self.calibration_profile = profile
-
-    def create_timing_cache(self, data):
-        return FakeTimingCache(data)
-
-    def set_timing_cache(self, cache, ignore_mismatch):
-        self.timing_cache = cache
-        return True
-
-
-class FakeBuilder:
-    last = None
-
-    def __init__(self, logger):
-        FakeBuilder.last = self
-        self.calibrated = []
-
-    def create_network(self, flags):
-        assert flags == 0
-        return FakeNetwork()
-
-    def create_builder_config(self):
-        return FakeBuilderConfig()
-
-    def create_optimization_profile(self):
-        return FakeProfile()
-
-    def build_serialized_network(self, network, cfg):
-        self.cfg = cfg
-        if cfg.int8_calibrator is not None:
-            names = [t.name for t in network.inputs]
-            while (pointers := cfg.int8_calibrator.get_batch(names)) is not None:
-                self.calibrated.append(pointers)
-            cfg.int8_calibrator.write_calibration_cache(b"calibration-table")
-        (profile,) = cfg.profiles
-        max_batch = profile.shapes["state"][2][0]
-        dtypes = {"actions": "float16"} if FakeTrt.BuilderFlag.FP16 in cfg.flags else {}
-        return json.dumps({"onnx": network.onnx, "max_batch": max_batch, "dtypes": dtypes}).encode()
-
-
-class FakeCalibratorBase:
-    def __init__(self):
-        pass
-
-
-FakeTrt.Builder = FakeBuilder
-FakeTrt.OnnxParser = FakeParser
-FakeTrt.IInt8EntropyCalibrator2 = FakeCalibratorBase
-FakeTrt.MemoryPoolType = type("MemoryPoolType", (), {"WORKSPACE": "workspace"})
-FakeTrt.BuilderFlag = type("BuilderFlag", (), {"FP16": "fp16", "INT8": "int8"})
-
-
 @pytest.fixture
 def fake_trt(monkeypatch):
-    monkeypatch.setattr(tensorrt_engine, "import_tensorrt", lambda: FakeTrt)
+    """fake_tensorrt's TensorRT 10 builder surface, with this file's stand-in runtime."""
+    trt = make_fake_tensorrt(10)
+    trt.Runtime = FakeRuntime
+    monkeypatch.setattr(tensorrt_engine, "import_tensorrt", lambda: trt)
     monkeypatch.setattr(cuda_memory, "CudaDevice", FakeDevice)
     FakeDevice.instances.clear()
-    return FakeTrt
+    return trt
 
 
 def fake_plan(tmp_path, name="policy.plan", **spec_kwargs):
@@ -460,8 +333,10 @@ def test_build_plan_flow_then_serve_the_plan(fake_trt, tmp_path):
     cache.write_bytes(b"old")
     summary = tensorrt_engine.build_plan(onnx_path, tmp_path / "out" / "policy.plan", fp16=True, workspace_mb=512,
                                          timing_cache=cache, config=CONFIG, max_batch=3)
-    cfg = FakeBuilder.last.cfg
-    assert cfg.flags == {"fp16"} and cfg.pool == {"workspace": 512 * 2**20}
+    network, cfg, _record = fake_trt.built[-1]
+    assert network.flags == 0, "weakly typed: TensorRT 10 takes the precision flags"
+    assert cfg.flags == {fake_trt.BuilderFlag.FP16}
+    assert cfg.pool == {fake_trt.MemoryPoolType.WORKSPACE: 512 * 2**20}
     assert cfg.timing_cache.data == b"old"
     assert cache.read_bytes() == b"old+timings"
     assert cfg.profiles[0].shapes["left_wide"] == ((1, 3, 280, 320), (1, 3, 280, 320), (3, 3, 280, 320))
@@ -481,8 +356,9 @@ def test_build_plan_fp32_without_timing_cache(fake_trt, tmp_path):
     summary = tensorrt_engine.build_plan(build_reference_policy(tmp_path / "p.onnx"), tmp_path / "p.plan",
                                          fp16=False, config=CONFIG)
     assert summary["precision"] == "fp32" and summary["timing_cache"] is None
-    assert FakeBuilder.last.cfg.flags == set()
-    assert FakeBuilder.last.cfg.profiles[0].shapes["state"][2] == (tensorrt_engine.DEFAULT_MAX_BATCH, 21)
+    network, cfg, _record = fake_trt.built[-1]
+    assert network.flags == 0 and cfg.flags == set()
+    assert cfg.profiles[0].shapes["state"][2] == (tensorrt_engine.DEFAULT_MAX_BATCH, 21)
 
 
 def test_build_plan_int8_calibrates_from_npz(fake_trt, tmp_path):
@@ -493,12 +369,17 @@ def test_build_plan_int8_calibrates_from_npz(fake_trt, tmp_path):
     plan_path = tmp_path / "policy.int8.plan"
     summary = tensorrt_engine.build_plan(build_reference_policy(tmp_path / "policy.onnx"), plan_path, int8=True,
                                          calibration_dir=calib, config=CONFIG)
-    cfg = FakeBuilder.last.cfg
-    assert summary["precision"] == "int8+fp16" and cfg.flags == {"fp16", "int8"}
+    _network, cfg, record = fake_trt.built[-1]
+    assert summary["precision"] == "int8+fp16"
+    assert cfg.flags == {fake_trt.BuilderFlag.FP16, fake_trt.BuilderFlag.INT8}
     assert cfg.calibration_profile.shapes["state"] == ((2, 21),) * 3
-    assert len(FakeBuilder.last.calibrated) == 3
-    assert all(len(pointers) == 5 for pointers in FakeBuilder.last.calibrated)
-    assert (tmp_path / "policy.int8.calib").read_bytes() == b"calibration-table"
+    calibration = record["calibration"]
+    assert not calibration["from_cache"] and len(calibration["batches"]) == 3
+    assert all(len(pointers) == 5 for pointers in calibration["batches"])
+    assert (tmp_path / "policy.int8.calib").read_bytes() == CALIBRATION_TABLE
+    tensorrt_engine.build_plan(build_reference_policy(tmp_path / "policy.onnx"), plan_path, int8=True,
+                               calibration_dir=calib, config=CONFIG)
+    assert fake_trt.built[-1][2]["calibration"] == {"from_cache": True, "batches": []}, "the table is reused"
 
 
 def test_build_plan_reports_parser_and_contract_errors(fake_trt, tmp_path):
@@ -551,7 +432,7 @@ def test_device_index():
 def test_engine_specs_reads_the_tensor_api(tmp_path):
     engine = FakeEngine({"onnx": str(build_reference_policy(tmp_path / "p.onnx", with_tokens=True)),
                          "dtypes": {"actions": "float16"}})
-    inputs, outputs = tensorrt_engine.engine_specs(FakeTrt, engine)
+    inputs, outputs = tensorrt_engine.engine_specs(make_fake_tensorrt(10), engine)
     assert [s.name for s in inputs] == [*layout.CAMERA_NAMES, "state", "language_tokens"]
     assert outputs[0].name == "actions" and outputs[0].dtype == np.float16
     assert outputs[0].shape == (-1, 16, 21)
