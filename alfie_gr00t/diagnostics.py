@@ -228,28 +228,30 @@ class StatusHistory:
         return status, recent
 
 
-class ServerDiagnostics:
-    """Stateful wrapper for a node's timer: status dict -> Diagnostic with recent errors."""
+class _NodeDiagnostics:
+    """Stateful wrapper for a node's timer: status dict -> Diagnostic, with the counter increases
+    over the recent window and the time in the current state (`StatusHistory`)."""
 
-    def __init__(self, node_name: str = "groot_server", **kwargs):
+    build = staticmethod(server_diagnostics)  # subclasses pick the builder and its counters
+    counters: tuple[str, ...] = ()
+
+    def __init__(self, node_name: str, **kwargs):
         self.node_name, self.kwargs = node_name, kwargs
-        self.history = StatusHistory(SERVER_COUNTERS)
+        self.history = StatusHistory(self.counters)
 
     def __call__(self, status: dict) -> Diagnostic:
         status, recent = self.history.update(status)
-        return server_diagnostics(status, self.node_name, recent=recent, **self.kwargs)
+        return self.build(status, self.node_name, recent=recent, **self.kwargs)
 
 
-class ClientDiagnostics:
-    """Stateful wrapper for a node's timer: status dict -> Diagnostic with holds/time in state."""
+class ServerDiagnostics(_NodeDiagnostics):
+    build = staticmethod(server_diagnostics)
+    counters = SERVER_COUNTERS
 
-    def __init__(self, node_name: str = "groot_client", **kwargs):
-        self.node_name, self.kwargs = node_name, kwargs
-        self.history = StatusHistory(CLIENT_COUNTERS)
 
-    def __call__(self, status: dict) -> Diagnostic:
-        status, recent = self.history.update(status)
-        return client_diagnostics(status, self.node_name, recent=recent, **self.kwargs)
+class ClientDiagnostics(_NodeDiagnostics):
+    build = staticmethod(client_diagnostics)
+    counters = CLIENT_COUNTERS
 
 
 def to_diagnostic_array(diagnostics, stamp=None):
