@@ -22,7 +22,7 @@ from alfie_gr00t.engines.base import ChunkPrefix
 from alfie_gr00t.latency import RefillPolicy
 from alfie_gr00t.layout import LAYOUT_GROUPS
 from alfie_gr00t.normalization import Normalizer
-from alfie_gr00t.robot_state import MeasuredState, capture_time, describe_problems
+from alfie_gr00t.robot_state import MeasuredState, capture_time, describe_problems, fresh_mask
 from alfie_gr00t.scheduler import ActionScheduler
 from alfie_gr00t.stats import RollingStats, StageStats, StageTimer
 from alfie_gr00t.transport import ReqClient, RequestTimeout
@@ -158,7 +158,8 @@ class LatestInputs:
         now = self._clock()
         reading = self.measured.reading()
         with self._lock:
-            stale = [n for n in self._camera_names if now - self._frame_times.get(n, -np.inf) > max_age_s]
+            stale = [n for n in self._camera_names
+                     if not fresh_mask(self._frame_times.get(n, -np.inf), now, max_age_s)]
             frames = dict(self._frames)
         problems = reading.problems(now, max_age_s)
         if stale or problems:
@@ -299,7 +300,8 @@ class Gr00tLink:
         info = reply[1] if isinstance(reply, list) and len(reply) > 1 and isinstance(reply[1], dict) else {}
         timer.mark("unpack")
         ms = info.get("inference_time_ms", 0.0)
-        return ChunkReply(actions, float(ms) if isinstance(ms, (int, float)) else 0.0)
+        finite = isinstance(ms, (int, float)) and math.isfinite(ms)
+        return ChunkReply(actions, float(ms) if finite else 0.0)
 
 
 # -- the inference thread ----------------------------------------------------------------------
@@ -321,7 +323,7 @@ class InferenceWorker:
         self._machine = machine
         self._normalizer = normalizer
         self.refill = refill
-        self._on_error = on_error or (lambda left_state, message: None)
+        self._on_error = on_error or (lambda left_state, message, epoch: None)
         self._frame_decoder = frame_decoder  # stored frames -> message objects (the node stores serialized bytes)
         self._clock = clock
         self._log = log or (lambda level, message: None)
@@ -353,8 +355,12 @@ class InferenceWorker:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the thread; it may be inside a request, so wait up to the timeout cap for it."""
         self._stop.set()
-        self._thread.join(timeout=5.0)
+        self._thread.join(timeout=self._cfg.inference_timeout_ms / 1000.0 + 1.0)
+        if self._thread.is_alive():  # never close a socket another thread still uses; exit takes it
+            self._log("warning", "inference thread still busy at shutdown; its socket is left to process exit")
+            return
         self._client.close()
         self._codec.close()
 
@@ -363,6 +369,8 @@ class InferenceWorker:
         next_allowed = -math.inf
         while not self._stop.is_set():
             now = self._clock()
+            if next_allowed - now > period:  # the clock jumped back: pace from now
+                next_allowed = now
             if (not self._machine.wants_inference or now < next_allowed
                     or not self.refill.request_due(self._scheduler.remaining_steps(now))):
                 self._stop.wait(0.002)
@@ -459,7 +467,7 @@ class InferenceWorker:
         if self.consecutive_failures >= self._cfg.max_consecutive_failures:
             left = self._machine.fail(epoch)
             if left is not None:
-                self._on_error(left, f"{self.consecutive_failures} consecutive failures, last: {self.last_error}")
+                self._on_error(left, f"{self.consecutive_failures} consecutive failures, last: {self.last_error}", epoch)
 
     def reset_failures(self) -> None:
         self.consecutive_failures = 0

@@ -36,6 +36,13 @@ def capture_time(stamp: float | None, now: float) -> float:
     return now
 
 
+def fresh_mask(stamps, now: float, max_age_s: float):
+    """At most `max_age_s` old, and not from the future: a stamp ahead of the clock by more than a
+    header stamp may be means the clock jumped back since (sim time reset, bag loop)."""
+    age = now - stamps
+    return (age <= max_age_s) & (age >= -STAMP_MAX_FUTURE_S)
+
+
 @dataclass(frozen=True)
 class StateReading:
     """One consistent copy of the measured state (values NaN and stamps -inf where never measured)."""
@@ -55,13 +62,14 @@ class StateReading:
         return [self.names[i] for i in np.flatnonzero(self.required & measured & ~np.isfinite(self.values))]
 
     def stale(self, now: float, max_age_s: float) -> list[str]:
-        """Required, measured dims older than `max_age_s`."""
+        """Required, measured dims older than `max_age_s` (or from the future of a clock that jumped back)."""
         measured = ~np.isneginf(self.stamps)
-        return [self.names[i] for i in np.flatnonzero(self.required & measured & (now - self.stamps > max_age_s))]
+        old = ~fresh_mask(self.stamps, now, max_age_s)
+        return [self.names[i] for i in np.flatnonzero(self.required & measured & old)]
 
     def usable(self, now: float, max_age_s: float) -> np.ndarray:
         """Bool per dim: measured, finite and fresh."""
-        return np.isfinite(self.values) & (now - self.stamps <= max_age_s)
+        return np.isfinite(self.values) & fresh_mask(self.stamps, now, max_age_s)
 
     def problems(self, now: float, max_age_s: float) -> dict[str, list[str]]:
         """{'missing': [...], 'invalid': [...], 'stale': [...]} with only the non-empty entries."""

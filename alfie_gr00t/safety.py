@@ -247,14 +247,13 @@ class MotionGate:
         return self._emit(CommandKind.POLICY, command, "")
 
     def _anchor(self) -> np.ndarray | None:
-        """The fresh measured state as the starting reference (base: measured twist, else 0)."""
+        """The fresh measured joints as the starting reference. The base starts from zero velocity,
+        where any earlier command stream of ours ended, and ramps up at its acceleration limit."""
         reading = self._measured.reading()
-        now = self._clock()
-        if reading.problems(now, self._max_age):
+        if reading.problems(self._clock(), self._max_age):
             return None
-        usable = reading.usable(now, self._max_age)
-        anchor = np.where(usable, reading.values, 0.0)
-        anchor[_BASE] = np.clip(anchor[_BASE], self._lower[_BASE], self._upper[_BASE])
+        anchor = reading.values.astype(np.float64)
+        anchor[_BASE] = 0.0
         return anchor
 
     def _limited(self, target: np.ndarray) -> np.ndarray:
@@ -278,7 +277,6 @@ class MotionGate:
             anchor = self._anchor()
             if anchor is None:  # nothing known about the joints: the zero twist alone
                 return self._emit(kind, np.zeros(self.limits.dim), reason, joints_known=False, keep=False)
-            anchor[_BASE] = 0.0
             self._reference, self._joints_known = anchor, True
         if self._ramp is None:  # a new hold (one already ramping is re-targeted, not counted again)
             self.holds_started += 1

@@ -38,6 +38,8 @@ from alfie_gr00t import layout
 _MAX_LAYERS = 8
 # Tolerance when flooring elapsed steps, so 0.2 s at 15 Hz counts as 3 steps, not 2.
 _STEP_EPS = 1e-9
+# A clock reading this far before the newest chunk's arrival means the clock jumped back.
+_CLOCK_BACK_TOLERANCE_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -265,7 +267,12 @@ class ActionScheduler:
         return chunk[: self._config.action_horizon]
 
     def _expired(self, t: float) -> bool:
-        return self._last_fresh is None or t - self._last_fresh > self._config.watchdog_timeout_s
+        """No fresh chunk within the watchdog, or the clock went back (sim time reset, bag loop): the
+        queued steps then belong to a future that may never come."""
+        if self._last_fresh is None:
+            return True
+        age = t - self._last_fresh
+        return age > self._config.watchdog_timeout_s or age < -_CLOCK_BACK_TOLERANCE_S
 
     def _playing(self, t: float) -> bool:
         """A chunk has steps left at time t and the watchdog is satisfied."""

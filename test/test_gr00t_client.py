@@ -94,13 +94,15 @@ def test_gr00t_protocol_client_plays_the_flattened_action(ros_context, ipc_path)
                 np.testing.assert_array_equal(value[0, 0], MEASURED[group.start:group.stop].astype(np.float32))
             assert observation["language"] == {LANGUAGE_KEY: [["find the can and pick it up"]]}
 
-        # Commands: from the measured state (joints and base twist) toward the flattened action (half
-        # the measured state), by at most one tick's velocity/acceleration limit, then exactly it.
+        # Commands: from the measured joints (and a base at rest) toward the flattened action (half the
+        # measured state), by at most one tick's velocity/acceleration limit, then exactly it.
         target = MEASURED * 0.5
+        start = MEASURED.copy()
+        start[layout.BASE_DIMS] = 0.0
         step = STEP
         n = min(len(robot.joints.messages), len(robot.twists.messages))
         sent = [command_vector(j, t) for j, t in zip(robot.joints.messages[:n], robot.twists.messages[:n])]
-        np.testing.assert_allclose(sent[0], MEASURED + np.clip(target - MEASURED, -step, step), atol=1e-6)
+        np.testing.assert_allclose(sent[0], start + np.clip(target - start, -step, step), atol=1e-6)
         for previous, current in zip(sent, sent[1:]):
             assert np.all(np.abs(current - previous) <= step + 1e-6)
         np.testing.assert_allclose(sent[-1], target, atol=1e-6)

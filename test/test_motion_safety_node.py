@@ -6,10 +6,12 @@ Every JointState the client published is checked against the gate's invariants."
 from __future__ import annotations
 
 import signal
+import threading
 import time
 
 import numpy as np
 import pytest
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
 from alfie_gr00t import layout
@@ -272,3 +274,49 @@ def test_estop_latched_before_the_client_started_is_honoured(ros_context, ipc_pa
         client.close()
         client.destroy_node()
         robot.node.destroy_node()
+
+
+def test_sim_time_plays_and_a_clock_jump_back_stops_softly(ros_context, ipc_path):
+    """use_sim_time: the client runs on /clock (a simulator at real speed, starting at t = 1000 s), then
+    /clock jumps back 60 s (a bag replay looping): ERROR with the reason, and the base ramps to zero."""
+    from rclpy.parameter import Parameter
+    from rosgraph_msgs.msg import Clock
+
+    from test_fault_injection import Robot, make_client
+
+    robot = Robot(ros_context)
+    clock_pub = robot.node.create_publisher(Clock, "/clock", 10)
+    offset = [1000.0 - time.monotonic()]
+    stop = threading.Event()
+
+    def tick_clock():
+        while not stop.is_set():
+            t = time.monotonic() + offset[0]
+            clock_pub.publish(Clock(clock=Time(sec=int(t), nanosec=int((t % 1.0) * 1e9))))
+            stop.wait(0.005)
+
+    clock_thread = threading.Thread(target=tick_clock, daemon=True)
+    with ScriptedServer(f"ipc://{ipc_path}"):
+        client = make_client(ros_context, ipc_path)
+        client.set_parameters([Parameter("use_sim_time", value=True)])
+        try:
+            with NodeSpinner([client, robot.node], ros_context):
+                clock_thread.start()
+                robot.start()
+                assert wait_for(lambda: 990.0 < client.now() < 1100.0, timeout=CONNECT_S), client.now()
+                assert wait_for(lambda: client.measured.reading().missing() == [], timeout=CONNECT_S)
+                robot.activate(True)
+                wait_state(client, ClientState.ACTIVE, CONNECT_S)
+                assert wait_for(lambda: len(robot.joints.messages) >= 30, timeout=CONNECT_S)
+                offset[0] -= 60.0  # the bag loops: /clock jumps back a minute
+                wait_state(client, ClientState.ERROR, 5.0)
+                assert "jumped back" in client.status()["last_error"]
+                assert wait_for(lambda: robot.twists.messages and is_zero_twist(robot.twists.messages[-1]),
+                                timeout=5.0)
+                assert_gate_invariants(robot)
+        finally:
+            stop.set()
+            robot.stop()
+            client.close()
+            client.destroy_node()
+            robot.node.destroy_node()

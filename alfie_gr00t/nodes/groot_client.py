@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 
 import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Twist
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.clock import ClockChange, JumpThreshold
+from rclpy.duration import Duration as RosDuration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
@@ -57,6 +60,10 @@ class GrootClient(Node):
         self._latched_estop = None
         self._activation_error = ""
         self._budget_warned = "ok"
+        # Transitions that arm or disarm the gate come from the executor (activate, e-stop, clock jumps)
+        # and from the inference thread (failures); one at a time, so a late failure cannot disarm a
+        # newer activation.
+        self._transitions = threading.RLock()
 
     def now(self) -> float:
         """The client's clock: the node's ROS clock (sim time under use_sim_time), in seconds."""
@@ -80,6 +87,9 @@ class GrootClient(Node):
                                       frame_decoder=lambda data: deserialize_message(data, image_type),
                                       log=self._log)
         self._create_interfaces()
+        self._clock_jumps = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=None, min_backward=RosDuration(seconds=-0.1), on_clock_change=True),
+            post_callback=self._on_clock_jump)
         self.worker.start()
         self.get_logger().info(f"client ready: server {cfg.address} ({cfg.server_protocol}), output "
                                f"{cfg.output_mode}, state IDLE; publish true on ~/activate to start")
@@ -170,7 +180,11 @@ class GrootClient(Node):
             self.get_logger().info(f"{old.value} -> {new.value} ({cause})")
 
     def _on_activate(self, msg: Bool) -> None:
-        if msg.data and self.machine.state in (ClientState.IDLE, ClientState.ERROR):
+        with self._transitions:
+            self._activate(msg.data)
+
+    def _activate(self, on: bool) -> None:
+        if on and self.machine.state in (ClientState.IDLE, ClientState.ERROR):
             try:
                 self.gate.arm()
             except ActivationRefused as exc:
@@ -182,20 +196,42 @@ class GrootClient(Node):
             self._activation_error = ""
             self.scheduler.reset()
             self.worker.reset_failures()
-        if self.machine.activate(msg.data) or (not msg.data and self.gate.armed):
+        if self.machine.activate(on) or (not on and self.gate.armed):
             self.scheduler.reset()
             self.gate.hold("activate:false")
 
     def _on_estop(self, msg: Bool) -> None:
-        if self.machine.estop(msg.data):
-            self.scheduler.reset()
-            self.gate.stop("estop")
+        with self._transitions:
+            if self.machine.estop(msg.data):
+                self.scheduler.reset()
+                self.gate.stop("estop")
 
-    def _on_inference_error(self, left: ClientState, message: str) -> None:
-        self.worker.last_error = message[:500]
-        if left is ClientState.ACTIVE:
+    def _on_inference_error(self, left: ClientState, message: str, epoch: int) -> None:
+        """From the inference thread, after it moved the client to ERROR for activation `epoch`."""
+        with self._transitions:
+            if self.worker is None or self.machine.epoch != epoch:
+                return  # shutting down, or a newer activation owns the gate now
+            self.worker.last_error = message[:500]
+            if left is ClientState.ACTIVE:
+                self.scheduler.reset()
+            self.gate.hold("inference failures")
+
+    def _on_clock_jump(self, jump) -> None:
+        """The ROS clock went back (sim time reset, `ros2 bag play --loop`) or its source changed: the
+        queued steps, the measured stamps and the latency figures belong to another time line. Stop
+        policy motion softly and require a fresh activation."""
+        changed = jump.clock_change in (ClockChange.ROS_TIME_ACTIVATED, ClockChange.ROS_TIME_DEACTIVATED)
+        if not changed and jump.delta.nanoseconds >= 0:
+            return
+        cause = "the ROS time source changed" if changed else \
+            f"the ROS clock jumped back {-jump.delta.nanoseconds / 1e9:.3f} s"
+        self.get_logger().warning(f"{cause}: holding; publish true on ~/activate to resume")
+        with self._transitions:
+            if self.machine.fail(None, cause) is not None and self.worker is not None:
+                self.worker.last_error = cause
             self.scheduler.reset()
-        self.gate.hold("inference failures")
+            if self.gate.engaged:
+                self.gate.hold(cause)
 
     # -- the 100 Hz loop ------------------------------------------------------------------------
     def _on_command_tick(self) -> None:
