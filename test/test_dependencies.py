@@ -14,6 +14,7 @@ INSTALL_NAME = {
     "rclpy": "ros-jazzy-rclpy", "std_msgs": "ros-jazzy-std-msgs", "sensor_msgs": "ros-jazzy-sensor-msgs",
     "geometry_msgs": "ros-jazzy-geometry-msgs", "diagnostic_msgs": "ros-jazzy-diagnostic-msgs",
     "trajectory_msgs": "ros-jazzy-trajectory-msgs", "builtin_interfaces": "ros-jazzy-builtin-interfaces",
+    "rosgraph_msgs": "ros-jazzy-rosgraph-msgs",
     "launch": "ros-jazzy-launch",
     "launch_ros": "ros-jazzy-launch-ros", "ament_index_python": "ros-jazzy-ament-index-python",
     "cv_bridge": "ros-jazzy-cv-bridge", "zmq": "python3-zmq", "msgpack": "python3-msgpack",
@@ -28,7 +29,7 @@ INSTALL_NAME = {
 ROSDEP_KEY = {
     "rclpy": "rclpy", "std_msgs": "std_msgs", "sensor_msgs": "sensor_msgs", "geometry_msgs": "geometry_msgs",
     "diagnostic_msgs": "diagnostic_msgs", "trajectory_msgs": "trajectory_msgs",
-    "builtin_interfaces": "builtin_interfaces", "launch": "launch",
+    "builtin_interfaces": "builtin_interfaces", "rosgraph_msgs": "rosgraph_msgs", "launch": "launch",
     "launch_ros": "launch_ros", "ament_index_python": "ament_index_python", "cv_bridge": "cv_bridge",
     "zmq": "python3-zmq", "msgpack": "python3-msgpack", "cv2": "python3-opencv", "numpy": "python3-numpy",
     "yaml": "python3-yaml", "pytest": "python3-pytest", "hypothesis": "python3-hypothesis",
