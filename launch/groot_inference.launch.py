@@ -19,6 +19,11 @@ from alfie_gr00t.launch_args import ARGUMENTS, arguments_from_launch_configurati
 NAMESPACE = "alfie"
 
 
+def _parameters(config_name: str, overrides: dict) -> list:
+    """The installed YAML, then the arguments the user passed (no empty dict: nothing to override)."""
+    return [config_path(config_name), overrides] if overrides else [config_path(config_name)]
+
+
 def _nodes(context, *args, **kwargs):
     # Every `name:=value` the user passed is a launch configuration, declared or not: validate them all.
     plan = plan_from_arguments(arguments_from_launch_configurations(context.launch_configurations))
@@ -26,10 +31,10 @@ def _nodes(context, *args, **kwargs):
     if plan.launch_server:
         actions.append(Node(package="alfie_gr00t", executable="groot_server", name="groot_server",
                             namespace=NAMESPACE, output="screen",
-                            parameters=[config_path("groot_server.yaml"), plan.server_params]))
+                            parameters=_parameters("groot_server.yaml", plan.server_params)))
     actions.append(Node(package="alfie_gr00t", executable="groot_client", name="groot_client",
                         namespace=NAMESPACE, output="screen",
-                        parameters=[config_path("groot_client.yaml"), plan.client_params]))
+                        parameters=_parameters("groot_client.yaml", plan.client_params)))
     if plan.use_sim_robot:
         actions.append(Node(package="alfie_gr00t", executable="groot_sim_robot", name="groot_sim_robot",
                             namespace=NAMESPACE, output="screen",

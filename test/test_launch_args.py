@@ -206,8 +206,9 @@ def test_launch_file_with_stand_in_launch_modules(monkeypatch):
     context = types.SimpleNamespace(launch_configurations=launch_context())
     server, client = module._nodes(context)
     assert [n.kwargs["name"] for n in (server, client)] == ["groot_server", "groot_client"]
-    assert server.kwargs["parameters"][0].endswith("groot_server.yaml") and server.kwargs["parameters"][1] == {}
-    assert client.kwargs["parameters"][0].endswith("groot_client.yaml") and client.kwargs["parameters"][1] == {}
+    # nothing passed: the installed YAML alone (no empty override dict for launch_ros to write out)
+    assert len(server.kwargs["parameters"]) == 1 and server.kwargs["parameters"][0].endswith("groot_server.yaml")
+    assert len(client.kwargs["parameters"]) == 1 and client.kwargs["parameters"][0].endswith("groot_client.yaml")
     assert all(n.kwargs["namespace"] == "alfie" for n in (server, client))
 
     context = types.SimpleNamespace(launch_configurations=launch_context(
