@@ -140,24 +140,82 @@ class FakeTag(enum.Enum):
 
 
 class FakeDiT:
-    """Isaac-GR00T N1.6 DiT module's call signature (gr00t/model/modules/dit.py)."""
+    """Isaac-GR00T's `AlternateVLDiT.forward` signature (gr00t/model/modules/dit.py), the DiT an
+    N1.6 checkpoint with `use_alternate_vl_dit` builds; `kv_cache` is in newer upstream."""
 
-    def forward(self, hidden_states, encoder_hidden_states, timestep, encoder_attention_mask=None,
-                return_all_hidden_states=False, image_mask=None, backbone_attention_mask=None):
+    def forward(self, hidden_states, encoder_hidden_states, timestep=None, encoder_attention_mask=None,
+                return_all_hidden_states=False, image_mask=None, backbone_attention_mask=None, kv_cache=None):
         return hidden_states
+
+    def __call__(self, *args, **kwargs):  # nn.Module.__call__: an instance's own `forward` wins
+        return self.forward(*args, **kwargs)
+
+    def parameters(self):
+        return iter(())
+
+
+class FakeTensor:
+    """Just enough of a torch tensor for the DiT swap: a dtype name and the casts used."""
+
+    def __init__(self, name, dtype="bfloat16"):
+        self.name, self.dtype = name, dtype
+
+    def to(self, dtype):
+        return FakeTensor(f"{self.name}->{dtype}", dtype)
+
+    def float(self):
+        return self.to("float32")
+
+    def clone(self):
+        return FakeTensor(f"{self.name}.clone", self.dtype)
+
+
+class FakeModule:
+    """An action encoder / decoder: `forward` replaceable per instance, bf16 parameters."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, x, *args):
+        self.calls.append((x, args))
+        return FakeTensor(f"{type(self).__name__}({x.name})", x.dtype)
+
+    def parameters(self):
+        return iter([FakeTensor("weight", "bfloat16")])
+
+
+class FakeDiTEngine:
+    """A loaded DiT engine (trt_dit.DiTEngine's surface) that records what it was called with."""
+
+    def __init__(self, output_dtype="float16", max_batch=1):
+        self.output_dtype, self.max_batch, self.path, self.calls = output_dtype, max_batch, "dit.engine", []
+        self._torch = SimpleNamespace(bfloat16="bfloat16")
+
+    def __call__(self, sa_embs, vl_embs, timestep, image_mask=None, backbone_attention_mask=None):
+        self.calls.append(dict(sa_embs=sa_embs, vl_embs=vl_embs, timestep=timestep, image_mask=image_mask,
+                               backbone_attention_mask=backbone_attention_mask))
+        return FakeTensor("engine_out", self.output_dtype)
+
+    def describe(self):
+        return {"dit_engine": self.path, "dit_output_dtype": self.output_dtype, "dit_max_batch": self.max_batch}
 
 
 class FakePolicy:
     """Fake Isaac-GR00T Gr00tPolicy (gr00t/policy/gr00t_policy.py): same constructor
     (embodiment_tag, model_path, *, device, strict=True), `get_action(observation, options=None)`
     -> (action_dict, info) with bare group keys and float32 (B, H, D) arrays, and the
-    `model.action_head.{num_inference_timesteps, model}` attributes the deployment code touches."""
+    `model.action_head.{num_inference_timesteps, model, action_encoder, action_decoder}` attributes
+    of `Gr00tN1d6ActionHead` (gr00t/model/gr00t_n1d6/gr00t_n1d6.py) the deployment code touches."""
 
     instances = []
 
     def __init__(self, embodiment_tag, model_path, *, device, strict=True):
         self.args = dict(embodiment_tag=embodiment_tag, model_path=model_path, device=device)
-        self.model = SimpleNamespace(action_head=SimpleNamespace(num_inference_timesteps=4, model=FakeDiT()))
+        self.model = SimpleNamespace(action_head=SimpleNamespace(
+            num_inference_timesteps=4, model=FakeDiT(), action_encoder=FakeModule(), action_decoder=FakeModule()))
         self.seen = None
         FakePolicy.instances.append(self)
 
@@ -275,3 +333,61 @@ def test_server_config_carries_the_engine_path():
     config = ServerConfig(tensorrt_engine_path="/robot/dit_model_fp16.engine").engine_config()
     assert config.tensorrt_engine_path == "/robot/dit_model_fp16.engine"
     assert isinstance(config, EngineConfig)
+
+
+def upstream_denoising_step(head, sa_embs, vl_embs, timesteps, backbone_output, embodiment_id="emb"):
+    """One iteration of `Gr00tN1d6ActionHead.get_action_with_features` as upstream writes it:
+    the encoder positionally, the DiT by keyword only (alternate-VL branch), the decoder positionally."""
+    head.action_encoder(sa_embs, timesteps, embodiment_id)
+    model_output = head.model(hidden_states=sa_embs, encoder_hidden_states=vl_embs, timestep=timesteps,
+                              image_mask=backbone_output["image_mask"],
+                              backbone_attention_mask=backbone_output["backbone_attention_mask"])
+    return model_output, head.action_decoder(model_output, embodiment_id)
+
+
+def test_installed_dit_maps_upstream_keywords_to_the_onnx_inputs():
+    from alfie_gr00t.engines import trt_dit
+
+    policy = FakePolicy(FakeTag.GR1, "/m", device="cuda:0")
+    engine = FakeDiTEngine(output_dtype="float16")
+    facts = trt_dit.install_dit_engine(policy, engine)
+    assert facts["fp32_accumulation"] is True and facts["dit_max_batch"] == 1
+    head = policy.model.action_head
+    sa, vl, t = FakeTensor("sa"), FakeTensor("vl"), FakeTensor("t", "int64")
+    masks = {"image_mask": FakeTensor("img", "bool"), "backbone_attention_mask": FakeTensor("bb", "bool")}
+    model_output, velocity = upstream_denoising_step(head, sa, vl, t, masks)
+    assert engine.calls == [dict(sa_embs=sa, vl_embs=vl, timestep=t, image_mask=masks["image_mask"],
+                                 backbone_attention_mask=masks["backbone_attention_mask"])]
+    assert model_output.dtype == "bfloat16", "handed back in the dtype the PyTorch DiT produced"
+    assert velocity.dtype == "float32", "the Euler update runs in FP32 with a non-bf16 engine"
+    head.model(hidden_states=sa, encoder_hidden_states=vl, timestep=t, kv_cache={})  # newer upstream threads one
+    with pytest.raises(EngineError, match="only the final output"):
+        head.model(hidden_states=sa, encoder_hidden_states=vl, timestep=t, return_all_hidden_states=True)
+
+
+def test_fp32_accumulation_feeds_the_encoder_its_own_dtype():
+    from alfie_gr00t.engines import trt_dit
+
+    policy = FakePolicy(FakeTag.GR1, "/m", device="cuda:0")
+    head = policy.model.action_head
+    encoder = head.action_encoder
+    trt_dit.install_dit_engine(policy, FakeDiTEngine(output_dtype="float32"))
+    head.action_encoder(FakeTensor("actions", "float32"), "t", "emb")
+    (fed, args), = encoder.calls
+    assert fed.dtype == "bfloat16" and args == ("t", "emb")
+    bf16 = FakePolicy(FakeTag.GR1, "/m", device="cuda:0")
+    assert trt_dit.install_dit_engine(bf16, FakeDiTEngine(output_dtype="bfloat16"))["fp32_accumulation"] is False
+    out = bf16.model.action_head.action_decoder(FakeTensor("x"), "emb")
+    assert out.dtype == "bfloat16", "a bf16 engine leaves the upstream loop untouched"
+
+
+def test_engine_batch_follows_the_dit_profile(fake_gr00t, monkeypatch):
+    from alfie_gr00t.engines import gr00t_policy_engine as gpe
+    from alfie_gr00t.engines import trt_dit
+
+    monkeypatch.setattr(gpe, "open_dit_engine", lambda config, checkpoint: FakeDiTEngine(max_batch=1))
+    monkeypatch.setattr(trt_dit, "free_pytorch_dit", lambda policy, torch: None)
+    engine = Gr00tPolicyEngine(EngineConfig(mock_mode=False, model_checkpoint="/m", device="cpu", use_tensorrt=True))
+    assert engine.max_batch_size == 1 and engine.describe()["max_batch_size"] == 1
+    assert engine.describe()["tensorrt"] is True
+    assert Gr00tPolicyEngine.max_batch_size == 8, "eager PyTorch keeps batching"

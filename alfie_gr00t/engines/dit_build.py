@@ -85,7 +85,8 @@ def plan_typing(precision: str, onnx_type: str, has_qdq: bool, features: trt_api
     if precision == "fp8":
         if not has_qdq:
             raise EngineError(f"an fp8 engine needs an ONNX with FP8 Q/DQ nodes; {onnx_path.name} has none "
-                              "(Isaac-GR00T: export_onnx_n1d6.py --precision fp8, needs nvidia-modelopt)")
+                              "(Isaac-GR00T: export_onnx_n1d6.py --export_mode full_pipeline --precision fp8, "
+                              "needs nvidia-modelopt; the dit_only export ignores fp8)")
         return True
     if precision == onnx_type:
         return True

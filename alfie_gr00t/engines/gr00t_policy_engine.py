@@ -190,6 +190,8 @@ class Gr00tPolicyEngine(Engine):
         if dit is not None:
             self.tensorrt = trt_dit.install_dit_engine(self._policy, dit)
             trt_dit.free_pytorch_dit(self._policy, torch)
+            # larger batches would fall outside the engine's profile; run_batched splits them
+            self.max_batch_size = max(1, min(type(self).max_batch_size, dit.max_batch))
         log.info("Isaac-GR00T policy %s on %s (embodiment %s, denoising steps %s, DiT in %s)",
                  self._path, config.device, config.embodiment_tag, self.denoising_steps,
                  "TensorRT" if dit is not None else "PyTorch")

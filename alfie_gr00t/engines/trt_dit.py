@@ -103,6 +103,7 @@ class DiTEngine:
                 "groot_build_engine <dit_model.onnx>")
         self.dtypes = self._io_dtypes()
         self.output_dtype = self.dtypes[OUTPUT]
+        self.max_batch = self._profile_max_batch()
         self.precision = (trt_api.read_sidecar(self.path) or {}).get("precision", "unknown")
         self._context = self._engine.create_execution_context()
         self._out = None
@@ -123,6 +124,14 @@ class DiTEngine:
         self.inputs = tuple(inputs)
         return dtypes
 
+    def _profile_max_batch(self) -> int:
+        """The largest batch every input accepts (profile 0; a fixed batch is that size)."""
+        sizes = []
+        for name in self.inputs:
+            first = int(self._engine.get_tensor_shape(name)[0])
+            sizes.append(first if first >= 0 else int(self._engine.get_tensor_profile_shape(name, 0)[2][0]))
+        return max(1, min(sizes))
+
     def __call__(self, sa_embs, vl_embs, timestep, image_mask=None, backbone_attention_mask=None):
         given = {"sa_embs": sa_embs, "vl_embs": vl_embs, "timestep": timestep,
                  "image_mask": image_mask, "backbone_attention_mask": backbone_attention_mask}
@@ -133,7 +142,9 @@ class DiTEngine:
                                   "from a model with another DiT variant; re-export it from this checkpoint")
             tensor = given[name].to(device=self.device, dtype=self.dtypes[name]).contiguous()
             staged.append(tensor)  # alive until enqueued; the caching allocator orders reuse on this stream
-            context.set_input_shape(name, tuple(tensor.shape))
+            if not context.set_input_shape(name, tuple(tensor.shape)):
+                raise EngineError(f"DiT input '{name}' {tuple(tensor.shape)} is outside the engine's profile (batch "
+                                  f"1..{self.max_batch}): rebuild with groot_build_engine --max-batch / --vl-max")
             context.set_tensor_address(name, tensor.data_ptr())
         shape = tuple(context.get_tensor_shape(OUTPUT))
         if any(d < 0 for d in shape):
@@ -148,14 +159,16 @@ class DiTEngine:
     def describe(self) -> dict:
         return {"dit_engine": str(self.path), "dit_precision": self.precision,
                 "dit_output_dtype": str(self.output_dtype).replace("torch.", ""),
-                "tensorrt_version": str(self._trt.__version__), "gpu": self.gpu}
+                "dit_max_batch": self.max_batch, "tensorrt_version": str(self._trt.__version__), "gpu": self.gpu}
 
 
 def make_dit_forward(engine: DiTEngine):
-    """A replacement for the DiT module's forward, with the upstream DiT's signature."""
+    """A replacement for the DiT module's forward, with upstream `AlternateVLDiT.forward`'s signature
+    (gr00t/model/modules/dit.py). `encoder_attention_mask` is unused by the inference loop;
+    `kv_cache` (newer Isaac-GR00T threads one through the loop) has no meaning for an engine."""
 
-    def forward(hidden_states, encoder_hidden_states, timestep, encoder_attention_mask=None,
-                return_all_hidden_states=False, image_mask=None, backbone_attention_mask=None):
+    def forward(hidden_states, encoder_hidden_states, timestep=None, encoder_attention_mask=None,
+                return_all_hidden_states=False, image_mask=None, backbone_attention_mask=None, kv_cache=None):
         if return_all_hidden_states:
             raise EngineError("the TensorRT DiT returns only the final output (return_all_hidden_states=True asked)")
         out = engine(hidden_states, encoder_hidden_states, timestep,
