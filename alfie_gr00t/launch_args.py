@@ -67,14 +67,18 @@ ARGUMENTS: dict[str, LaunchArgument] = {
                                   ("joint_state", "joint_trajectory", "both")),
     "use_sim_time": LaunchArgument("", "use /clock (a simulator's) in every node; empty = false",
                                    ((SERVER, "use_sim_time"), (CLIENT, "use_sim_time"), (SIM, "use_sim_time"))),
+    "strict_arguments": LaunchArgument("true", "fail on unknown name:=value; false when a parent launch file "
+                                       "includes this one (its own arguments are visible here too)"),
 }
 
 # The historical name: {argument: (default, description)}.
 LAUNCH_ARGUMENTS = {name: (a.default, a.description) for name, a in ARGUMENTS.items()}
 
-# Entries launch_ros itself keeps in the launch configurations (PushRosNamespace, SetParameter,
-# SetRemap); they are not user arguments.
-_LAUNCH_INTERNAL = frozenset({"ros_namespace", "global_params", "ros_remaps"})
+# Entries launch and launch_ros themselves keep in the launch configurations (PushRosNamespace,
+# SetParameter, SetRemap; the process prefix and tty settings every ExecuteProcess reads): not
+# arguments of this file.
+_LAUNCH_INTERNAL = frozenset({"ros_namespace", "global_params", "ros_remaps",
+                              "launch-prefix", "launch-prefix-filter", "emulate_tty"})
 
 _BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _TYPES = {SERVER: {f.name: type(f.default) for f in fields(ServerConfig)},
@@ -116,6 +120,8 @@ def resolve_api_token(reference: str, environ=None) -> str:
                 value = f.readline().strip()
         except OSError as exc:
             raise ValueError(f"api_token: cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"api_token: {path} is not UTF-8 text (saved as UTF-16?)") from None
         if not value:
             raise ValueError(f"api_token: {path} is empty")
         return value
@@ -144,11 +150,15 @@ class LaunchPlan:
 
 
 def check_names(values, extra_known=()) -> None:
-    """Unknown argument names -> ValueError listing the known ones."""
+    """Unknown argument names -> ValueError listing the known ones (unless strict_arguments is false:
+    a parent launch file that includes this one shares its own arguments with it)."""
+    if not to_bool("strict_arguments", values.get("strict_arguments", ARGUMENTS["strict_arguments"].default)):
+        return
     known = set(ARGUMENTS) | set(extra_known)
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"unknown launch argument(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise ValueError(f"unknown launch argument(s) {', '.join(unknown)}; known: {', '.join(sorted(known))} "
+                         "(including this file from another launch file? pass strict_arguments:=false)")
 
 
 def arguments_from_launch_configurations(configurations) -> dict[str, str]:

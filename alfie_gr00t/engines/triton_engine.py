@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 
 STATE_INPUT = "state"
 LANGUAGE_INPUT = "language"
+# Each observation's capture time and its real-time-chunking prefix travel too, with fixed shapes so
+# Triton can batch requests: the prefix padded to the horizon, PREFIX_STEPS = [length, delay] (0 = none).
+TIMESTAMP_INPUT = "timestamp"
+PREFIX_INPUT = "prefix"
+PREFIX_STEPS_INPUT = "prefix_steps"
 ACTIONS_OUTPUT = "actions"
 TOKEN_ENV = "ALFIE_TRITON_TOKEN"
 _DEFAULT_GRPC_PORT = 8001
@@ -95,6 +100,9 @@ def expected_io(config: EngineConfig) -> tuple[dict[str, tuple[str, list[int]]],
     inputs = {name: ("UINT8", [config.image_height, config.image_width, 3]) for name in config.camera_names}
     inputs[STATE_INPUT] = ("FP32", [config.action_dim])
     inputs[LANGUAGE_INPUT] = ("BYTES", [1])
+    inputs[TIMESTAMP_INPUT] = ("FP64", [1])
+    inputs[PREFIX_INPUT] = ("FP32", [config.action_horizon, config.action_dim])
+    inputs[PREFIX_STEPS_INPUT] = ("INT32", [2])
     return inputs, ("FP32", [config.action_horizon, config.action_dim])
 
 
@@ -239,6 +247,20 @@ class TritonEngine(Engine):
         tensor = grpc.InferInput(LANGUAGE_INPUT, [size, 1], "BYTES")
         tensor.set_data_from_numpy(text)
         inputs.append(tensor)
+        stamps = np.array([[batch.timestamps[b] if b < len(batch.timestamps) else time.time()]
+                           for b in range(size)], dtype=np.float64)
+        prefix = np.zeros((size, cfg.action_horizon, cfg.action_dim), dtype=np.float32)
+        steps = np.zeros((size, 2), dtype=np.int32)
+        for b, hint in enumerate(batch.prefixes[:size]):
+            if hint is not None:
+                length = min(len(hint.actions), cfg.action_horizon)
+                prefix[b, :length] = hint.actions[:length]
+                steps[b] = (length, min(int(hint.delay_steps), length))
+        for name, array, dtype in ((TIMESTAMP_INPUT, stamps, "FP64"), (PREFIX_INPUT, prefix, "FP32"),
+                                   (PREFIX_STEPS_INPUT, steps, "INT32")):
+            tensor = grpc.InferInput(name, list(array.shape), dtype)
+            tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
         return inputs
 
     def infer(self, batch: ObservationBatch) -> EngineOutput:

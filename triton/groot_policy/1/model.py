@@ -81,7 +81,10 @@ class TritonPythonModel:
         self.batches = 0
 
     def _stack(self, requests):
+        from alfie_gr00t.engines.base import ChunkPrefix, ObservationBatch
+
         sizes, images, states, language = [], {name: [] for name in self.cameras}, [], []
+        stamps, prefixes = [], []
         for request in requests:
             state = pb_utils.get_input_tensor_by_name(request, "state").as_numpy()
             sizes.append(state.shape[0])
@@ -90,13 +93,17 @@ class TritonPythonModel:
                 images[name].append(pb_utils.get_input_tensor_by_name(request, name).as_numpy())
             text = pb_utils.get_input_tensor_by_name(request, "language").as_numpy().reshape(-1)
             language.extend(t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in text)
-        from alfie_gr00t.engines.base import ObservationBatch
-
+            stamps.extend(float(t) for t in pb_utils.get_input_tensor_by_name(request, "timestamp").as_numpy()
+                          .reshape(-1))
+            prefix = pb_utils.get_input_tensor_by_name(request, "prefix").as_numpy()
+            steps = pb_utils.get_input_tensor_by_name(request, "prefix_steps").as_numpy().reshape(-1, 2)
+            for actions, (length, delay) in zip(prefix, steps):
+                prefixes.append(ChunkPrefix(actions[:int(length)].copy(), int(delay)) if length > 0 else None)
         batch = ObservationBatch(
             images={name: np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
                     for name, parts in images.items()},
             state=np.concatenate(states, axis=0) if len(states) > 1 else states[0],
-            language=tuple(language))
+            language=tuple(language), timestamps=tuple(stamps), prefixes=tuple(prefixes))
         return batch, sizes
 
     def execute(self, requests):
