@@ -342,7 +342,6 @@ class InferenceWorker:
         self.consecutive_failures = 0
         self.stale_skipped = 0
         self.stale_inputs: list[str] = []
-        self.stale_detail = ""
         self.chunks_rejected = 0
         self.last_error = ""
         self.last_steps_skipped = 0
@@ -392,9 +391,8 @@ class InferenceWorker:
         except StaleInputs as exc:
             self.stale_skipped += 1
             self.stale_inputs = exc.names
-            self.stale_detail = str(exc)
             return False
-        self.stale_inputs, self.stale_detail = [], ""
+        self.stale_inputs = []
         timer = StageTimer()
         sent = self._clock()
         try:

@@ -101,17 +101,20 @@ class CommandKind(str, enum.Enum):
     POLICY = "policy"
     HOLD = "hold"  # soft: base ramps down at its deceleration
     STOP = "stop"  # e-stop / shutdown: base zero at once
+    PLAN = "plan"  # the rest of the schedule ahead of the reference, for trajectory outputs
 
 
 @dataclass(frozen=True)
 class Command:
     """What to publish. `joints` is None only for a stop before any position was ever known
-    (then only the zero base velocity goes out). `vector` is the full layout vector."""
+    (then only the zero base velocity goes out). `vector` is the full layout vector. A PLAN
+    command carries `path` (rows `dt` apart, limited like commands) and changes no reference."""
 
     kind: CommandKind
     vector: np.ndarray
     joints_known: bool
     reason: str = ""
+    path: np.ndarray | None = None
 
     @property
     def base(self) -> np.ndarray:
@@ -145,7 +148,6 @@ class MotionGate:
         self._step = limits.max_step()
         self._lock = threading.RLock()
         self._reference: np.ndarray | None = None  # the last emitted vector
-        self._joints_known = False
         self._armed = False  # policy steps allowed
         self._anchor_pending = False  # the next policy step starts from the fresh measured state
         self._ramp: np.ndarray | None = None  # hold target while a hold is being emitted
@@ -184,22 +186,22 @@ class MotionGate:
         """Armed, or commanding (a policy step or a hold in progress): a shutdown must stop it."""
         return self._armed or self._reference is not None
 
-    def plan(self, targets: np.ndarray, dt: float) -> np.ndarray | None:
-        """The same limits along a future path (rows `dt` apart), starting from the reference,
-        without changing anything: for trajectory outputs. None when nothing is engaged."""
+    def plan(self, targets: np.ndarray, dt: float) -> Command | None:
+        """Emit the same limits along a future path (rows `dt` apart), starting from the reference,
+        as a PLAN command (the reference stays): for trajectory outputs. Through the same sink and
+        lock as every other command, so a plan never goes out after a stop. None when not engaged."""
         with self._lock:
             if self._reference is None or not self._armed:
                 return None
-            per_second = self._step / self.limits.tick_s
-            ref = self._reference.copy()
-            out = np.empty((len(targets), self.limits.dim))
+            step = self._step / self.limits.tick_s * dt
+            ref = self._reference
+            path = np.empty((len(targets), self.limits.dim))
             for row, target in enumerate(np.asarray(targets, dtype=np.float64)):
-                if not np.all(np.isfinite(target)):
-                    target = ref
-                low, high = np.minimum(self._lower, ref), np.maximum(self._upper, ref)
-                ref = np.clip(np.clip(target, low, high), ref - per_second * dt, ref + per_second * dt)
-                out[row] = ref
-            return out
+                ref = self._bounded(target if np.all(np.isfinite(target)) else ref, ref, step)
+                path[row] = ref
+            command = Command(CommandKind.PLAN, self._reference.copy(), True, "", path)
+            self._output(command)
+            return command
 
     def step(self, target: np.ndarray | None) -> Command | None:
         """The command tick. `target` is the scheduler's step (None when there is none, or when the
@@ -237,7 +239,7 @@ class MotionGate:
                 if anchor is None:
                     self.waiting_for_state += 1
                     return self._continue()
-                self._reference, self._joints_known = anchor, True
+                self._reference = anchor
             # else a hold is still ramping: continue from its last command, never jump back
             self._anchor_pending = False
         self._ramp = None
@@ -257,14 +259,18 @@ class MotionGate:
         return anchor
 
     def _limited(self, target: np.ndarray) -> np.ndarray:
-        """Clip into limits (or no further out than the reference), then rate-limit from it."""
-        ref = self._reference
-        low, high = np.minimum(self._lower, ref), np.maximum(self._upper, ref)
-        out = np.clip(target, low, high)
-        out = np.clip(out, ref - self._step, ref + self._step)
+        out = self._bounded(target, self._reference, self._step)
         if np.any(out != target):
             self.limited_ticks += 1
         return out
+
+    def _bounded(self, target: np.ndarray, ref: np.ndarray, step: np.ndarray) -> np.ndarray:
+        """Clip into the limits (or no further out than `ref`), then at most `step` away from `ref`."""
+        return np.clip(self._within_limits(target, ref), ref - step, ref + step)
+
+    def _within_limits(self, target: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """Within the limits, or, where `ref` is outside them, no further out than `ref`."""
+        return np.clip(target, np.minimum(self._lower, ref), np.maximum(self._upper, ref))
 
     def _begin(self, kind: CommandKind, reason: str, disarm: bool) -> Command | None:
         if disarm:
@@ -277,30 +283,28 @@ class MotionGate:
             anchor = self._anchor()
             if anchor is None:  # nothing known about the joints: the zero twist alone
                 return self._emit(kind, np.zeros(self.limits.dim), reason, joints_known=False, keep=False)
-            self._reference, self._joints_known = anchor, True
+            self._reference = anchor
         if self._ramp is None:  # a new hold (one already ramping is re-targeted, not counted again)
             self.holds_started += 1
             self.last_hold_reason = reason
         self._ramp = self._hold_target()
         self._ramp_kind, self._ramp_reason = kind, reason
-        return self._continue(first_of_stop=kind is CommandKind.STOP)
+        return self._continue()
 
     def _hold_target(self) -> np.ndarray:
         reading = self._measured.reading()
         usable = reading.usable(self._clock(), self._max_age)
-        ref = self._reference
-        target = np.where(usable, reading.values, ref)
-        target = np.clip(target, np.minimum(self._lower, ref), np.maximum(self._upper, ref))
+        target = self._within_limits(np.where(usable, reading.values, self._reference), self._reference)
         target[_BASE] = 0.0
         return target
 
-    def _continue(self, first_of_stop: bool = False) -> Command | None:
+    def _continue(self) -> Command | None:
         """The next command of a hold in progress (None when there is none)."""
         if self._ramp is None:
             return None
         ref = self._reference
-        out = ref + np.clip(self._ramp - ref, -self._step, self._step)
-        if first_of_stop or self._ramp_kind is CommandKind.STOP:
+        out = np.clip(self._ramp, ref - self._step, ref + self._step)  # exactly the target once within a step
+        if self._ramp_kind is CommandKind.STOP:
             out[_BASE] = 0.0
         kind, reason = self._ramp_kind, self._ramp_reason
         arrived = np.array_equal(out, self._ramp)

@@ -298,10 +298,15 @@ def test_stop_before_anything_was_known_sends_only_the_zero_twist():
 def test_plan_applies_the_same_limits_along_a_path():
     gate, measured, clock, out = active_gate()
     far = np.tile(middle() + 1.0, (5, 1))
-    path = gate.plan(far, 1 / 15)
-    steps = np.diff(np.vstack([out[-1].vector, path]), axis=0)
+    reference = out[-1].vector
+    plan = gate.plan(far, 1 / 15)
+    assert plan.kind is CommandKind.PLAN and out[-1] is plan  # emitted through the sink like every command
+    np.testing.assert_array_equal(plan.vector, reference)
+    steps = np.diff(np.vstack([reference, plan.path]), axis=0)
     assert np.all(np.abs(steps) <= STEP / TICK / 15 + EPS)
-    assert np.all(path <= np.maximum(SPEC_UPPER, out[-1].vector) + EPS)
+    assert np.all(plan.path <= np.maximum(SPEC_UPPER, reference) + EPS)
+    gate.stop("estop")
+    assert gate.plan(far, 1 / 15) is None  # nothing planned once stopped
 
 
 # -- the property: random event sequences -------------------------------------------------

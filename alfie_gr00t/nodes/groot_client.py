@@ -241,11 +241,14 @@ class GrootClient(Node):
         self._last_tick = now
         active = self.machine.state is ClientState.ACTIVE
         self.gate.step(self.scheduler.command() if active else None)
-        self._check_budget()
 
     def _publish(self, command: Command) -> None:
         """The gate's output: every command leaves through here, nowhere else."""
         cfg = self.config
+        if command.kind is CommandKind.PLAN:
+            dt = 1.0 / cfg.action_step_hz
+            self.trajectory_pub.publish(self._trajectory(command.path[:, JOINT_DIMS], dt))
+            return
         joints = command.joints
         if joints is not None:
             if cfg.output_mode != "joint_trajectory":
@@ -262,24 +265,23 @@ class GrootClient(Node):
         self.twist_pub.publish(twist)
 
     def _publish_trajectory(self) -> None:
-        """joint_trajectory mode: the rest of the schedule, limited by the gate, as one trajectory."""
+        """joint_trajectory mode: the rest of the schedule, limited and emitted by the gate."""
         if self.machine.state is not ClientState.ACTIVE:
             return
         dt = 1.0 / self.config.action_step_hz
         now = self.now()
         steps = int(np.ceil(self.scheduler.remaining_steps(now)))
         planned = self.scheduler.preview([now + (k + 1) * dt for k in range(steps)])
-        path = self.gate.plan(planned, dt) if planned is not None else None
-        if path is not None:
-            self.trajectory_pub.publish(self._trajectory(path[:, JOINT_DIMS], dt, first=dt))
+        if planned is not None:
+            self.gate.plan(planned, dt)
 
-    def _trajectory(self, points, dt: float, first: float | None = None) -> JointTrajectory:
+    def _trajectory(self, points, dt: float) -> JointTrajectory:
+        """Points `dt` apart, the first `dt` from now."""
         msg = JointTrajectory()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.joint_names = list(self.config.joint_names[JOINT_DIMS])
-        start = dt if first is None else first
         for k, positions in enumerate(points):
-            seconds = start + k * dt
+            seconds = (k + 1) * dt
             point = JointTrajectoryPoint(positions=[float(v) for v in positions])
             point.time_from_start = Duration(sec=int(seconds), nanosec=int((seconds % 1.0) * 1e9))
             msg.points.append(point)
@@ -357,6 +359,7 @@ class GrootClient(Node):
         }
 
     def _publish_status(self) -> None:
+        self._check_budget()  # 1 Hz is soon enough for a warning; kept off the 100 Hz tick
         self.status_pub.publish(String(data=json.dumps(self.status())))
 
     def close(self) -> None:
