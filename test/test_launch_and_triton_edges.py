@@ -3,21 +3,17 @@ under real `ros2 launch` composition (launch's own settings, inclusion from a pa
 file that is not UTF-8), and that each observation's capture time and chunk prefix reach the policy
 through Triton as they do in-process. Each failed on the code as reviewed."""
 
-import shutil
-import tempfile
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from alfie_gr00t import triton_dev
 from alfie_gr00t.engines.base import ChunkPrefix, EngineConfig, ObservationBatch
 from alfie_gr00t.engines.mock import MockEngine
 from alfie_gr00t.engines.registry import create_engine
 
 from test_launch_args import _load_launch_file, _stub_launch_modules, launch_context
-from test_triton import REPO, _triton_venv
+from test_triton import serving_triton
 
 
 # -- launch: names that `launch` itself reads from the launch configurations ------------------------
@@ -61,17 +57,8 @@ def test_included_from_a_parent_launch_file(monkeypatch):
 @pytest.fixture(scope="module")
 def triton_trajectory():
     """The shipped model with the mock's `trajectory` policy (model.py passes mock_policy through)."""
-    venv = _triton_venv()
-    workdir = Path(tempfile.mkdtemp(prefix="ag_review_triton_"))
-    repo = triton_dev.write_repository(workdir / "models", REPO / "triton",
-                                       {"groot_policy": {"params": {"mock_policy": "trajectory"}}})
-    server = triton_dev.ServerProcess(repo, venv=venv).start()
-    try:
-        server.wait_ready(60, model="groot_policy")
+    with serving_triton({"groot_policy": {"params": {"mock_policy": "trajectory"}}}, "ag_triton_edges_") as server:
         yield server
-    finally:
-        server.cleanup()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _batch(config: EngineConfig, prefix) -> ObservationBatch:

@@ -6,6 +6,7 @@ environment they skip, except under `make test` (ALFIE_REQUIRE_TRITON=1), where 
 Every loop is bounded in count and time; every server is stopped in teardown.
 """
 
+import contextlib
 import os
 import subprocess
 import shutil
@@ -47,15 +48,13 @@ def _triton_venv() -> Path:
     return venv
 
 
-@pytest.fixture(scope="module")
-def triton():
-    """One server for the module: the shipped model (mock) plus one that cannot load."""
+@contextlib.contextmanager
+def serving_triton(models: dict, prefix: str = "ag_triton_"):
+    """A real tritonserver on 127.0.0.1 serving copies of the shipped model edited by `models`
+    ({name: triton_dev.edit_config keyword args}), ready to use; stopped and removed afterwards."""
     venv = _triton_venv()
-    workdir = Path(tempfile.mkdtemp(prefix="ag_triton_"))
-    repo = triton_dev.write_repository(workdir / "models", REPO / "triton", {
-        "groot_policy": {"max_queue_delay_us": 20000, "params": {"mock_delay_ms": MOCK_DELAY_MS}},
-        "groot_broken": {"params": {"engine": "onnx", "model_checkpoint": "/nonexistent/policy.onnx"}},
-    })
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    repo = triton_dev.write_repository(workdir / "models", REPO / "triton", models)
     server = triton_dev.ServerProcess(repo, venv=venv).start()
     try:
         server.wait_ready(60, model="groot_policy")
@@ -63,6 +62,16 @@ def triton():
     finally:
         server.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def triton():
+    """One server for the module: the shipped model (mock) plus one that cannot load."""
+    with serving_triton({
+        "groot_policy": {"max_queue_delay_us": 20000, "params": {"mock_delay_ms": MOCK_DELAY_MS}},
+        "groot_broken": {"params": {"engine": "onnx", "model_checkpoint": "/nonexistent/policy.onnx"}},
+    }) as server:
+        yield server
 
 
 def engine_config(server, **overrides) -> EngineConfig:
