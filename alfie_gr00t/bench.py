@@ -438,6 +438,24 @@ class _RecordingStats(RollingStats):
         self.values.append(value_ms)
 
 
+def activate_until_active(client, publisher, deadline: float) -> bool:
+    """Publish activate:true until the client is ACTIVE (discovery matched, its state measured; an
+    activation is refused before the state arrives) or the monotonic `deadline` passes."""
+    from std_msgs.msg import Bool
+
+    from alfie_gr00t.client_core import ClientState
+
+    while time.monotonic() < deadline:
+        current = client.machine.state
+        if current is ClientState.ACTIVE:
+            return True
+        fresh = not client.measured.reading().problems(client.now(), client.config.max_observation_age_ms / 1000.0)
+        if current in (ClientState.IDLE, ClientState.ERROR) and fresh:
+            publisher.publish(Bool(data=True))
+        time.sleep(0.1)
+    return client.machine.state is ClientState.ACTIVE
+
+
 def measure_command_loop(seconds: float, domain_id: int, directory: str, progress=None) -> dict:
     """GrootServer (mock) + GrootClient + SimRobot in this process, one executor thread per node."""
     try:
@@ -445,7 +463,6 @@ def measure_command_loop(seconds: float, domain_id: int, directory: str, progres
         from rclpy.parameter import Parameter
         from std_msgs.msg import Bool
 
-        from alfie_gr00t.client_core import ClientState
         from alfie_gr00t.nodes.groot_client import GrootClient
         from alfie_gr00t.nodes.groot_server import GrootServer
         from alfie_gr00t.nodes.runner import NodeSpinner, close_nodes
@@ -475,12 +492,7 @@ def measure_command_loop(seconds: float, domain_id: int, directory: str, progres
         nodes.append(monitor)
         activate = monitor.create_publisher(Bool, "/alfie/groot_client/activate", 10)
         spinner = NodeSpinner(nodes, context).start()
-        deadline = time.monotonic() + 10.0
-        while client.machine.state is not ClientState.ACTIVE and time.monotonic() < deadline:
-            if client.machine.state in (ClientState.IDLE, ClientState.ERROR):
-                activate.publish(Bool(data=True))  # repeated until discovery matched and the state arrived
-            time.sleep(0.1)
-        if client.machine.state is not ClientState.ACTIVE:
+        if not activate_until_active(client, activate, time.monotonic() + 10.0):
             return {"skipped": f"client did not become ACTIVE (state {client.machine.state.value})"}
         if progress:
             progress(f"  command loop: ACTIVE, measuring {seconds:.0f} s")

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field  # noqa: E402
 import numpy as np  # noqa: E402
 
 from alfie_gr00t import layout  # noqa: E402
+from alfie_gr00t.bench import _env_domain_id, activate_until_active  # noqa: E402
 from alfie_gr00t.engines import mock as mock_engine  # noqa: E402
 
 SLOT_S = 0.01  # dead time is counted in 10 ms slots (one 100 Hz tick each)
@@ -297,26 +298,11 @@ def _ros():
     from std_msgs.msg import Bool, String
     from geometry_msgs.msg import Twist
 
-    from alfie_gr00t.client_core import ClientState
     from alfie_gr00t.nodes.groot_client import GrootClient
     from alfie_gr00t.nodes.groot_server import GrootServer
     from alfie_gr00t.nodes.runner import NodeSpinner, close_nodes
     from alfie_gr00t.nodes.sim_robot import SimRobot
     return locals()
-
-
-def _activate(r, client, publisher, deadline: float) -> bool:
-    """Publish activate:true until the client is ACTIVE (discovery, fresh state) or the deadline."""
-    state = r["ClientState"]
-    while time.monotonic() < deadline:
-        current = client.machine.state
-        if current is state.ACTIVE:
-            return True
-        fresh = not client.measured.reading().problems(client.now(), client.config.max_observation_age_ms / 1000.0)
-        if current in (state.IDLE, state.ERROR) and fresh:  # (activation is refused before the state arrives)
-            publisher.publish(r["Bool"](data=True))
-        time.sleep(0.1)
-    return client.machine.state is state.ACTIVE
 
 
 def run_row(spec: RowSpec, domain_id: int, directory: str, log=print, external_server: str | None = None,
@@ -372,7 +358,7 @@ def run_row(spec: RowSpec, domain_id: int, directory: str, log=print, external_s
         spinner = r["NodeSpinner"](nodes, context).start()
         rec.on = True
         started = client.now()
-        if not _activate(r, client, activate, time.monotonic() + 15.0 + 4 * spec.delay_ms / 1000.0):
+        if not activate_until_active(client, activate, time.monotonic() + 15.0 + 4 * spec.delay_ms / 1000.0):
             return {"name": spec.name, "skipped": f"client not ACTIVE (state {client.machine.state.value}, "
                                                   f"last error {client.worker.last_error!r})"}, rec
         if on_active is not None:
@@ -754,13 +740,6 @@ def format_codecs(codecs: dict) -> str:
 
 
 # -- driver ----------------------------------------------------------------------------------------
-def _env_domain_id() -> int:
-    try:
-        return int(os.environ["ROS_DOMAIN_ID"])
-    except (KeyError, ValueError):
-        return 1 + os.getpid() % 100
-
-
 def _json_safe(value):
     return json.loads(json.dumps(value, default=float))
 
