@@ -71,6 +71,7 @@ class RefillPolicy:
         self._margin_s = config.latency_margin_ms / 1000.0
         self._latency = deque(maxlen=_WINDOW)  # capture -> queued, s
         self._exchange = deque(maxlen=_WINDOW)  # request -> reply, s
+        self._expected_s = 0.0  # derived from _latency on each record(): read every 2 ms by the worker
         self._measured_since_activation = False
 
     def activated(self) -> None:
@@ -81,13 +82,12 @@ class RefillPolicy:
         """One successful exchange: capture-to-queued latency and the request's own duration."""
         self._latency.append(float(latency_s))
         self._exchange.append(float(exchange_s))
+        self._expected_s = max(self._latency[-1], float(np.percentile(self._latency, 95)))
         self._measured_since_activation = True
 
     def expected_latency_s(self) -> float:
         """What the next chunk is expected to take (0 before any measurement)."""
-        if not self._latency:
-            return 0.0
-        return max(self._latency[-1], float(np.percentile(self._latency, 95)))
+        return self._expected_s
 
     def lead_s(self) -> float:
         """Request when no more than this much time is left in the queue (latency-aware mode)."""
