@@ -185,16 +185,7 @@ class ActionScheduler:
                 self._ema = None  # a hold happened; do not smooth from before it
                 return None
             self._prune(t)
-            base = self._layers[0]
-            base.sample(base.position(t, self._hz), self._blend)
-            for layer in self._layers[1:]:
-                w = layer.weight(t)
-                if w <= 0.0:
-                    continue
-                layer.sample(layer.position(t, self._hz), self._sample)
-                self._sample -= self._blend
-                self._sample *= w
-                self._blend += self._sample
+            self._blend_into(t, self._blend, self._sample)
             alpha = self._config.ema_alpha
             if alpha < 1.0:
                 if self._ema is None:
@@ -224,15 +215,9 @@ class ActionScheduler:
             newest = self._layers[-1]
             covered = [t for t in times if newest.position(t, self._hz) < len(newest.actions) - 1e-6]
             out = np.empty((len(covered), self._config.action_dim))
-            sample = np.empty(self._config.action_dim)
+            scratch = np.empty(self._config.action_dim)
             for row, t in enumerate(covered):
-                layers = self._layers
-                layers[0].sample(layers[0].position(t, self._hz), out[row])
-                for layer in layers[1:]:
-                    w = layer.weight(t)
-                    if w > 0.0:
-                        layer.sample(layer.position(t, self._hz), sample)
-                        out[row] += w * (sample - out[row])
+                self._blend_into(t, out[row], scratch)
             return out
 
     @property
@@ -265,6 +250,19 @@ class ActionScheduler:
         if not math.isfinite(observation_time):
             raise ValueError(f"observation_time must be finite, got {observation_time}")
         return chunk[: self._config.action_horizon]
+
+    def _blend_into(self, t: float, out: np.ndarray, scratch: np.ndarray) -> None:
+        """The layers at time t, each newer one faded in by its weight, written into `out`."""
+        base = self._layers[0]
+        base.sample(base.position(t, self._hz), out)
+        for layer in self._layers[1:]:
+            w = layer.weight(t)
+            if w <= 0.0:
+                continue
+            layer.sample(layer.position(t, self._hz), scratch)
+            scratch -= out
+            scratch *= w
+            out += scratch
 
     def _expired(self, t: float) -> bool:
         """No fresh chunk within the watchdog, or the clock went back (sim time reset, bag loop): the
