@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
-import threading
 import time
 
 import rclpy
@@ -29,7 +27,7 @@ from alfie_gr00t.engines.base import EngineError
 from alfie_gr00t.launch_args import config_path, plan_from_arguments, to_bool
 from alfie_gr00t.nodes.groot_client import GrootClient
 from alfie_gr00t.nodes.groot_server import GrootServer
-from alfie_gr00t.nodes.runner import NodeSpinner, close_nodes
+from alfie_gr00t.nodes.runner import NodeSpinner, close_nodes, ignore_signals, stop_on_signals
 from alfie_gr00t.nodes.sim_robot import SimRobot
 from alfie_gr00t.transport import AddressInUse
 
@@ -90,10 +88,7 @@ def run(argv: list[str]) -> int:
     rclpy.init(args=["--ros-args", "--params-file", config_path("groot_server.yaml"),
                      "--params-file", config_path("groot_client.yaml")],
                signal_handler_options=SignalHandlerOptions.NO)
-    # Ctrl-C / SIGTERM end the loop with the context alive, so the client's stop still goes out.
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: stop.set())
+    stop = stop_on_signals()  # Ctrl-C / SIGTERM end the loop with the context alive: the client's stop goes out
     nodes, spinner, server, client = [], None, None, None
     try:
         if plan.launch_server:
@@ -128,8 +123,7 @@ def run(argv: list[str]) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         return print_summary(server, client, None) if client else 0
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)  # a second signal must not interrupt cleanup
+        ignore_signals()
         if spinner is not None:
             spinner.stop()
         close_nodes(nodes)

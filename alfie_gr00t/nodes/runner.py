@@ -108,6 +108,24 @@ def close_nodes(nodes) -> None:
         node.destroy_node()
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def stop_on_signals() -> threading.Event:
+    """SIGINT/SIGTERM set the returned event instead of shutting the ROS context down (rclpy must be
+    initialised with SignalHandlerOptions.NO), so the caller's cleanup can still publish."""
+    stop = threading.Event()
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, lambda signum, frame: stop.set())
+    return stop
+
+
+def ignore_signals() -> None:
+    """During cleanup: a late second signal must not interrupt it with a traceback."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def run_node(node_factory, args=None) -> int:
     """Create, start and spin one node until SIGINT/SIGTERM; exit code 1 on a startup or runtime error.
 
@@ -118,10 +136,7 @@ def run_node(node_factory, args=None) -> int:
     """
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        signal.signal(sig, lambda signum, frame: stop.set())
+    stop = stop_on_signals()
     node = None
     code = 0
     try:
@@ -140,8 +155,7 @@ def run_node(node_factory, args=None) -> int:
             logging.getLogger(name).error(f"{name} failed: {exc}")
             code = 1
     finally:
-        for sig in signals:
-            signal.signal(sig, signal.SIG_IGN)  # a late second signal must not interrupt cleanup
+        ignore_signals()
         if node is not None:
             close_nodes([node])
             unbridge_logging(bridge)
