@@ -58,7 +58,7 @@ test: build triton-venv
 
 demo: build
 	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-62} \
-	  python -m alfie_gr00t.bringup mock_mode:=true use_sim_robot:=true auto_activate:=true \
+	  python -m alfie_gr00t.tools.bringup mock_mode:=true use_sim_robot:=true auto_activate:=true \
 	  mock_policy:=trajectory mock_delay_ms:=$(LATENCY) mock_jitter_ms:=$(JITTER) \
 	  ipc_path:=/tmp/alfie_gr00t_demo_$$$$.sock duration:=$(DURATION)
 
@@ -71,16 +71,16 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 
 bench: build $(VENV)/.bench-installed
 	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-63} \
-	  python -m alfie_gr00t.bench $(BENCH_ARGS)
+	  python -m alfie_gr00t.tools.bench $(BENCH_ARGS)
 	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-64} \
-	  python -m alfie_gr00t.bench_motion $(BENCH_MOTION_ARGS)
+	  python -m alfie_gr00t.tools.bench_motion $(BENCH_MOTION_ARGS)
 
 bench-motion: build $(VENV)/.bench-installed
 	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-64} \
-	  python -m alfie_gr00t.bench_motion $(BENCH_MOTION_ARGS)
+	  python -m alfie_gr00t.tools.bench_motion $(BENCH_MOTION_ARGS)
 
 bench-triton: venv triton-venv $(VENV)/.bench-installed
-	$(PY) -m alfie_gr00t.bench_triton $(BENCH_TRITON_ARGS)
+	$(PY) -m alfie_gr00t.tools.bench_triton $(BENCH_TRITON_ARGS)
 
 clean:
 	rm -rf build install log

@@ -1,3 +1,14 @@
-"""alfie_gr00t: serve GR00T N1.6 action chunks over ZeroMQ and execute them safely on ROS 2."""
+"""alfie_gr00t: a GR00T N1.6 policy server and a safe 100 Hz robot client over ZeroMQ.
 
-__version__ = "0.1.0"
+Layers, lowest first; a module imports only from its own layer or lower ones (test_layers.py):
+
+    layout, stats, settings   the base: the 21-D layout, rolling stats, config helpers
+    wire/                     both machines: decoded observations, both wire protocols, ZeroMQ, image codecs
+    engines/                  the GPU machine: the engine interface and every backend
+    server/                   the GPU machine: the policy service and its parameters
+    client/                   the robot: inputs, inference thread, scheduler, latency policy, the motion gate
+    nodes/                    the thin ROS 2 nodes over server/ and client/ (parameters, diagnostics, launch)
+    tools/                    the developer's desk and set-up: bringup, benchmarks, engine build/check, Triton
+
+server/ and client/ never import each other; client/ never imports engines/.
+"""

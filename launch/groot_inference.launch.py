@@ -4,7 +4,7 @@
     ros2 topic pub --once -w 1 /alfie/groot_client/activate std_msgs/msg/Bool "{data: true}"
 
 Parameters come from the installed config/*.yaml. An argument left at its (empty) default
-changes nothing; one the user passes overrides the YAML, typed by alfie_gr00t.launch_args
+changes nothing; one the user passes overrides the YAML, typed by alfie_gr00t.nodes.launch_args
 (the same code the single-process bringup uses). An unknown `name:=value` fails the launch
 with the list of known arguments. `ros2 launch alfie_gr00t groot_inference.launch.py -s`
 lists them.
@@ -14,7 +14,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch_ros.actions import Node
 
-from alfie_gr00t.launch_args import ARGUMENTS, arguments_from_launch_configurations, config_path, plan_from_arguments
+from alfie_gr00t.nodes.launch_args import ARGUMENTS, arguments_from_launch_configurations, config_path, plan_from_arguments
 
 NAMESPACE = "alfie"
 

@@ -13,7 +13,8 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from alfie_gr00t import images, layout  # noqa: E402
+from alfie_gr00t import layout
+from alfie_gr00t.wire import images  # noqa: E402
 
 _domain_ids = itertools.count(1 + (os.getpid() * 7) % 90)
 

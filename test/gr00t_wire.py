@@ -2,7 +2,7 @@
 
 Written from upstream's documented behaviour (gr00t/policy/server_client.py and
 gr00t/data/types.py in NVIDIA/Isaac-GR00T), independently of
-``alfie_gr00t.gr00t_protocol``, so tests can check our codec against it rather than
+``alfie_gr00t.wire.gr00t``, so tests can check our codec against it rather than
 against itself. It does what upstream does, including its trust in the payload
 (``np.load(..., allow_pickle=False)`` without further checks): use it only on data the
 tests made.

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from alfie_gr00t import bench
+from alfie_gr00t.tools import bench
 
 from conftest import next_domain_id
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from alfie_gr00t import bench_motion as bm
+from alfie_gr00t.tools import bench_motion as bm
 
 from conftest import next_domain_id
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from alfie_gr00t import launch_args
-from alfie_gr00t.bringup import parse_arguments
+from alfie_gr00t.nodes import launch_args
+from alfie_gr00t.tools.bringup import parse_arguments
 
 from conftest import next_domain_id
 from ros_helpers import node_env
@@ -29,7 +29,7 @@ def test_config_files_are_found_in_the_source_checkout():
 def test_bringup_runs_the_closed_loop(ipc_dir):
     ipc_path = os.path.join(ipc_dir, "bringup.sock")
     proc = subprocess.run(
-        [sys.executable, "-m", "alfie_gr00t.bringup", "mock_mode:=true", "use_sim_robot:=true", "duration:=4",
+        [sys.executable, "-m", "alfie_gr00t.tools.bringup", "mock_mode:=true", "use_sim_robot:=true", "duration:=4",
          f"ipc_path:={ipc_path}"],
         env=node_env(next_domain_id()), capture_output=True, text=True, timeout=90)
     out = proc.stdout + proc.stderr
@@ -45,13 +45,13 @@ def test_bringup_runs_the_closed_loop(ipc_dir):
 
 
 def test_bringup_reports_bad_arguments():
-    proc = subprocess.run([sys.executable, "-m", "alfie_gr00t.bringup", "mock_mode:=perhaps"],
+    proc = subprocess.run([sys.executable, "-m", "alfie_gr00t.tools.bringup", "mock_mode:=perhaps"],
                           env=node_env(next_domain_id()), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "mock_mode must be true or false" in proc.stderr
 
 
 def test_bringup_rejects_unknown_arguments_with_the_known_list():
-    proc = subprocess.run([sys.executable, "-m", "alfie_gr00t.bringup", "mock_mod:=true"],
+    proc = subprocess.run([sys.executable, "-m", "alfie_gr00t.tools.bringup", "mock_mod:=true"],
                           env=node_env(next_domain_id()), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "unknown launch argument(s) mock_mod" in proc.stderr

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from alfie_gr00t import check_engine
+from alfie_gr00t.tools import check_engine
 from alfie_gr00t.engines.base import EngineConfig, EngineError
 
 from onnx_policy import random_batch

@@ -23,13 +23,15 @@ import pytest
 from std_msgs.msg import Bool
 
 from alfie_gr00t import layout
-from alfie_gr00t.client_core import ClientState, ClientStateMachine, InferenceWorker, LatestInputs
-from alfie_gr00t.config import ClientConfig
-from alfie_gr00t.latency import RefillPolicy
-from alfie_gr00t.normalization import Normalizer
-from alfie_gr00t.robot_state import MeasuredState, required_dims
-from alfie_gr00t.safety import CommandKind, MotionGate, MotionLimits
-from alfie_gr00t.scheduler import ActionScheduler, SchedulerConfig
+from alfie_gr00t.client.inputs import LatestInputs
+from alfie_gr00t.client.state_machine import ClientState, ClientStateMachine
+from alfie_gr00t.client.worker import InferenceWorker
+from alfie_gr00t.client.config import ClientConfig
+from alfie_gr00t.client.latency import RefillPolicy
+from alfie_gr00t.client.normalization import Normalizer
+from alfie_gr00t.client.robot_state import MeasuredState, required_dims
+from alfie_gr00t.client.safety import CommandKind, MotionGate, MotionLimits
+from alfie_gr00t.client.scheduler import ActionScheduler, SchedulerConfig
 
 TICK = 0.01
 

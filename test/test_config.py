@@ -5,7 +5,9 @@ import os
 import pytest
 import yaml
 
-from alfie_gr00t.config import ClientConfig, ServerConfig, config_from_values, defaults_as_parameters
+from alfie_gr00t.client.config import ClientConfig
+from alfie_gr00t.server.config import ServerConfig
+from alfie_gr00t.settings import config_from_values, defaults_as_parameters
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,12 +8,13 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
-from alfie_gr00t import diagnostics, protocol
-from alfie_gr00t.diagnostics import (ERROR, OK, WARN, ClientDiagnostics, ServerDiagnostics, client_diagnostics,
+from alfie_gr00t.nodes import diagnostics
+from alfie_gr00t.wire import protocol
+from alfie_gr00t.nodes.diagnostics import (ERROR, OK, WARN, ClientDiagnostics, ServerDiagnostics, client_diagnostics,
                                      server_diagnostics, to_diagnostic_array)
 from alfie_gr00t.nodes.groot_server import GrootServer
 from alfie_gr00t.nodes.runner import NodeSpinner
-from alfie_gr00t.transport import ReqClient
+from alfie_gr00t.wire.transport import ReqClient
 
 from ros_helpers import Collector, params, wait_for
 

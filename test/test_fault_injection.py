@@ -32,10 +32,10 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
 
 from alfie_gr00t import layout
-from alfie_gr00t.client_core import ClientState
+from alfie_gr00t.client.state_machine import ClientState
 from alfie_gr00t.nodes.groot_client import GrootClient
 from alfie_gr00t.nodes.runner import NodeSpinner
-from alfie_gr00t.transport import ipc_path_is_live
+from alfie_gr00t.wire.transport import ipc_path_is_live
 
 from conftest import next_domain_id
 from ros_helpers import Collector, params, start_node_process, wait_for

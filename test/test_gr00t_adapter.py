@@ -328,7 +328,7 @@ def test_engine_path_parameter_wins_and_must_exist(tmp_path):
 
 
 def test_server_config_carries_the_engine_path():
-    from alfie_gr00t.config import ServerConfig
+    from alfie_gr00t.server.config import ServerConfig
 
     config = ServerConfig(tensorrt_engine_path="/robot/dit_model_fp16.engine").engine_config()
     assert config.tensorrt_engine_path == "/robot/dit_model_fp16.engine"

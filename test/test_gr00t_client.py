@@ -1,7 +1,7 @@
 """Our client node with `server_protocol:=gr00t` against an upstream-format policy server.
 
 `FakePolicyServer` (test/gr00t_wire.py) speaks Isaac-GR00T's PolicyServer protocol
-independently of `alfie_gr00t.gr00t_protocol`. Its policy answers every key of the state
+independently of `alfie_gr00t.wire.gr00t`. Its policy answers every key of the state
 with half of it, repeated over 16 steps, so the commands the client must publish are known
 exactly: the measured posture moving toward half of itself by at most one step limit per tick.
 The robot side, spinners and helpers come from test_fault_injection.py.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from alfie_gr00t import layout
-from alfie_gr00t.client_core import ClientState
+from alfie_gr00t.client.state_machine import ClientState
 
 from gr00t_wire import ActionConfig, ActionFormat, ActionRepresentation, ActionType, FakePolicyServer, \
     ModalityConfig

@@ -1,4 +1,4 @@
-"""Tests for alfie_gr00t.gr00t_protocol against the independent upstream-style codec in gr00t_wire."""
+"""Tests for alfie_gr00t.wire.gr00t against the independent upstream-style codec in gr00t_wire."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import gr00t_wire  # noqa: E402
 
-from alfie_gr00t import gr00t_protocol as gp  # noqa: E402
+from alfie_gr00t.wire import gr00t as gp  # noqa: E402
 from alfie_gr00t import layout  # noqa: E402
-from alfie_gr00t.gr00t_protocol import Gr00tLimits, Gr00tProtocolError  # noqa: E402
+from alfie_gr00t.wire.gr00t import Gr00tLimits, Gr00tProtocolError  # noqa: E402
 
 CAMERAS = layout.CAMERA_NAMES
 GROUPS = layout.LAYOUT_GROUPS

@@ -1,7 +1,7 @@
 """An unmodified-upstream-style Isaac-GR00T client (test/gr00t_wire.py) against OUR server.
 
 Real IPC and TCP sockets, the mock engine (joints hold the state, base dims of step i are `state * exp(-i/4)`), and
-the client side written independently of alfie_gr00t.gr00t_protocol, so these tests check
+the client side written independently of alfie_gr00t.wire.gr00t, so these tests check
 our server against upstream's wire format rather than against our own codec.
 """
 
@@ -25,12 +25,13 @@ import gr00t_wire  # noqa: E402
 from conftest import TRIPWIRE_RAN, Tripwire, hold_chunk, make_frame  # noqa: E402
 from gr00t_wire import ServerError, WireClient, get_action_request  # noqa: E402
 
-from alfie_gr00t import layout, protocol  # noqa: E402
-from alfie_gr00t.config import ServerConfig  # noqa: E402
+from alfie_gr00t import layout
+from alfie_gr00t.wire import protocol  # noqa: E402
+from alfie_gr00t.server.config import ServerConfig  # noqa: E402
 from alfie_gr00t.engines.base import Engine  # noqa: E402
 from alfie_gr00t.engines.mock import MockEngine  # noqa: E402
-from alfie_gr00t.server_core import BackgroundServer, PolicyService  # noqa: E402
-from alfie_gr00t.transport import ReqClient  # noqa: E402
+from alfie_gr00t.server.service import BackgroundServer, PolicyService  # noqa: E402
+from alfie_gr00t.wire.transport import ReqClient  # noqa: E402
 
 CAMERAS = layout.CAMERA_NAMES
 GROUPS = layout.LAYOUT_GROUPS

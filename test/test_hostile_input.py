@@ -36,12 +36,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 import gr00t_wire  # noqa: E402
 from conftest import TRIPWIRE_RAN, Tripwire, hold_chunk, make_frame  # noqa: E402
 
-from alfie_gr00t import images, layout, protocol  # noqa: E402
-from alfie_gr00t.config import ServerConfig  # noqa: E402
+from alfie_gr00t import layout
+from alfie_gr00t.wire import images
+from alfie_gr00t.wire import protocol  # noqa: E402
+from alfie_gr00t.server.config import ServerConfig  # noqa: E402
 from alfie_gr00t.engines.base import Engine  # noqa: E402
 from alfie_gr00t.engines.mock import MockEngine  # noqa: E402
-from alfie_gr00t.server_core import BackgroundServer, PolicyService  # noqa: E402
-from alfie_gr00t.transport import ReqClient, RequestTimeout  # noqa: E402
+from alfie_gr00t.server.service import BackgroundServer, PolicyService  # noqa: E402
+from alfie_gr00t.wire.transport import ReqClient, RequestTimeout  # noqa: E402
 
 CAMERAS = layout.CAMERA_NAMES
 GROUPS = layout.LAYOUT_GROUPS
@@ -1017,7 +1019,7 @@ sys.stdin.read()
 
 
 def test_pipelined_requests_cannot_queue_unbounded_memory(ipc_path):
-    from alfie_gr00t.transport import RepEndpoint
+    from alfie_gr00t.wire.transport import RepEndpoint
 
     count, size, bound_mb = 150, 1 << 20, 64
     endpoint = RepEndpoint(f"ipc://{ipc_path}", 8 << 20)  # bound, not yet reading: a busy server

@@ -5,8 +5,8 @@ import struct
 import numpy as np
 import pytest
 
-from alfie_gr00t import images
-from alfie_gr00t.protocol import RawImage
+from alfie_gr00t.wire import images
+from alfie_gr00t.wire.protocol import RawImage
 
 from conftest import make_frame
 

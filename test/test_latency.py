@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from alfie_gr00t.latency import MIN_TIMEOUT_MS, RefillConfig, RefillPolicy
-from alfie_gr00t.scheduler import ActionScheduler, SchedulerConfig
+from alfie_gr00t.client.latency import MIN_TIMEOUT_MS, RefillConfig, RefillPolicy
+from alfie_gr00t.client.scheduler import ActionScheduler, SchedulerConfig
 
 HZ = 15.0
 TICK = 0.01

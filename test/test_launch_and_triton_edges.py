@@ -95,7 +95,7 @@ def test_api_token_file_that_is_not_utf8_names_the_argument_and_file(tmp_path):
     """A token file saved as UTF-16 (a Windows editor's "Unicode") fails with a bare
     "'utf-8' codec can't decode byte 0xff" under `ros2 launch`: neither api_token nor the path
     is named, unlike the missing/unreadable/empty cases."""
-    from alfie_gr00t.launch_args import plan_from_arguments
+    from alfie_gr00t.nodes.launch_args import plan_from_arguments
 
     token_file = tmp_path / "token"
     token_file.write_bytes("s3cret\n".encode("utf-16"))

@@ -15,8 +15,8 @@ import pytest
 import rclpy
 from rclpy.parameter import Parameter
 
-from alfie_gr00t import launch_args
-from alfie_gr00t.launch_args import ARGUMENTS, arguments_from_launch_configurations, plan_from_arguments
+from alfie_gr00t.nodes import launch_args
+from alfie_gr00t.nodes.launch_args import ARGUMENTS, arguments_from_launch_configurations, plan_from_arguments
 from alfie_gr00t.nodes.groot_client import GrootClient
 from alfie_gr00t.nodes.groot_server import GrootServer
 
@@ -116,7 +116,8 @@ def test_api_token_comes_from_the_environment_or_a_file(tmp_path, monkeypatch):
 def test_every_argument_targets_real_parameters():
     from dataclasses import fields
 
-    from alfie_gr00t.config import ClientConfig, ServerConfig
+    from alfie_gr00t.client.config import ClientConfig
+    from alfie_gr00t.server.config import ServerConfig
 
     known = {"server": {f.name for f in fields(ServerConfig)} | {"use_sim_time"},
              "client": {f.name for f in fields(ClientConfig)} | {"use_sim_time"},

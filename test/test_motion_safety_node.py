@@ -15,7 +15,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
 from alfie_gr00t import layout
-from alfie_gr00t.client_core import ClientState
+from alfie_gr00t.client.state_machine import ClientState
 
 from test_fault_injection import (ARM_HEAD_NAMES, CONNECT_S, ERROR_BOUND_S, LOWER, POSTURE, UPPER, ScriptedServer,
                                   assert_quiet, client_and_robot, is_zero_twist, start_server, stop_server,

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from alfie_gr00t.normalization import Normalizer
+from alfie_gr00t.client.normalization import Normalizer
 
 DIM = 21
 RNG = np.random.default_rng(7)

@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
-from alfie_gr00t import images, protocol
-from alfie_gr00t.config import ServerConfig
+from alfie_gr00t.wire import images
+from alfie_gr00t.wire import protocol
+from alfie_gr00t.server.config import ServerConfig
 from alfie_gr00t.engines.base import ObservationBatch
 from alfie_gr00t.engines.registry import create_engine
-from alfie_gr00t.server_core import BackgroundServer, PolicyService
-from alfie_gr00t.transport import ReqClient
+from alfie_gr00t.server.service import BackgroundServer, PolicyService
+from alfie_gr00t.wire.transport import ReqClient
 
 pytest.importorskip("onnx", reason="onnx (pip install onnx) builds the reference policy these tests run")
 pytest.importorskip("onnxruntime", reason="onnxruntime (pip install onnxruntime) runs the ONNX engine")

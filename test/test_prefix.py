@@ -9,14 +9,14 @@ import msgpack  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from alfie_gr00t import protocol  # noqa: E402
-from alfie_gr00t.config import ServerConfig  # noqa: E402
+from alfie_gr00t.wire import protocol  # noqa: E402
+from alfie_gr00t.server.config import ServerConfig  # noqa: E402
 from alfie_gr00t.engines.base import ChunkPrefix, EngineConfig, ObservationBatch  # noqa: E402
 from alfie_gr00t.engines.mock import MockEngine, trajectory_at  # noqa: E402
-from alfie_gr00t.latency import RefillConfig, RefillPolicy  # noqa: E402
-from alfie_gr00t.scheduler import ActionScheduler, SchedulerConfig  # noqa: E402
-from alfie_gr00t.server_core import BackgroundServer, PolicyService  # noqa: E402
-from alfie_gr00t.transport import ReqClient  # noqa: E402
+from alfie_gr00t.client.latency import RefillConfig, RefillPolicy  # noqa: E402
+from alfie_gr00t.client.scheduler import ActionScheduler, SchedulerConfig  # noqa: E402
+from alfie_gr00t.server.service import BackgroundServer, PolicyService  # noqa: E402
+from alfie_gr00t.wire.transport import ReqClient  # noqa: E402
 
 from conftest import make_frame  # noqa: E402
 from gr00t_wire import WireClient  # noqa: E402
@@ -91,7 +91,7 @@ def test_trajectory_mock_without_a_prefix_is_the_trajectory():
 
 def test_client_prefix_is_the_schedule_on_the_new_observations_step_grid():
     """What the worker sends: the current schedule sampled at capture + k / 15 Hz, k < expected delay."""
-    from alfie_gr00t.client_core import InferenceWorker
+    from alfie_gr00t.client.worker import InferenceWorker
 
     clock = [100.0]
     scheduler = ActionScheduler(SchedulerConfig(), clock=lambda: clock[0])
@@ -101,8 +101,8 @@ def test_client_prefix_is_the_schedule_on_the_new_observations_step_grid():
     for _ in range(3):
         refill.record(0.2, 0.2)  # 200 ms: 3 steps of delay
     worker = InferenceWorker.__new__(InferenceWorker)  # only the prefix logic, no socket or thread
-    from alfie_gr00t.config import ClientConfig
-    from alfie_gr00t.normalization import Normalizer
+    from alfie_gr00t.client.config import ClientConfig
+    from alfie_gr00t.client.normalization import Normalizer
 
     worker._cfg, worker._scheduler, worker.refill = ClientConfig(), scheduler, refill
     worker._normalizer = Normalizer.identity(21)

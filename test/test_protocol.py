@@ -6,8 +6,9 @@ import msgpack
 import numpy as np
 import pytest
 
-from alfie_gr00t import layout, protocol
-from alfie_gr00t.protocol import ProtocolError, RequestLimits
+from alfie_gr00t import layout
+from alfie_gr00t.wire import protocol
+from alfie_gr00t.wire.protocol import ProtocolError, RequestLimits
 
 CAMS = layout.CAMERA_NAMES
 LIMITS = RequestLimits()

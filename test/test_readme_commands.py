@@ -17,8 +17,9 @@ import pytest
 import rclpy
 import yaml
 
-from alfie_gr00t import launch_args
-from alfie_gr00t.config import ClientConfig, ServerConfig
+from alfie_gr00t.nodes import launch_args
+from alfie_gr00t.client.config import ClientConfig
+from alfie_gr00t.server.config import ServerConfig
 from alfie_gr00t.nodes.groot_client import GrootClient
 from alfie_gr00t.nodes.groot_server import GrootServer
 from alfie_gr00t.nodes.sim_robot import SimRobot

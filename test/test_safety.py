@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alfie_gr00t.robot_state import MeasuredState, required_dims
-from alfie_gr00t.safety import ActivationRefused, CommandKind, MotionGate, MotionLimits
+from alfie_gr00t.client.robot_state import MeasuredState, required_dims
+from alfie_gr00t.client.safety import ActivationRefused, CommandKind, MotionGate, MotionLimits
 
 DIM = 21
 TICK = 0.01
@@ -59,7 +59,7 @@ def measure_all(measured, values):
 # -- limits and config ----------------------------------------------------------------------
 
 def test_default_config_limits_equal_the_spec_table_and_robot_units():
-    from alfie_gr00t.config import ClientConfig
+    from alfie_gr00t.client.config import ClientConfig
 
     limits = ClientConfig().motion_limits()
     np.testing.assert_allclose(limits.lower, SPEC_LOWER)

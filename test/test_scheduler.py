@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from alfie_gr00t.scheduler import ActionScheduler, SchedulerConfig
+from alfie_gr00t.client.scheduler import ActionScheduler, SchedulerConfig
 
 HZ = 15.0
 STEP = 1.0 / HZ

@@ -6,12 +6,13 @@ import msgpack
 import numpy as np
 import pytest
 
-from alfie_gr00t import images, protocol
-from alfie_gr00t.config import ServerConfig
+from alfie_gr00t.wire import images
+from alfie_gr00t.wire import protocol
+from alfie_gr00t.server.config import ServerConfig
 from alfie_gr00t.engines.base import Engine, EngineOutput
 from alfie_gr00t.engines.mock import MockEngine
-from alfie_gr00t.server_core import BackgroundServer, PolicyService
-from alfie_gr00t.transport import ReqClient
+from alfie_gr00t.server.service import BackgroundServer, PolicyService
+from alfie_gr00t.wire.transport import ReqClient
 
 from conftest import hold_chunk, make_frame
 

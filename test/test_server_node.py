@@ -8,10 +8,10 @@ import pytest
 import rclpy
 from std_msgs.msg import String
 
-from alfie_gr00t import protocol
+from alfie_gr00t.wire import protocol
 from alfie_gr00t.nodes.groot_server import GrootServer
 from alfie_gr00t.nodes.runner import NodeSpinner
-from alfie_gr00t.transport import ReqClient, RequestTimeout
+from alfie_gr00t.wire.transport import ReqClient, RequestTimeout
 
 from conftest import hold_chunk, next_domain_id
 from ros_helpers import Collector, params, start_node_process, wait_for

@@ -21,7 +21,8 @@ import pytest
 onnx = pytest.importorskip("onnx", reason="onnx (pip install onnx) builds the reference policy these tests run")
 onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime (pip install onnxruntime) is the reference")
 
-from alfie_gr00t import build_engine, layout
+from alfie_gr00t import layout
+from alfie_gr00t.tools import build_engine
 from alfie_gr00t.engines import contract, cuda_memory, tensorrt_engine
 from alfie_gr00t.engines.base import EngineConfig, EngineError, run_batched
 from alfie_gr00t.engines.onnx_engine import ort_spec
@@ -541,7 +542,7 @@ def test_default_output_names():
 
 def test_build_engine_runs_as_a_module(tmp_path):
     path = build_reference_policy(tmp_path / "policy.onnx")
-    result = subprocess.run([sys.executable, "-m", "alfie_gr00t.build_engine", str(path), "--check"],
+    result = subprocess.run([sys.executable, "-m", "alfie_gr00t.tools.build_engine", str(path), "--check"],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "follows the alfie_gr00t contract" in result.stdout

@@ -9,7 +9,7 @@ from rclpy.qos import QoSProfile
 from trajectory_msgs.msg import JointTrajectory
 
 from alfie_gr00t import layout
-from alfie_gr00t.client_core import ClientState
+from alfie_gr00t.client.state_machine import ClientState
 
 from test_fault_injection import (ARM_HEAD_NAMES, CLIENT_NS, CONNECT_S, LOWER, POSTURE, UPPER, ScriptedServer,
                                   client_and_robot, wait_state)

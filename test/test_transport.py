@@ -8,7 +8,7 @@ import threading
 import pytest
 import zmq
 
-from alfie_gr00t import transport
+from alfie_gr00t.wire import transport
 
 
 def test_endpoint_addresses():

@@ -20,8 +20,9 @@ import msgpack
 import numpy as np
 import pytest
 
-from alfie_gr00t import protocol, triton_dev
-from alfie_gr00t.config import ServerConfig
+from alfie_gr00t.wire import protocol
+from alfie_gr00t.tools import triton_dev
+from alfie_gr00t.server.config import ServerConfig
 from alfie_gr00t.engines.base import EngineConfig, EngineError, ObservationBatch, dummy_batch
 from alfie_gr00t.engines.mock import MockEngine
 from alfie_gr00t.engines.registry import create_engine
@@ -54,7 +55,7 @@ def serving_triton(models: dict, prefix: str = "ag_triton_"):
     ({name: triton_dev.edit_config keyword args}), ready to use; stopped and removed afterwards."""
     venv = _triton_venv()
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
-    repo = triton_dev.write_repository(workdir / "models", REPO / "triton", models)
+    repo = triton_dev.write_repository(workdir / "models", REPO / "triton_repository", models)
     server = triton_dev.ServerProcess(repo, venv=venv).start()
     try:
         server.wait_ready(60, model="groot_policy")
@@ -132,7 +133,7 @@ def test_server_config_carries_triton_fields():
 
 
 def test_edit_config_knobs():
-    text = (REPO / "triton" / "groot_policy" / "config.pbtxt").read_text()
+    text = (REPO / "triton_repository" / "groot_policy" / "config.pbtxt").read_text()
     edited = triton_dev.edit_config(text, dynamic_batching=False, max_batch_size=8, instances=2, name="other",
                                     params={"mock_delay_ms": 7, "new_key": "x"})
     assert "dynamic_batching" not in edited.replace("# EDIT: dynamic batching", "")
@@ -241,11 +242,11 @@ def _observation(seed: int) -> bytes:
 
 def test_killed_triton_gives_errors_then_recovers():
     """groot_server answers error replies (the robot holds) while Triton is down, and serves again after."""
-    from alfie_gr00t.server_core import PolicyService
+    from alfie_gr00t.server.service import PolicyService
 
     venv = _triton_venv()
     workdir = Path(tempfile.mkdtemp(prefix="ag_triton_kill_"))
-    repo = triton_dev.write_repository(workdir / "models", REPO / "triton")
+    repo = triton_dev.write_repository(workdir / "models", REPO / "triton_repository")
     server = triton_dev.ServerProcess(repo, venv=venv).start()
     service = None
     try:
@@ -289,7 +290,7 @@ def test_groot_triton_command_starts_and_stops():
     """The dev launcher: ready on 127.0.0.1 ports of its own, exits cleanly on SIGTERM."""
     venv = _triton_venv()
     http, grpc, metrics = (triton_dev.free_port() for _ in range(3))
-    command = [sys.executable, "-m", "alfie_gr00t.triton_dev", "--venv", str(venv), "--http-port", str(http),
+    command = [sys.executable, "-m", "alfie_gr00t.tools.triton_dev", "--venv", str(venv), "--http-port", str(http),
                "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--ready-timeout", "60"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -13,7 +13,7 @@ import pytest
 onnx = pytest.importorskip("onnx", reason="onnx builds the DiT-shaped models these tests parse")
 from onnx import TensorProto, helper  # noqa: E402
 
-from alfie_gr00t import build_engine  # noqa: E402
+from alfie_gr00t.tools import build_engine  # noqa: E402
 from alfie_gr00t.engines import dit_build, trt_api, tensorrt_engine  # noqa: E402
 from alfie_gr00t.engines.base import EngineConfig, EngineError  # noqa: E402
 

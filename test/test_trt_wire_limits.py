@@ -11,8 +11,10 @@ import threading
 import numpy as np
 import pytest
 
-from alfie_gr00t import gr00t_protocol, layout, transport
-from alfie_gr00t.config import ServerConfig
+from alfie_gr00t import layout
+from alfie_gr00t.wire import gr00t as gr00t_protocol
+from alfie_gr00t.wire import transport
+from alfie_gr00t.server.config import ServerConfig
 
 
 def test_default_limit_fits_the_default_batch_of_raw_frames():
@@ -37,7 +39,7 @@ def test_a_message_dropped_for_size_is_logged(ipc_path, caplog):
     rep = transport.RepEndpoint(f"ipc://{ipc_path}", max_message_bytes=1000)
     big = transport.ReqClient(f"ipc://{ipc_path}", timeout_ms=300)
     try:
-        with caplog.at_level(logging.INFO, logger="alfie_gr00t.transport"):
+        with caplog.at_level(logging.INFO, logger="alfie_gr00t.wire.transport"):
             with pytest.raises(transport.RequestTimeout):
                 big.request(b"x" * 5000)
             assert rep.receive(300) is None

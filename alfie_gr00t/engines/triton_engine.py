@@ -2,7 +2,7 @@
 
 Each robot keeps its own groot_server (validation, JPEG decoding, both wire protocols);
 this engine sends the decoded batch -- uint8 frames, state, task text -- to a Triton
-model (`triton/groot_policy` in this package) and returns its action chunks. Triton's
+model (`triton_repository/groot_policy` in this package) and returns its action chunks. Triton's
 dynamic batcher joins the requests of many robots into one model execution.
 
 Selected by `engine:=triton` (`triton_url`, `triton_model`, `triton_model_version`,

@@ -26,18 +26,19 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, Float32MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from alfie_gr00t.client_core import ClientState, ClientStateMachine, InferenceWorker, LatestInputs, \
-    header_stamp_from_cdr
-from alfie_gr00t.config import ClientConfig
-from alfie_gr00t.diagnostics import ClientDiagnostics, attach_diagnostics
-from alfie_gr00t.latency import RefillPolicy
+from alfie_gr00t.client.inputs import LatestInputs, header_stamp_from_cdr
+from alfie_gr00t.client.state_machine import ClientState, ClientStateMachine
+from alfie_gr00t.client.worker import InferenceWorker
+from alfie_gr00t.client.config import ClientConfig
+from alfie_gr00t.nodes.diagnostics import ClientDiagnostics, attach_diagnostics
+from alfie_gr00t.client.latency import RefillPolicy
 from alfie_gr00t.layout import BASE_DIMS, JOINT_DIMS
 from alfie_gr00t.nodes.params import declare_config
 from alfie_gr00t.nodes.runner import log_info, run_node
-from alfie_gr00t.normalization import Normalizer
-from alfie_gr00t.robot_state import MeasuredState, required_dims
-from alfie_gr00t.safety import ActivationRefused, Command, CommandKind, MotionGate
-from alfie_gr00t.scheduler import ActionScheduler, SchedulerConfig
+from alfie_gr00t.client.normalization import Normalizer
+from alfie_gr00t.client.robot_state import MeasuredState, required_dims
+from alfie_gr00t.client.safety import ActivationRefused, Command, CommandKind, MotionGate
+from alfie_gr00t.client.scheduler import ActionScheduler, SchedulerConfig
 from alfie_gr00t.stats import RollingStats
 
 # Best effort matches reliable and best-effort drivers alike.

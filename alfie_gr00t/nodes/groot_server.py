@@ -4,7 +4,7 @@ A serving thread owns the REP socket: it sleeps in zmq_poll (GIL released) and d
 every queued request the moment it arrives, so the ROS executor never touches or waits
 on the socket. (A 1 ms executor timer measured 26 % of a core while idle on a 2-core
 machine and added up to a tick of latency.) `~/status` carries the statistics as JSON at 1 Hz;
-`/diagnostics` carries the same figures with an OK/WARN/ERROR level (alfie_gr00t.diagnostics).
+`/diagnostics` carries the same figures with an OK/WARN/ERROR level (alfie_gr00t.nodes.diagnostics).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import rclpy
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from alfie_gr00t.config import ServerConfig
-from alfie_gr00t.diagnostics import ServerDiagnostics, attach_diagnostics
+from alfie_gr00t.server.config import ServerConfig
+from alfie_gr00t.nodes.diagnostics import ServerDiagnostics, attach_diagnostics
 from alfie_gr00t.engines.base import warm_up
 from alfie_gr00t.engines.registry import create_engine
 from alfie_gr00t.nodes.params import declare_config
 from alfie_gr00t.nodes.runner import log_info, run_node
-from alfie_gr00t.server_core import BackgroundServer, PolicyService
+from alfie_gr00t.server.service import BackgroundServer, PolicyService
 
 
 class GrootServer(Node):

@@ -6,7 +6,7 @@ from dataclasses import fields
 
 from rclpy.node import Node
 
-from alfie_gr00t.config import config_from_values, defaults_as_parameters
+from alfie_gr00t.settings import config_from_values, defaults_as_parameters
 
 
 def declare_config(node: Node, config_cls):

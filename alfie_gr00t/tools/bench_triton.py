@@ -1,6 +1,6 @@
 """Many robots, one model: in-process engine vs Triton without and with dynamic batching.
 
-    python -m alfie_gr00t.bench_triton [--robots 1,2,4,8,16] [--rate 15] [--duration 3]
+    python -m alfie_gr00t.tools.bench_triton [--robots 1,2,4,8,16] [--rate 15] [--duration 3]
                                        [--mock-delay-ms 20] [--json FILE] [--plot FILE.png]
 
 Each simulated robot is one groot_server engine (a thread) asking for a chunk at `rate`
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alfie_gr00t import triton_dev
+from alfie_gr00t.tools import triton_dev
 from alfie_gr00t.engines.base import EngineConfig, ObservationBatch
 from alfie_gr00t.engines.mock import MockEngine
 

@@ -14,11 +14,13 @@ import time
 
 import numpy as np
 
-from alfie_gr00t import gr00t_protocol, images, protocol
-from alfie_gr00t.config import ServerConfig
+from alfie_gr00t.wire import gr00t as gr00t_protocol
+from alfie_gr00t.wire import images
+from alfie_gr00t.wire import protocol
+from alfie_gr00t.server.config import ServerConfig
 from alfie_gr00t.engines.base import Engine, EngineOutput, ObservationBatch, run_batched
 from alfie_gr00t.stats import RollingStats, StageStats, StageTimer
-from alfie_gr00t.transport import RepEndpoint
+from alfie_gr00t.wire.transport import RepEndpoint
 
 log = logging.getLogger("alfie_gr00t.server")
 

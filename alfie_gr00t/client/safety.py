@@ -37,7 +37,7 @@ from typing import Callable
 import numpy as np
 
 from alfie_gr00t import layout
-from alfie_gr00t.robot_state import MeasuredState, describe_problems
+from alfie_gr00t.client.robot_state import MeasuredState, describe_problems
 
 _BASE = layout.BASE_DIMS
 

@@ -1,6 +1,6 @@
 """Motion-fidelity benchmark: the real nodes, the `trajectory` mock, latencies from 1 to 550 ms.
 
-    python -m alfie_gr00t.bench_motion [--quick] [--json FILE] [--out-dir DIR] [--latencies 1,250]
+    python -m alfie_gr00t.tools.bench_motion [--quick] [--json FILE] [--out-dir DIR] [--latencies 1,250]
 
 The `trajectory` mock answers step i of a chunk with `trajectory_at(observation time + i / 15)`,
 a smooth known function of time, and the client stamps each request with its capture time on
@@ -55,7 +55,7 @@ from dataclasses import dataclass, field  # noqa: E402
 import numpy as np  # noqa: E402
 
 from alfie_gr00t import layout  # noqa: E402
-from alfie_gr00t.bench import _env_domain_id, activate_until_active  # noqa: E402
+from alfie_gr00t.tools.bench import _env_domain_id, activate_until_active  # noqa: E402
 from alfie_gr00t.engines import mock as mock_engine  # noqa: E402
 
 SLOT_S = 0.01  # dead time is counted in 10 ms slots (one 100 Hz tick each)
@@ -572,7 +572,7 @@ def codec_table(iterations: int) -> dict:
     """OpenCV vs simplejpeg on the four 320x280 camera frames at q90, 1 and 2 threads, interleaved."""
     import cv2
 
-    from alfie_gr00t.bench import Inputs
+    from alfie_gr00t.tools.bench import Inputs
 
     frames = list(Inputs.build().model.values())
     params = (cv2.IMWRITE_JPEG_QUALITY, 90)
@@ -733,9 +733,9 @@ def format_codecs(codecs: dict) -> str:
              f"{codecs['simplejpeg'] or 'not installed'}), ms p50 (p10..p90):"]
     for name, row in codecs["rows"].items():
         lines.append(f"  {name:<26}{row['p50_ms']:>7.3f}  ({row['p10_ms']:.3f}..{row['p90_ms']:.3f})")
-    from alfie_gr00t import images
+    from alfie_gr00t.wire import images
 
-    lines.append(f"  alfie_gr00t.images uses: {getattr(images, 'JPEG_CODEC', 'cv2')}")
+    lines.append(f"  alfie_gr00t.wire.images uses: {getattr(images, 'JPEG_CODEC', 'cv2')}")
     return "\n".join(lines)
 
 

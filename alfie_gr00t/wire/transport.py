@@ -22,7 +22,7 @@ import stat
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-log = logging.getLogger("alfie_gr00t.transport")
+log = logging.getLogger("alfie_gr00t.wire.transport")
 
 
 class AddressInUse(RuntimeError):

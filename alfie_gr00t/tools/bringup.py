@@ -1,6 +1,6 @@
 """Single-process bringup for machines without `ros2 launch` (launch/launch_ros are not on PyPI).
 
-    python -m alfie_gr00t.bringup mock_mode:=true use_sim_robot:=true duration:=10
+    python -m alfie_gr00t.tools.bringup mock_mode:=true use_sim_robot:=true duration:=10
 
 Same configs and the same `name:=value` arguments as the launch file (checked and typed by
 the same code: empty = from the YAML, unknown names rejected), every node in this one
@@ -24,12 +24,12 @@ from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Bool, String
 
 from alfie_gr00t.engines.base import EngineError
-from alfie_gr00t.launch_args import config_path, plan_from_arguments, to_bool
+from alfie_gr00t.nodes.launch_args import config_path, plan_from_arguments, to_bool
 from alfie_gr00t.nodes.groot_client import GrootClient
 from alfie_gr00t.nodes.groot_server import GrootServer
 from alfie_gr00t.nodes.runner import NodeSpinner, close_nodes, ignore_signals, stop_on_signals
 from alfie_gr00t.nodes.sim_robot import SimRobot
-from alfie_gr00t.transport import AddressInUse
+from alfie_gr00t.wire.transport import AddressInUse
 
 NAMESPACE = "alfie"
 BRINGUP_ARGUMENTS = {"duration": "0", "auto_activate": "true"}

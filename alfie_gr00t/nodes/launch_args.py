@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
-from alfie_gr00t.config import ClientConfig, ServerConfig
+from alfie_gr00t.client.config import ClientConfig
+from alfie_gr00t.server.config import ServerConfig
 
 SERVER, CLIENT, SIM = "server", "client", "sim_robot"
 

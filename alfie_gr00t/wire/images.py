@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from alfie_gr00t.protocol import RawImage
+from alfie_gr00t.wire.protocol import RawImage
 
 try:  # libjpeg-turbo without OpenCV's BGR round trip; optional (requirements.txt pins it)
     import simplejpeg

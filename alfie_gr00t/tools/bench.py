@@ -1,6 +1,6 @@
 """Latency, throughput and command-loop benchmark for the inference path.
 
-    python -m alfie_gr00t.bench [--json FILE] [--plot FILE.png] [--quick] [--iterations N]
+    python -m alfie_gr00t.tools.bench [--json FILE] [--plot FILE.png] [--quick] [--iterations N]
 
 One run measures, on this machine, in one process:
 
@@ -45,15 +45,19 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import zmq  # noqa: E402
 
-from alfie_gr00t import images, layout, protocol  # noqa: E402
-from alfie_gr00t.client_core import AlfieLink, Gr00tLink, Snapshot  # noqa: E402
-from alfie_gr00t.config import ClientConfig, ServerConfig  # noqa: E402
+from alfie_gr00t import layout
+from alfie_gr00t.wire import images
+from alfie_gr00t.wire import protocol  # noqa: E402
+from alfie_gr00t.client.inputs import Snapshot  # noqa: E402
+from alfie_gr00t.client.links import AlfieLink, Gr00tLink  # noqa: E402
+from alfie_gr00t.client.config import ClientConfig  # noqa: E402
+from alfie_gr00t.server.config import ServerConfig  # noqa: E402
 from alfie_gr00t.engines.mock import MockEngine  # noqa: E402
-from alfie_gr00t.latency import RefillConfig, RefillPolicy  # noqa: E402
-from alfie_gr00t.scheduler import ActionScheduler, SchedulerConfig  # noqa: E402
-from alfie_gr00t.server_core import BackgroundServer, PolicyService  # noqa: E402
+from alfie_gr00t.client.latency import RefillConfig, RefillPolicy  # noqa: E402
+from alfie_gr00t.client.scheduler import ActionScheduler, SchedulerConfig  # noqa: E402
+from alfie_gr00t.server.service import BackgroundServer, PolicyService  # noqa: E402
 from alfie_gr00t.stats import RollingStats, StageStats, StageTimer, percentiles  # noqa: E402
-from alfie_gr00t.transport import ReqClient  # noqa: E402
+from alfie_gr00t.wire.transport import ReqClient  # noqa: E402
 
 CAMERA_WIDTH, CAMERA_HEIGHT = 640, 480
 JPEG_QUALITY = 90
@@ -443,7 +447,7 @@ def activate_until_active(client, publisher, deadline: float) -> bool:
     activation is refused before the state arrives) or the monotonic `deadline` passes."""
     from std_msgs.msg import Bool
 
-    from alfie_gr00t.client_core import ClientState
+    from alfie_gr00t.client.state_machine import ClientState
 
     while time.monotonic() < deadline:
         current = client.machine.state

@@ -168,7 +168,8 @@ def check(args) -> dict:
 
 
 def _engine_config(args):
-    from alfie_gr00t.config import ServerConfig, config_from_values
+    from alfie_gr00t.server.config import ServerConfig
+    from alfie_gr00t.settings import config_from_values
 
     values = {}
     if args.params:

@@ -8,7 +8,7 @@ container, /opt/tritonserver); the `.venv-triton` that `make triton-venv` create
 nvidia-pytriton ships the server binary, the Python backend and one backend stub per
 Python version; `prepare_backends` assembles a backend directory from them for the
 environment's interpreter, and the server runs with that interpreter's libpython on
-LD_LIBRARY_PATH and its bin/ first on PATH, so the model (triton/groot_policy/1/model.py)
+LD_LIBRARY_PATH and its bin/ first on PATH, so the model (triton_repository/groot_policy/1/model.py)
 imports that environment's numpy. The model finds alfie_gr00t via $ALFIE_GR00T_PATH.
 
 The ServerProcess / write_repository helpers are what the tests and bench_triton use.
@@ -59,14 +59,14 @@ def repo_root() -> Path | None:
 
 
 def default_repository() -> Path:
-    """The shipped model repository: the source tree's triton/ or share/alfie_gr00t/triton."""
+    """The shipped model repository: the source tree's triton_repository/ or share/alfie_gr00t/triton_repository."""
     candidates = []
     if repo_root():
-        candidates.append(repo_root() / "triton")
-    candidates.append(Path(sys.prefix) / "share" / "alfie_gr00t" / "triton")
+        candidates.append(repo_root() / "triton_repository")
+    candidates.append(Path(sys.prefix) / "share" / "alfie_gr00t" / "triton_repository")
     # install/lib/pythonX.Y/site-packages/alfie_gr00t -> install/share/alfie_gr00t/triton
     if len(PACKAGE_ROOT.parents) > 3:
-        candidates.append(PACKAGE_ROOT.parents[3] / "share" / "alfie_gr00t" / "triton")
+        candidates.append(PACKAGE_ROOT.parents[3] / "share" / "alfie_gr00t" / "triton_repository")
     for path in candidates:
         if (path / MODEL_NAME / "config.pbtxt").is_file():
             return path

@@ -1,0 +1,193 @@
+"""The inference thread: a fresh snapshot becomes a request; the validated reply goes to the scheduler.
+
+The node's callbacks only store the latest messages (inputs.py); the 100 Hz command loop
+(in the node) never waits on any of this.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+
+from alfie_gr00t.client.config import ClientConfig
+from alfie_gr00t.client.inputs import LatestInputs, Snapshot, StaleInputs
+from alfie_gr00t.client.latency import RefillPolicy
+from alfie_gr00t.client.links import AlfieLink, Gr00tLink
+from alfie_gr00t.client.normalization import Normalizer
+from alfie_gr00t.client.scheduler import ActionScheduler
+from alfie_gr00t.client.state_machine import ClientStateMachine
+from alfie_gr00t.stats import RollingStats, StageStats, StageTimer
+from alfie_gr00t.wire import gr00t as gr00t_protocol
+from alfie_gr00t.wire import images, protocol
+from alfie_gr00t.wire.observation import ChunkPrefix
+from alfie_gr00t.wire.transport import ReqClient, RequestTimeout
+
+
+# -- the inference thread ----------------------------------------------------------------------
+class InferenceWorker:
+    """Owns the REQ socket. At most one request in flight, paced at `target_fps`, sent when the
+    refill policy says the queue needs the next chunk and the inputs are fresh and valid.
+
+    It never dies: any exception in an exchange is a counted failure with `last_error`, and
+    `max_consecutive_failures` of them move the client to ERROR; the thread lives on, so a
+    fresh activation works. A reply whose every step elapsed before it arrived is a failure too
+    ("late")."""
+
+    def __init__(self, config: ClientConfig, inputs: LatestInputs, scheduler: ActionScheduler,
+                 machine: ClientStateMachine, normalizer: Normalizer, refill: RefillPolicy, on_error=None,
+                 clock=time.monotonic, frame_decoder=None, log=None):
+        self._cfg = config
+        self._inputs = inputs
+        self._scheduler = scheduler
+        self._machine = machine
+        self._normalizer = normalizer
+        self.refill = refill
+        self._on_error = on_error or (lambda left_state, message, epoch: None)
+        self._frame_decoder = frame_decoder  # stored frames -> message objects (the node stores serialized bytes)
+        self._clock = clock
+        self._log = log or (lambda level, message: None)
+        self._lower = np.asarray(config.joint_lower_limits) - config.chunk_reject_margin
+        self._upper = np.asarray(config.joint_upper_limits) + config.chunk_reject_margin
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._codec = images.ParallelCodec(config.encode_threads)
+        self._client = ReqClient(config.address, config.inference_timeout_ms)
+        link_cls = Gr00tLink if config.server_protocol == "gr00t" else AlfieLink
+        self._link = link_cls(config, self._client, self._codec)
+        self._epoch_seen = -1
+        self.requests_ok = 0
+        self.requests_failed = 0
+        self.requests_late = 0
+        self.consecutive_failures = 0
+        self.stale_skipped = 0
+        self.stale_inputs: list[str] = []
+        self.chunks_rejected = 0
+        self.last_error = ""
+        self.last_steps_skipped = 0
+        self.round_trip_ms = RollingStats()
+        self.latency_ms = RollingStats()  # capture -> chunk queued
+        self.server_inference_ms = RollingStats()
+        self.stages = StageStats()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread; it may be inside a request, so wait up to the timeout cap for it."""
+        self._stop.set()
+        self._thread.join(timeout=self._cfg.inference_timeout_ms / 1000.0 + 1.0)
+        if self._thread.is_alive():  # never close a socket another thread still uses; exit takes it
+            self._log("warning", "inference thread still busy at shutdown; its socket is left to process exit")
+            return
+        self._client.close()
+        self._codec.close()
+
+    def _run(self) -> None:
+        period = 1.0 / self._cfg.target_fps
+        next_allowed = -math.inf
+        while not self._stop.is_set():
+            now = self._clock()
+            if next_allowed - now > period:  # the clock jumped back: pace from now
+                next_allowed = now
+            if (not self._machine.wants_inference or now < next_allowed
+                    or not self.refill.request_due(self._scheduler.remaining_steps(now))):
+                self._stop.wait(0.002)
+                continue
+            next_allowed = now + period
+            try:
+                self.step()
+            except Exception as exc:  # noqa: BLE001 - the thread must survive anything; step() counts it
+                self._log("error", f"inference thread: unexpected {type(exc).__name__}: {exc}")
+
+    def step(self) -> bool:
+        """One observation -> chunk exchange; True when a chunk was queued."""
+        epoch = self._machine.epoch
+        if epoch != self._epoch_seen:
+            self._epoch_seen = epoch
+            self.refill.activated()
+        try:
+            snap = self._inputs.snapshot(self._cfg.max_observation_age_ms / 1000.0)
+        except StaleInputs as exc:
+            self.stale_skipped += 1
+            self.stale_inputs = exc.names
+            return False
+        self.stale_inputs = []
+        timer = StageTimer()
+        sent = self._clock()
+        try:
+            if self._frame_decoder is not None:
+                snap = Snapshot({n: self._frame_decoder(f) for n, f in snap.frames.items()}, snap.state,
+                                snap.state_time, snap.language)
+            timer.mark("deserialize")
+            state = self._normalizer.normalize_state(snap.state)
+            reply = self._link.exchange(snap, state, timer, self._prefix(snap.state_time), self.refill.timeout_ms())
+            actions = self._normalizer.denormalize_action(reply.actions)
+            self._check_limits(actions)
+        except Exception as exc:  # noqa: BLE001 - every failure is counted; the thread lives on
+            known = (RequestTimeout, protocol.ProtocolError, gr00t_protocol.Gr00tProtocolError, images.ImageError,
+                     ValueError)
+            message = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+            self._record_failure(epoch, message)
+            return False
+        arrived = self._clock()
+        self.round_trip_ms.add(timer.stages.get("round_trip", 0.0))
+        self.server_inference_ms.add(reply.server_inference_ms)
+        if not self._machine.may_play(epoch):
+            return False  # deactivated while the request was in flight
+        dropped = self._scheduler.add_chunk(actions, snap.state_time)
+        self.last_steps_skipped = dropped
+        if dropped >= len(actions):
+            self.requests_late += 1
+            self._record_failure(epoch, f"late: the reply came {(arrived - snap.state_time) * 1000:.0f} ms after "
+                                        f"capture, every one of its {len(actions)} steps had elapsed")
+            return False
+        self.requests_ok += 1
+        self.consecutive_failures = 0
+        self.refill.record(arrived - snap.state_time, arrived - sent)
+        self.latency_ms.add((arrived - snap.state_time) * 1000.0)
+        self._machine.chunk_arrived(epoch)
+        timer.mark("schedule")
+        self.stages.add(timer.stages)
+        return True
+
+    def _prefix(self, capture: float) -> ChunkPrefix | None:
+        """The steps of the current schedule that will still play, aligned to this observation's step
+        grid, up to the expected delay (only while something is playing). When the queue will run dry
+        before the reply is expected, only the steps it still covers: those are what will execute."""
+        if not self._cfg.send_action_prefix:
+            return None
+        delay = min(self.refill.delay_steps(), self._cfg.action_horizon)
+        if delay <= 0:
+            return None
+        hz = self._cfg.action_step_hz
+        planned = self._scheduler.preview([capture + k / hz for k in range(delay)])
+        if planned is None or len(planned) == 0:
+            return None
+        return ChunkPrefix(self._normalizer.normalize_action(planned).astype(np.float32), len(planned))
+
+    def _check_limits(self, actions: np.ndarray) -> None:
+        if not np.isfinite(actions).all():
+            raise ValueError("chunk holds non-finite values after denormalization")
+        outside = (actions < self._lower) | (actions > self._upper)
+        if outside.any():
+            self.chunks_rejected += 1
+            step, dim = np.argwhere(outside)[0]
+            raise ValueError(f"chunk rejected: step {step} dim {dim} = {actions[step, dim]:.3f} is beyond the "
+                             f"joint limits by more than chunk_reject_margin={self._cfg.chunk_reject_margin}")
+
+    def _record_failure(self, epoch: int, message: str) -> None:
+        self.requests_failed += 1
+        self.consecutive_failures += 1
+        self.last_error = message[:500]
+        self._log("warning", f"request failed ({self.consecutive_failures}/{self._cfg.max_consecutive_failures}): "
+                             f"{self.last_error}")
+        if self.consecutive_failures >= self._cfg.max_consecutive_failures:
+            left = self._machine.fail(epoch)
+            if left is not None:
+                self._on_error(left, f"{self.consecutive_failures} consecutive failures, last: {self.last_error}", epoch)
+
+    def reset_failures(self) -> None:
+        self.consecutive_failures = 0
