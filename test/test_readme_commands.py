@@ -1,4 +1,4 @@
-"""Issue 14: every `ros2 ...` line in the README's bash blocks works when pasted.
+"""Issue 14: every `ros2 ...` line in the bash blocks of README.md and docs/*.md works when pasted.
 
 Where the `ros2` CLI is absent (the PyPI set-up), each line is checked the way the CLI
 would use it: flags exist in Jazzy's `ros2 topic echo/pub`, the topic exists on the real
@@ -29,15 +29,24 @@ from ros_helpers import REPO, params
 
 EXECUTABLES = {"groot_server": ServerConfig, "groot_client": ClientConfig, "groot_sim_robot": None,
                "groot_build_engine": None, "groot_bench": None}
-# Packages other than ours a README line may run (documented tools, not checked here).
+# Packages other than ours a documented line may run (documented tools, not checked here).
 EXTERNAL_PACKAGES = {"diagnostic_aggregator", "rqt_robot_monitor", "rqt_runtime_monitor", "controller_manager"}
 
 
-def readme_commands():
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
-        text = f.read()
+def doc_files():
+    """README.md and every docs/*.md, as paths relative to the repository root."""
+    docs = sorted(n for n in os.listdir(os.path.join(REPO, "docs")) if n.endswith(".md"))
+    return ["README.md"] + [f"docs/{n}" for n in docs]
+
+
+def _read(name):
+    with open(os.path.join(REPO, name), encoding="utf-8") as f:
+        return f.read()
+
+
+def file_commands(name):
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+    for block in re.findall(r"```bash\n(.*?)```", _read(name), re.S):
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
             if words[:1] == ["ros2"]:
@@ -45,7 +54,13 @@ def readme_commands():
     return commands
 
 
-COMMANDS = readme_commands()
+# (file, words) for every `ros2` line of every page
+COMMANDS = [(name, words) for name in doc_files() for words in file_commands(name)]
+README_COMMANDS = [words for name, words in COMMANDS if name == "README.md"]
+
+
+def _cases(select):
+    return [pytest.param(words, id=f"{name}: {' '.join(words)}") for name, words in COMMANDS if select(words)]
 
 
 def _echo_parser():
@@ -133,13 +148,20 @@ def _fill(msg, values, where):
 
 
 def test_readme_has_the_commands_a_user_needs():
-    verbs = {tuple(c[1:3]) for c in COMMANDS}
+    """The front page's quick start: launch, activate, echo both statuses and /diagnostics."""
+    verbs = {tuple(c[1:3]) for c in README_COMMANDS}
     assert {("topic", "pub"), ("topic", "echo"), ("launch", "alfie_gr00t")} <= verbs
-    echoed = {c[-2] if len(c) > 3 else "" for c in COMMANDS if c[1:3] == ["topic", "echo"]}
+    echoed = {c[-2] if len(c) > 3 else "" for c in README_COMMANDS if c[1:3] == ["topic", "echo"]}
     assert {"/alfie/groot_server/status", "/alfie/groot_client/status", "/diagnostics"} <= echoed
 
 
-@pytest.mark.parametrize("words", [c for c in COMMANDS if c[1:3] == ["topic", "echo"]], ids=" ".join)
+def test_docs_commands_are_collected():
+    """The docs are read too: their bash blocks hold ros2 lines of every kind checked below."""
+    in_docs = {tuple(words[1:3]) for name, words in COMMANDS if name.startswith("docs/")}
+    assert {("topic", "echo"), ("launch", "alfie_gr00t"), ("run", "alfie_gr00t")} <= in_docs
+
+
+@pytest.mark.parametrize("words", _cases(lambda c: c[1:3] == ["topic", "echo"]))
 def test_echo_commands(words, interfaces):
     args = _echo_parser().parse_args(words[3:])
     assert args.message_type, "name the type: without it echo needs the daemon to have seen the topic"
@@ -156,10 +178,10 @@ def test_echo_commands(words, interfaces):
         assert args.full_length or args.f, "the JSON status is longer than the 128-character default"
 
 
-@pytest.mark.parametrize("words", [c for c in COMMANDS if c[1:3] == ["topic", "pub"]], ids=" ".join)
+@pytest.mark.parametrize("words", _cases(lambda c: c[1:3] == ["topic", "pub"]))
 def test_pub_commands(words, interfaces):
     args = _pub_parser().parse_args(words[3:])
-    assert args.once or getattr(args, "1"), "README publishes one message"
+    assert args.once or getattr(args, "1"), "the docs publish one message"
     assert args.w or args.wait_matching_subscriptions, "without -w the single message can go out before discovery"
     cls = _message_class(args.message_type)
     subscribed = interfaces["sub"].get(args.topic_name)
@@ -168,7 +190,7 @@ def test_pub_commands(words, interfaces):
     _fill(cls(), yaml.safe_load(args.values), " ".join(words))
 
 
-@pytest.mark.parametrize("words", [c for c in COMMANDS if c[1] == "launch"], ids=" ".join)
+@pytest.mark.parametrize("words", _cases(lambda c: c[1] == "launch"))
 def test_launch_commands(words):
     assert words[2:4] == ["alfie_gr00t", "groot_inference.launch.py"]
     assert os.path.exists(os.path.join(REPO, "launch", words[3]))
@@ -177,7 +199,7 @@ def test_launch_commands(words):
     launch_args.plan_from_arguments(values)
 
 
-@pytest.mark.parametrize("words", [c for c in COMMANDS if c[1] == "run"], ids=" ".join)
+@pytest.mark.parametrize("words", _cases(lambda c: c[1] == "run"))
 def test_run_commands(words):
     package, executable = words[2], words[3]
     if package in EXTERNAL_PACKAGES:
@@ -192,11 +214,9 @@ def test_run_commands(words):
 
 
 def test_controller_yaml_names_the_client_joints():
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
-        text = f.read()
-    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+    blocks = [yaml.safe_load(b) for name in doc_files() for b in re.findall(r"```yaml\n(.*?)```", _read(name), re.S)]
     controllers = [b for b in blocks if isinstance(b, dict) and "alfie_arm_head_controller" in b]
-    assert controllers, "no joint_trajectory_controller YAML in the README"
+    assert controllers, "no joint_trajectory_controller YAML in README.md or docs/"
     spec = controllers[0]["alfie_arm_head_controller"]["ros__parameters"]
     assert spec["joints"] == list(ClientConfig().joint_names[6:])
     assert spec["command_interfaces"] == ["position"]
