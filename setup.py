@@ -37,6 +37,8 @@ setup(
             "groot_check_engine = alfie_gr00t.tools.check_engine:main",
             "groot_bench = alfie_gr00t.tools.bench:main",
             "groot_triton = alfie_gr00t.tools.triton_dev:main",
+            "groot_doctor = alfie_gr00t.tools.doctor:main",
+            "groot_keys = alfie_gr00t.tools.keys:main",
         ],
     },
 )

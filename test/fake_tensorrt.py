@@ -44,7 +44,7 @@ _ONNX_TO_TRT = {TensorProto.FLOAT: DataType.FLOAT, TensorProto.FLOAT16: DataType
 
 def nptype(trt_type):
     """Like tensorrt.nptype: the numpy type, TypeError where numpy has none (bf16)."""
-    names = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "BOOL": "bool",
+    names = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "BOOL": "bool_",
              "UINT8": "uint8", "INT64": "int64"}
     if trt_type.name not in names:
         raise TypeError(f"Could not resolve TensorRT datatype to an equivalent numpy datatype. {trt_type}")

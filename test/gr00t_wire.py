@@ -21,6 +21,17 @@ Upstream behaviour mirrored here:
   stops after answering; get_action(observation=..., options=...) -> ``[action, info]``;
   reset(options=...) -> a map (``{}`` for Gr00tPolicy); get_modality_config -> map of
   ModalityConfig. A reply that is a map with an "error" key makes the client raise.
+
+Generation N1.7 (upstream main since 2026-05, commit 626af89), selected with ``generation="n1.7"``:
+
+* Serialisation: ``msgpack.packb(obj, default=hook)`` and ``msgpack.unpackb(buf, object_hook=hook,
+  raw=False)``, the hooks chaining a pickle refusal, msgpack-numpy 0.4.8's encode/decode and the
+  ModalityConfig hook. Arrays go as ``{b"nd": True, b"type": dtype.str, b"kind": b"", b"shape":
+  shape, b"data": raw bytes}`` (keys bin), numpy scalars as ``{b"nd": False, b"type": ...,
+  b"data": ...}``; an object-dtype array, or an envelope with ``b"kind"`` ``b"O"``, raises. Decoding
+  builds ``np.ndarray(buffer=data, dtype=type, shape=shape)`` as msgpack-numpy does. ModalityConfig
+  as ``{"__ModalityConfig__": True, "as_json": ...}``; this decoder knows only that marker and only
+  msgpack-numpy arrays (N1.6's forms come back as plain maps), like the strictest N1.7 client.
 """
 
 from __future__ import annotations
@@ -37,6 +48,8 @@ import zmq
 
 ARRAY_TAG = "__ndarray_class__"
 CONFIG_TAG = "__ModalityConfig_class__"
+N17_CONFIG_TAG = "__ModalityConfig__"
+N16, N17 = "n1.6", "n1.7"
 
 
 # ----------------------------------------------------------------------- upstream types
@@ -136,11 +149,44 @@ def _object_hook(value: dict) -> Any:
     return value
 
 
-def to_bytes(value: Any) -> bytes:
+def _default_n17(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "O":
+            raise TypeError(f"Refusing to encode object-dtype ndarray (shape={value.shape})")
+        if value.dtype.kind == "V":  # msgpack-numpy would send descr lists; nothing here needs them
+            raise TypeError("structured arrays are not sent by this test speaker")
+        return {b"nd": True, b"type": value.dtype.str, b"kind": b"", b"shape": value.shape,
+                b"data": value.tobytes()}
+    if isinstance(value, (np.bool_, np.number)):
+        return {b"nd": False, b"type": value.dtype.str, b"data": value.tobytes()}
+    if isinstance(value, ModalityConfig):
+        return {N17_CONFIG_TAG: True, "as_json": jsonable(value)}
+    return value
+
+
+def _object_hook_n17(value: dict) -> Any:
+    if b"nd" in value:
+        if value[b"nd"] and value.get(b"kind") in (b"O", "O"):
+            raise ValueError("Refusing to decode object-dtype ndarray payload")
+        if value.get(b"kind") not in (None, b""):
+            raise ValueError(f"kind {value.get(b'kind')!r} is not decoded by this test speaker")
+        if value[b"nd"] is True:
+            return np.ndarray(buffer=value[b"data"], dtype=np.dtype(value[b"type"]), shape=value[b"shape"])
+        return np.frombuffer(value[b"data"], dtype=np.dtype(value[b"type"]))[0]
+    if N17_CONFIG_TAG in value:
+        return ModalityConfig(**value["as_json"])
+    return value
+
+
+def to_bytes(value: Any, generation: str = N16) -> bytes:
+    if generation == N17:
+        return msgpack.packb(value, default=_default_n17)
     return msgpack.packb(value, default=_default)
 
 
-def from_bytes(payload: bytes) -> Any:
+def from_bytes(payload: bytes, generation: str = N16) -> Any:
+    if generation == N17:
+        return msgpack.unpackb(payload, object_hook=_object_hook_n17, raw=False)
     return msgpack.unpackb(payload, object_hook=_object_hook)
 
 
@@ -155,8 +201,10 @@ def request(endpoint: str, data: dict | None = None, *, requires_input: bool = T
     return message
 
 
-def get_action_request(observation: dict, options: dict | None = None, api_token: str | None = None) -> bytes:
-    return to_bytes(request("get_action", {"observation": observation, "options": options}, api_token=api_token))
+def get_action_request(observation: dict, options: dict | None = None, api_token: str | None = None,
+                       generation: str = N16) -> bytes:
+    return to_bytes(request("get_action", {"observation": observation, "options": options}, api_token=api_token),
+                    generation)
 
 
 # ----------------------------------------------------------------------- client
@@ -170,8 +218,9 @@ class WireClient:
     """Upstream PolicyClient's behaviour over any ZeroMQ address, with timeouts for tests."""
 
     def __init__(self, address: str, *, api_token: str | None = None, timeout_ms: int = 5000,
-                 context: zmq.Context | None = None):
+                 context: zmq.Context | None = None, generation: str = N16):
         self.address = address
+        self.generation = generation
         self.api_token = api_token
         self.timeout_ms = timeout_ms
         self._own_context = context is None
@@ -197,10 +246,10 @@ class WireClient:
 
     def call_endpoint(self, endpoint: str, data: dict | None = None, requires_input: bool = True) -> Any:
         reply = self.send_raw(to_bytes(request(endpoint, data, requires_input=requires_input,
-                                               api_token=self.api_token)))
+                                               api_token=self.api_token), self.generation))
         if reply == b"ERROR":
             raise ServerError("Server error. Make sure we are running the correct policy server.")
-        decoded = from_bytes(reply)
+        decoded = from_bytes(reply, self.generation)
         if isinstance(decoded, dict) and "error" in decoded:
             raise ServerError(f"Server error: {decoded['error']}")
         return decoded
@@ -248,8 +297,9 @@ class FakePolicyServer:
     """
 
     def __init__(self, policy: Any, address: str = "tcp://127.0.0.1:*", *, api_token: str | None = None,
-                 context: zmq.Context | None = None):
+                 context: zmq.Context | None = None, generation: str = N16):
         self.policy = policy
+        self.generation = generation
         self.api_token = api_token
         self.requests: list[dict] = []
         self._own_context = context is None
@@ -274,7 +324,7 @@ class FakePolicyServer:
 
     def _answer(self, message: bytes) -> Any:
         try:
-            decoded = from_bytes(message)
+            decoded = from_bytes(message, self.generation)
             if self.api_token is not None and decoded.get("api_token") != self.api_token:
                 return {"error": "Unauthorized: Invalid API token"}
             self.requests.append(decoded)
@@ -294,9 +344,9 @@ class FakePolicyServer:
                 continue
             message = self.socket.recv()
             try:
-                reply = to_bytes(self._answer(message))
+                reply = to_bytes(self._answer(message), self.generation)
             except Exception as exc:  # an unserialisable result still gets one reply
-                reply = to_bytes({"error": str(exc)})
+                reply = to_bytes({"error": str(exc)}, self.generation)
             self.socket.send(reply)
 
     def start(self) -> "FakePolicyServer":

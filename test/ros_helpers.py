@@ -6,12 +6,14 @@ import subprocess
 import sys
 import time
 
-from rclpy.parameter import Parameter
+from alfie_gr00t import discovery
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def params(**values):
+    from rclpy.parameter import Parameter  # here, so ROS-free tests can import the helpers
+
     return [Parameter(name, value=value) for name, value in values.items()]
 
 
@@ -42,8 +44,8 @@ def wait_for(predicate, timeout=10.0, interval=0.02):
 
 
 def node_env(domain_id):
-    env = dict(os.environ)
-    env.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1",
+    env = discovery.confine_to_localhost(dict(os.environ))
+    env.update(ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1",
                PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""))
     return env
 

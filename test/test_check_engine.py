@@ -85,13 +85,72 @@ def test_without_an_engine_it_exits_2(tmp_path, capsys):
     assert "no DiT engine is beside" in capsys.readouterr().err
 
 
-def test_report_lists_stages():
-    result = {**check_engine.compare(np.ones((2, 16, 21)), np.ones((2, 16, 21))),
-              "engine": {"dit_engine": "e.engine", "dit_precision": "fp16", "dit_output_dtype": "float32",
-                         "fp32_accumulation": True},
-              "eager": {"backbone_ms": 120.0, "dit_step_ms": 30.0, "dit_steps": 4, "total_ms": 300.0},
-              "tensorrt": {"backbone_ms": 120.0, "dit_step_ms": 9.5, "dit_steps": 4, "total_ms": 175.0},
-              "observations": "random", "seed": 0}
-    text = check_engine.report(result, [], 0.99)
+def test_without_a_selected_engine_on_cpu_it_exits_2(tmp_path, capsys):
+    assert check_engine.main([str(tmp_path), "--device", "cpu"]) == 2
+    assert "use_tensorrt needs an NVIDIA GPU but device is 'cpu'" in capsys.readouterr().err
+
+
+def test_cosine_and_step_stats():
+    a = np.arange(6.0)
+    assert check_engine.cosine(a, a) == pytest.approx(1.0) and check_engine.cosine(np.zeros(3), np.zeros(3)) == 1.0
+    stats = check_engine.step_stats([(a, a), (a, -a)])
+    assert stats["cosines"] == pytest.approx([1.0, -1.0]) and stats["worst_cosine"] == pytest.approx(-1.0)
+    assert stats["max_abs_diff"] == 10.0 and stats["steps"] == 2
+
+
+# ---------------------------------------------------------------- the full check, real torch + ONNX Runtime
+
+
+def _double_check(tmp_path, monkeypatch, capsys, wrong: bool, *extra):
+    torch = pytest.importorskip("torch", reason="torch==2.13.0 (requirements-torch.txt)")
+    pytest.importorskip("onnxruntime")
+    import dit_double
+
+    config = EngineConfig(mock_mode=False, device="cpu")
+    policy = dit_double.Gr00tPolicyDouble(config, seed=11)
+    dit = policy.model.action_head.model
+    path = dit_double.export_dit(dit_double.perturbed(dit) if wrong else dit, tmp_path / "dit_model_fp32.onnx")
+    monkeypatch.setattr(check_engine, "_load_policy", lambda cfg, checkpoint: (torch, policy, cfg))
+    code = check_engine.main([str(tmp_path), "--engine", str(path), "--device", "cpu", "--samples", "3", "--json",
+                              *extra])
+    import json
+
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_check_passes_a_correct_onnx_dit_on_cpu(tmp_path, monkeypatch, capsys):
+    code, result = _double_check(tmp_path, monkeypatch, capsys, wrong=False)
+    assert code == 0 and result["pass"] is True and result["reasons"] == []
+    assert result["dit_calls_per_chunk"] == 4 and result["same_inputs"]["steps"] == 12
+    assert result["same_inputs"]["worst_cosine"] > 0.99999 and result["free_running"]["worst_cosine"] > 0.99999
+    assert result["action_pred"]["cosine"] > 0.99999 and result["decoded"]["max_abs_diff"] < 1e-4
+    assert result["engine"]["dit_backend"] == "onnxruntime"
+
+
+def test_check_fails_a_wrong_dit_whose_decoded_actions_look_right(tmp_path, monkeypatch, capsys):
+    """Six weight matrices scaled 1.6: decoded (state-relative) actions still score cosine > 0.999
+    and stay inside the 0.05 tolerance; the per-step DiT outputs give it away."""
+    code, result = _double_check(tmp_path, monkeypatch, capsys, wrong=True)
+    assert result["decoded"]["cosine"] > 0.999 and result["decoded"]["max_abs_diff"] < 0.05
+    assert code == 1 and result["pass"] is False
+    assert result["same_inputs"]["worst_cosine"] < 0.99
+    assert any(r.startswith("DiT step, same inputs: worst cosine") for r in result["reasons"])
+    assert not any(r.startswith("decoded") for r in result["reasons"])
+
+
+def test_report_lists_the_dit_comparison_and_stages():
+    times = {"backbone_ms": 120.0, "dit_step_ms": 30.0, "dit_steps": 4, "total_ms": 300.0}
+    steps = {"cosines": [0.99999], "worst_cosine": 0.99999, "max_abs_diff": 0.001, "steps": 4}
+    result = {"engine": {"dit_engine": "e.onnx", "dit_backend": "onnxruntime", "dit_precision": "fp32",
+                         "dit_output_dtype": "float32", "fp32_accumulation": True},
+              "chunks": 2, "observations": "random", "seed": 0, "dit_calls_per_chunk": 4.0,
+              "same_inputs": steps, "free_running": steps, "action_pred": {"cosine": 0.99998, "max_abs_diff": 0.002},
+              "decoded": check_engine.compare(np.ones((2, 16, 21)), np.ones((2, 16, 21))),
+              "eager": times, "engine_timing": {**times, "dit_step_ms": 9.5, "total_ms": 175.0}}
+    text = check_engine.report(result, [], 0.995, 0.05)
+    assert "DiT step, same inputs    worst cosine 0.999990" in text and "normalized action_pred" in text
     assert "backbone ms" in text and "DiT/step ms" in text and "PASS" in text
-    assert "tensorrt         120.0         9.50      4     175.0" in text
+    assert "engine           120.0         9.50      4     175.0" in text
+    assert check_engine.dit_verdict(result, 0.995, 0.05) == []
+    worse = {**result, "same_inputs": {**steps, "worst_cosine": 0.97}}
+    assert check_engine.dit_verdict(worse, 0.995, 0.05) == ["DiT step, same inputs: worst cosine 0.97000 < 0.995"]

@@ -85,7 +85,7 @@ def test_readme_parameter_tables_list_every_parameter(cls, heading):
     import re
     from dataclasses import fields
 
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "docs", "parameters.md"), encoding="utf-8") as f:
         text = f.read()
     start = text.index(heading)
     table = text[start:text.index("\n\n", text.index("|---|", start))]

@@ -14,6 +14,7 @@ INSTALL_NAME = {
     "rclpy": "ros-jazzy-rclpy", "std_msgs": "ros-jazzy-std-msgs", "sensor_msgs": "ros-jazzy-sensor-msgs",
     "geometry_msgs": "ros-jazzy-geometry-msgs", "diagnostic_msgs": "ros-jazzy-diagnostic-msgs",
     "trajectory_msgs": "ros-jazzy-trajectory-msgs", "builtin_interfaces": "ros-jazzy-builtin-interfaces",
+    "std_srvs": "ros-jazzy-std-srvs",
     "rosgraph_msgs": "ros-jazzy-rosgraph-msgs",
     "launch": "ros-jazzy-launch",
     "launch_ros": "ros-jazzy-launch-ros", "ament_index_python": "ros-jazzy-ament-index-python",
@@ -28,7 +29,7 @@ INSTALL_NAME = {
 # package.xml keys for the ROS / rosdep-resolvable imports (pip-only ones are documented, not keyed)
 ROSDEP_KEY = {
     "rclpy": "rclpy", "std_msgs": "std_msgs", "sensor_msgs": "sensor_msgs", "geometry_msgs": "geometry_msgs",
-    "diagnostic_msgs": "diagnostic_msgs", "trajectory_msgs": "trajectory_msgs",
+    "diagnostic_msgs": "diagnostic_msgs", "trajectory_msgs": "trajectory_msgs", "std_srvs": "std_srvs",
     "builtin_interfaces": "builtin_interfaces", "rosgraph_msgs": "rosgraph_msgs", "launch": "launch",
     "launch_ros": "launch_ros", "ament_index_python": "ament_index_python", "cv_bridge": "cv_bridge",
     "zmq": "python3-zmq", "msgpack": "python3-msgpack", "cv2": "python3-opencv", "numpy": "python3-numpy",
@@ -67,10 +68,20 @@ def third_party_imports() -> dict[str, set[str]]:
     return found
 
 
+def _section(heading: str) -> str:
+    """The section under `heading` in README.md or in whichever docs/*.md holds it."""
+    candidates = [os.path.join(REPO, "README.md")] + sorted(
+        os.path.join(REPO, "docs", n) for n in os.listdir(os.path.join(REPO, "docs")) if n.endswith(".md"))
+    for path in candidates:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        if heading in text:
+            return text.split(heading, 1)[1].split("\n## ", 1)[0]
+    raise AssertionError(f"no '{heading}' section in README.md or docs/")
+
+
 def jazzy_section() -> str:
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
-        text = f.read()
-    return text.split("## On a ROS 2 Jazzy machine", 1)[1].split("\n## ", 1)[0]
+    return _section("## On a ROS 2 Jazzy machine")
 
 
 def test_every_import_is_mapped():
@@ -100,3 +111,38 @@ def test_pinned_requirements_cover_the_message_packages():
         pinned = {line.split("==")[0].split("[")[0].strip() for line in f if "==" in line}
     for module in ("rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "diagnostic_msgs", "trajectory_msgs"):
         assert INSTALL_NAME[module] in pinned, f"requirements.txt does not pin {INSTALL_NAME[module]}"
+
+
+# -- Humble (the robot: Jetson, Python 3.10) -----------------------------------------------------------
+def _pins(name: str) -> dict[str, str]:
+    with open(os.path.join(REPO, name), encoding="utf-8") as f:
+        return {line.split("==")[0].split("[")[0].strip().lower(): line.split("==")[1].split(";")[0].strip()
+                for line in f if "==" in line and not line.lstrip().startswith("#")}
+
+
+def test_humble_pins_keep_numpy_1_and_come_from_apt_for_ros():
+    pins = _pins("requirements-humble.txt")
+    assert pins["numpy"].startswith("1."), "Humble's cv_bridge and JetPack's OpenCV need numpy < 2"
+    assert not [p for p in pins if p.startswith("ros-")], "on Humble rclpy and the messages come from apt"
+    major, minor = (int(x) for x in pins["opencv-python-headless"].split(".")[:2])
+    assert (major, minor) <= (4, 10), "OpenCV wheels after 4.10 need numpy >= 2 on Python 3.10"
+    jazzy = _pins("requirements.txt")
+    plain = {m for m, name in INSTALL_NAME.items() if name in ("python3-zmq", "python3-msgpack", "python3-yaml",
+                                                               "python3-numpy", "python3-pytest",
+                                                               "python3-hypothesis")}
+    assert {"pyzmq", "msgpack", "pyyaml", "numpy", "pytest", "hypothesis", "onnx", "onnxruntime",
+            "simplejpeg"} <= set(pins), "the same pip set as requirements.txt, with Python 3.10 versions"
+    assert plain and set(jazzy) - set(pins) <= {"colcon-common-extensions", "catkin-pkg", "setuptools",
+                                                 "opencv-python-headless"} | {p for p in jazzy if p.startswith("ros-")}
+
+
+def test_robot_doc_lists_the_humble_apt_packages():
+    path = os.path.join(REPO, "docs", "robot-jetson.md")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    ros_imports = {m for m in third_party_imports() if m in ROSDEP_KEY and m not in ("launch", "launch_ros")
+                   and not ROSDEP_KEY[m].startswith("python3-")}
+    missing = sorted(f"ros-humble-{ROSDEP_KEY[m].replace('_', '-')}" for m in ros_imports
+                     if f"ros-humble-{ROSDEP_KEY[m].replace('_', '-')}" not in text)
+    assert not missing, f"docs/robot-jetson.md does not list {missing}"
+    assert "requirements-humble.txt" in text and "ros-humble-launch-ros" in text

@@ -272,6 +272,7 @@ class ScriptedServer:
         self.behaviour = behaviour
         self.delay_s = delay_s
         self.requests: list[dict] = []
+        self.pings = 0
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.REP)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -303,6 +304,10 @@ class ScriptedServer:
             if not poller.poll(20):
                 continue
             request = msgpack.unpackb(self._socket.recv(), raw=False)
+            if "endpoint" in request:  # the client's first contact: Isaac-GR00T's ping, answered as upstream does
+                self.pings += 1
+                self._socket.send(msgpack.packb({"status": "ok", "message": "Server is running"}, use_bin_type=True))
+                continue
             self.requests.append(request)
             if self.delay_s:
                 time.sleep(self.delay_s)  # an engine taking this long, well within the client's timeout

@@ -1,6 +1,7 @@
 """The Isaac-GR00T adapter without gr00t or torch: pure conversions both ways, and the
 engine class driven through stand-in `torch` / `gr00t` modules shaped like upstream's."""
 
+import dataclasses
 import enum
 import sys
 import types
@@ -12,7 +13,7 @@ import pytest
 from alfie_gr00t import layout
 from alfie_gr00t.engines.base import EngineConfig, EngineError, ObservationBatch
 from alfie_gr00t.engines.gr00t_policy_engine import (
-    Gr00tPolicyEngine, check_modality_keys, from_gr00t_action, to_gr00t_observation)
+    Gr00tPolicyEngine, adopt_layout, from_gr00t_action, to_gr00t_observation)
 
 from onnx_policy import random_batch
 
@@ -106,29 +107,102 @@ def test_action_errors():
 
 
 def modality(keys, steps=1):
+    """Upstream's ModalityConfig (gr00t/data/types.py): delta_indices and modality_keys."""
     return SimpleNamespace(modality_keys=list(keys), delta_indices=list(range(steps)))
 
 
-def upstream_modalities(video=layout.CAMERA_NAMES, state_steps=1):
-    names = [g.name for g in GROUPS]
-    return {"video": modality(video), "state": modality(names, state_steps),
-            "action": modality(names, 16), "language": modality(["task"])}
+UPSTREAM_LANGUAGE_KEY = "annotation.human.task_description"
 
 
-def test_modality_keys_match():
-    check_modality_keys(upstream_modalities(), CONFIG)
+def upstream_modalities(video=layout.CAMERA_NAMES, state_steps=1, language=UPSTREAM_LANGUAGE_KEY, groups=None,
+                        video_steps=1, action_steps=16):
+    names = [name for name, _ in (groups or [(g.name, g.size) for g in GROUPS])]
+    return {"video": modality(video, video_steps), "state": modality(names, state_steps),
+            "action": modality(names, action_steps), "language": modality([language])}
 
 
-def test_modality_key_mismatch_is_precise():
+def upstream_statistics(groups=None, action_groups=None):
+    """One embodiment's entry of statistics.json as Gr00tN1d6Processor saves it (StateActionProcessor
+    .statistics[tag]): per modality, per group, min/max/mean/std/q01/q99 lists of the group's size."""
+    def table(pairs):
+        return {name: {stat: [float(v)] * size for stat, v in
+                       (("min", -1), ("max", 1), ("mean", 0), ("std", 0.5), ("q01", -0.9), ("q99", 0.9))}
+                for name, size in pairs}
+
+    groups = groups or [(g.name, g.size) for g in GROUPS]
+    return {"state": table(groups), "action": table(action_groups or groups), "relative_action": table(groups)}
+
+
+def test_default_parameters_adopt_the_checkpoints_language_key():
+    adopted, served = adopt_layout(upstream_modalities(), upstream_statistics(), CONFIG)
+    assert CONFIG.language_key == "task"
+    assert adopted.language_key == served.language_key == UPSTREAM_LANGUAGE_KEY
+    assert served.source == "checkpoint" and served.adopted == ("language_key",)
+    assert adopted.state_groups == GROUPS and adopted.video_keys == layout.CAMERA_NAMES
+    obs = to_gr00t_observation(random_batch(1), adopted)
+    assert list(obs["language"]) == [UPSTREAM_LANGUAGE_KEY]
+
+
+def test_checkpoint_groups_are_adopted_with_their_sizes_and_order():
+    theirs = [("arm", 7), ("gripper", 1), ("base", 3), ("neck", 10)]
+    adopted, served = adopt_layout(upstream_modalities(groups=theirs), upstream_statistics(theirs), CONFIG)
+    assert [(g.name, g.start, g.stop) for g in adopted.state_groups] == [
+        ("arm", 0, 7), ("gripper", 7, 8), ("base", 8, 11), ("neck", 11, 21)]
+    assert "state_groups" in served.adopted
+    batch = random_batch(1, seed=2)
+    obs = to_gr00t_observation(batch, adopted)
+    assert np.array_equal(obs["state"]["gripper"][:, 0], batch.state[:, 7:8])
+
+
+def test_refusals_name_both_sides_and_the_fix():
+    with pytest.raises(EngineError, match=r"language_key: parameter 'prompt', checkpoint "
+                                          r"'annotation.human.task_description' \(set language_key:="):
+        adopt_layout(upstream_modalities(), upstream_statistics(), dataclasses.replace(CONFIG, language_key="prompt"))
+    with pytest.raises(EngineError, match=r"camera\(s\) \['left_center', 'right_center'\] have no video key in the "
+                                          r"checkpoint \(its video keys: \['left_wide', 'right_wide'\]\): remove"):
+        adopt_layout(upstream_modalities(video=("left_wide", "right_wide")), upstream_statistics(), CONFIG)
+    with pytest.raises(EngineError, match=r"checkpoint's state uses 2 time steps .*delta_indices \[0\]"):
+        adopt_layout(upstream_modalities(state_steps=2), upstream_statistics(), CONFIG)
+    with pytest.raises(EngineError, match=r"checkpoint's video uses 2 time steps"):
+        adopt_layout(upstream_modalities(video_steps=2), upstream_statistics(), CONFIG)
+    short = [("base_velocity", 6), ("left_arm", 7), ("right_arm", 6), ("head", 3)]
+    with pytest.raises(EngineError, match=r"add up to 22 dims, action_dim is 21: set action_dim:=22"):
+        adopt_layout(upstream_modalities(), upstream_statistics(short), CONFIG)
+
+
+def test_explicit_groups_must_match_the_checkpoints_statistics():
+    explicit = dataclasses.replace(CONFIG, state_groups=layout.groups_from_sizes(
+        ["base_velocity", "left_arm", "right_arm", "head"], [6, 5, 7, 3]))
     with pytest.raises(EngineError) as err:
-        check_modality_keys(upstream_modalities(video=("front", "wrist")), CONFIG)
-    assert "video keys: checkpoint ['front', 'wrist'], ours ['left_wide'" in str(err.value)
-    with pytest.raises(EngineError, match="state uses 2 time steps"):
-        check_modality_keys(upstream_modalities(state_steps=2), CONFIG)
+        adopt_layout(upstream_modalities(), upstream_statistics(), explicit)
+    assert "state group 'left_arm': parameter size 5, checkpoint size 6" in str(err.value)
+    assert "state group 'right_arm': parameter size 7, checkpoint size 6" in str(err.value)
+    renamed = dataclasses.replace(CONFIG, state_groups=layout.groups_from_sizes(["a", "b"], [10, 11]))
+    with pytest.raises(EngineError, match=r"state groups: parameters \[a 10, b 11\], checkpoint \[base_velocity 6"):
+        adopt_layout(upstream_modalities(), upstream_statistics(), renamed)
+
+
+def test_explicit_parameters_that_agree_are_kept():
+    keys = ("ego_left", "ego_right", "wrist_left", "wrist_right")
+    explicit = dataclasses.replace(CONFIG, video_keys=keys, language_key="annotation.human.action.task_description")
+    modalities = upstream_modalities(video=keys[::-1], language="annotation.human.action.task_description")
+    adopted, served = adopt_layout(modalities, upstream_statistics(), explicit)
+    assert adopted.video_keys == keys and served.adopted == ()
+    with pytest.raises(EngineError, match=r"video_keys: parameter \['ego_left'.*checkpoint \['left_wide'"):
+        adopt_layout(upstream_modalities(), upstream_statistics(), explicit)
+
+
+def test_checkpoint_layout_problems_are_precise():
     incomplete = upstream_modalities()
     del incomplete["language"]
     with pytest.raises(EngineError, match="no 'language' modality"):
-        check_modality_keys(incomplete, CONFIG)
+        adopt_layout(incomplete, upstream_statistics(), CONFIG)
+    with pytest.raises(EngineError, match=r"state keys .* and action keys .* differ"):
+        modalities = upstream_modalities()
+        modalities["action"] = modality(["base_velocity", "left_arm", "right_arm", "eef"], 16)
+        adopt_layout(modalities, upstream_statistics(), CONFIG)
+    with pytest.raises(EngineError, match="predicts 8 action steps, action_horizon is 16"):
+        adopt_layout(upstream_modalities(action_steps=8), upstream_statistics(), CONFIG)
 
 
 # ---------------------------------------------------------------- the engine class, via stand-ins
@@ -211,24 +285,51 @@ class FakePolicy:
     of `Gr00tN1d6ActionHead` (gr00t/model/gr00t_n1d6/gr00t_n1d6.py) the deployment code touches."""
 
     instances = []
+    modalities = None  # a test sets these to stand for another checkpoint
+    statistics = None
 
     def __init__(self, embodiment_tag, model_path, *, device, strict=True):
         self.args = dict(embodiment_tag=embodiment_tag, model_path=model_path, device=device)
         self.model = SimpleNamespace(action_head=SimpleNamespace(
             num_inference_timesteps=4, model=FakeDiT(), action_encoder=FakeModule(), action_decoder=FakeModule()))
+        self.embodiment_tag = embodiment_tag
+        self.modality_configs = FakePolicy.modalities or upstream_modalities()
+        # processor.state_action_processor.statistics: {tag: {modality: {group: {stat: [...]}}}}, from statistics.json
+        self.processor = SimpleNamespace(state_action_processor=SimpleNamespace(
+            statistics={embodiment_tag.value: FakePolicy.statistics or upstream_statistics()}))
         self.seen = None
         FakePolicy.instances.append(self)
 
     def get_modality_config(self):
-        return upstream_modalities()
+        return self.modality_configs
+
+    def check_observation(self, observation):
+        """Upstream's checks (AssertionError, as upstream raises), plus the size check its
+        normalisation would fail on."""
+        configs = self.modality_configs
+        for key in configs["video"].modality_keys:
+            assert key in observation["video"], f"Video key '{key}' must be in observation"
+            assert observation["video"][key].shape[1] == len(configs["video"].delta_indices)
+        stats = self.processor.state_action_processor.statistics[self.embodiment_tag.value]["state"]
+        for key in configs["state"].modality_keys:
+            assert key in observation["state"], f"State key '{key}' must be in observation"
+            assert observation["state"][key].shape[2] == len(stats[key]["min"]), f"state '{key}' size"
+        for key in configs["language"].modality_keys:
+            assert key in observation["language"], f"Language key '{key}' must be in observation"
 
     def get_action(self, observation, options=None):
+        self.check_observation(observation)
         self.seen = observation
         return {k: np.repeat(v, 16, axis=1).astype(np.float32) for k, v in observation["state"].items()}, {}
 
 
 @pytest.fixture
 def fake_gr00t(monkeypatch):
+    return install_fake_gr00t(monkeypatch)
+
+
+def install_fake_gr00t(monkeypatch):
+    """Stand-in `torch` / `gr00t` modules whose Gr00tPolicy is FakePolicy (undone by monkeypatch)."""
     torch = types.ModuleType("torch")
     torch.cuda = SimpleNamespace(is_available=lambda: False)
     modules = {
@@ -244,6 +345,8 @@ def fake_gr00t(monkeypatch):
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
     FakePolicy.instances.clear()
+    monkeypatch.setattr(FakePolicy, "modalities", None)
+    monkeypatch.setattr(FakePolicy, "statistics", None)
     return FakePolicy
 
 

@@ -74,7 +74,7 @@ def test_gr00t_protocol_client_plays_the_flattened_action(ros_context, ipc_path)
         assert wait_for(lambda: len(policy.observations) >= 3 and len(robot.joints.messages) >= 30)
 
         # The modality config is fetched once, before the first observation.
-        calls = endpoints(server)
+        calls = [c for c in endpoints(server) if c != "ping"]  # the worker may ping first on activation
         assert calls[0] == "get_modality_config" and calls.count("get_modality_config") == 1
         assert set(calls[1:]) == {"get_action"}
 

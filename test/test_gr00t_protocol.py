@@ -95,7 +95,11 @@ def test_upstream_bytes_decode_with_our_unpack():
         assert got["state"][g.name].dtype == np.float32
         np.testing.assert_array_equal(got["state"][g.name], obs["state"][g.name])
     assert got["language"] == obs["language"]
-    assert got["video"][CAMERAS[0]].flags.writeable
+    # zero copy: a read-only view over the message bytes (as msgpack-numpy gives upstream's policy); a write
+    # raises instead of silently changing the request
+    assert not got["video"][CAMERAS[0]].flags.writeable
+    with pytest.raises(ValueError):
+        got["video"][CAMERAS[0]][0, 0, 0, 0, 0] = 1
 
 
 def test_our_bytes_decode_with_upstream_codec():

@@ -67,6 +67,29 @@ def test_values_are_typed_from_the_config_dataclasses():
     assert p.launch_server is False
 
 
+def test_checkpoint_try_out_arguments_reach_the_server_typed():
+    """device, embodiment_tag, language_key and denoising_steps (a CPU try-out of a checkpoint)."""
+    p = plan(model_checkpoint="/models/alfie", device="cpu", embodiment_tag="new_embodiment",
+             language_key="annotation.human.task_description", denoising_steps="2")
+    assert p.server_params == {"model_checkpoint": "/models/alfie", "device": "cpu",
+                               "embodiment_tag": "new_embodiment",
+                               "language_key": "annotation.human.task_description", "denoising_steps": 2}
+    assert p.client_params == {}
+    with pytest.raises(ValueError, match="denoising_steps must be an integer, got 'four'"):
+        plan(denoising_steps="four")
+
+
+def test_bringup_takes_the_try_out_arguments():
+    from alfie_gr00t.tools.bringup import BRINGUP_ARGUMENTS, parse_arguments
+
+    launch, own = parse_arguments(["device:=cpu", "language_key:=task", "embodiment_tag:=gr1",
+                                   "denoising_steps:=4", "duration:=1"])
+    p = plan_from_arguments(launch, extra_known=BRINGUP_ARGUMENTS)
+    assert p.server_params == {"device": "cpu", "language_key": "task", "embodiment_tag": "gr1",
+                               "denoising_steps": 4}
+    assert own["duration"] == "1"
+
+
 def test_ipc_path_reaches_both_nodes():
     p = plan(ipc_path="/tmp/x.sock")
     assert p.server_params["ipc_path"] == p.client_params["ipc_path"] == "/tmp/x.sock"
@@ -243,7 +266,7 @@ def test_launch_file_with_real_launch_ros():
 
 def test_known_arguments_table_in_readme_matches():
     """The README's launch-argument table lists exactly the arguments the launch file declares."""
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(REPO, "docs", "parameters.md"), encoding="utf-8") as f:
         text = f.read()
     section = text.split("### Launch arguments", 1)[1].split("\n## ", 1)[0]
     rows = [line.split("|")[1].strip().strip("`") for line in section.splitlines()

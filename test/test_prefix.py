@@ -1,9 +1,9 @@
 """The real-time-chunking hint: the still-executing prefix of the current chunk and the expected delay
 travel with a request in both protocols, reach the engine, and the `trajectory` mock honours them."""
 
-import os
+from alfie_gr00t import discovery  # noqa: E402  (before anything imports rclpy)
 
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+discovery.confine_to_localhost()
 
 import msgpack  # noqa: E402
 import numpy as np  # noqa: E402

@@ -178,9 +178,13 @@ def test_remaining_steps_uses_the_injected_clock_by_default():
 # -- latency compensation -------------------------------------------------------------
 
 
-def test_chunk_is_aligned_to_now_by_dropping_elapsed_steps():
-    clock = FakeClock(T0 + 0.2)
-    scheduler, _ = make(clock)
+def test_chunk_is_aligned_by_the_steps_the_robot_moved_since_capture():
+    """A chunk plays since T0; a new one captured at T0 arrives at T0 + 0.2 s: the robot executed
+    0.2 s of plan since the capture, so 3 steps are skipped."""
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock, crossfade_steps=0)
+    scheduler.add_chunk(constant_chunk(0.0), observation_time=T0)
+    clock.now = T0 + 0.2
     chunk = curved_chunk()
     assert scheduler.add_chunk(chunk, observation_time=T0) == 3
     np.testing.assert_allclose(scheduler.command(), chunk[3], atol=1e-9)
@@ -188,12 +192,119 @@ def test_chunk_is_aligned_to_now_by_dropping_elapsed_steps():
     assert scheduler.steps_dropped_total == 3
 
 
-def test_partial_step_of_latency_is_played_in_time():
-    clock = FakeClock(T0 + 3.4 * STEP)
-    scheduler, _ = make(clock)
+def test_partial_step_of_motion_is_played_in_time():
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock, crossfade_steps=0)
+    scheduler.add_chunk(constant_chunk(0.0), observation_time=T0)
+    clock.now = T0 + 3.4 * STEP
     chunk = curved_chunk()
     assert scheduler.add_chunk(chunk, observation_time=T0) == 3
     np.testing.assert_allclose(scheduler.command(), 0.6 * chunk[3] + 0.4 * chunk[4], atol=1e-9)
+
+
+@pytest.mark.parametrize("age_s", [0.2, 0.5, 2.5, 5.0])
+def test_robot_that_held_still_since_capture_starts_the_chunk_at_step_0(age_s):
+    """No chunk played since the capture (the first chunk of an activation, or a slow policy): however
+    long the policy took, nothing of the new chunk was executed, so all of it plays."""
+    clock = FakeClock(T0 + age_s)
+    scheduler, _ = make(clock)
+    chunk = curved_chunk()
+    assert scheduler.add_chunk(chunk, observation_time=T0) == 0
+    np.testing.assert_allclose(scheduler.command(), chunk[0], atol=1e-9)
+    assert scheduler.remaining_steps() == pytest.approx(16.0)
+    assert scheduler.plan_time() == pytest.approx(0.0)
+    assert scheduler.chunks_stale == 0
+
+
+def test_robot_that_moved_part_of_the_latency_skips_exactly_the_steps_it_moved():
+    """Captured 0.2 s before the queue ran dry, the reply comes 0.5 s after capture: the robot moved
+    0.2 s (3 steps at 15 Hz) and held 0.3 s, so 3 steps are skipped, not floor(0.5 x 15) = 7."""
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock)
+    scheduler.add_chunk(constant_chunk(0.0), observation_time=T0)
+    dry_at = T0 + 16 * STEP
+    capture = dry_at - 0.2
+    clock.now = capture + 0.5
+    assert scheduler.command() is None  # the robot holds here
+    chunk = curved_chunk()
+    assert scheduler.add_chunk(chunk, observation_time=capture) == 3
+    np.testing.assert_allclose(scheduler.command(), chunk[3], atol=1e-9)  # no crossfade: nothing played
+    assert scheduler.plan_time() - scheduler.plan_time(capture) == pytest.approx(0.2)
+
+
+def test_hold_then_motion_since_capture_counts_only_the_motion():
+    """Captured during a hold; another chunk then played 0.2 s before this reply arrived: 3 steps."""
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock, crossfade_steps=0)
+    scheduler.add_chunk(constant_chunk(0.0, steps=2), observation_time=T0)
+    capture = T0 + 0.5  # the 2-step chunk ran dry at T0 + 0.133
+    clock.now = T0 + 0.8
+    assert scheduler.add_chunk(constant_chunk(1.0), observation_time=T0 + 0.8) == 0
+    clock.now = T0 + 1.0
+    chunk = curved_chunk()
+    assert scheduler.add_chunk(chunk, observation_time=capture) == 3
+    np.testing.assert_allclose(scheduler.command(), chunk[3], atol=1e-9)
+
+
+def test_reply_is_stale_only_when_the_robot_moved_past_all_of_its_steps():
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock)
+    scheduler.add_chunk(constant_chunk(0.0), observation_time=T0)
+    clock.now = T0 + 3.0  # the chunk played its 16 steps, then the robot held ~1.9 s
+    assert scheduler.add_chunk(curved_chunk(), observation_time=T0 + STEP) == 15  # moved 15 steps: 1 left
+    assert scheduler.chunks_stale == 0
+    scheduler.reset()
+    scheduler.add_chunk(constant_chunk(0.0), observation_time=clock.now)
+    clock.now += 3.0
+    assert scheduler.add_chunk(curved_chunk(), observation_time=clock.now - 3.0) == 16  # moved all 16
+    assert scheduler.chunks_stale == 1
+    assert scheduler.command() is None
+
+
+def test_plan_time_stops_when_the_watchdog_expires_and_on_reset():
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock, watchdog_timeout_s=0.5)
+    scheduler.add_chunk(constant_chunk(0.0), observation_time=T0)
+    assert scheduler.plan_time(T0 + 1.0) == pytest.approx(0.5)  # commands stopped at T0 + 0.5
+    clock.now = T0 + 1.0
+    assert scheduler.add_chunk(curved_chunk(), observation_time=T0) == 7  # floor(0.5 x 15)
+    clock.now = T0 + 1.2
+    scheduler.reset()
+    assert scheduler.plan_time(T0 + 5.0) == pytest.approx(0.7)
+
+
+def test_slow_policy_cycles_execute_hold_execute_and_never_goes_stale():
+    """A 2.5 s policy asked when the queue runs dry: each chunk plays all 16 steps from step 0,
+    then the robot holds while the next is computed."""
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock, watchdog_timeout_s=2.0)
+    capture, played, held = T0, 0, 0
+    for cycle in range(4):
+        clock.now = capture + 2.5
+        assert scheduler.add_chunk(curved_chunk(), observation_time=capture) == 0
+        while scheduler.remaining_steps() > 0:
+            assert scheduler.command() is not None
+            played += 1
+            clock.now = round(clock.now + 0.01, 9)
+        capture = clock.now  # the next request leaves as the queue runs dry
+        held += 1
+        assert scheduler.command() is None
+    assert scheduler.chunks_stale == 0 and scheduler.steps_dropped_total == 0
+    assert played == pytest.approx(4 * 107, abs=4)
+
+
+def test_clock_jump_back_voids_plan_history():
+    clock = FakeClock(T0)
+    scheduler, _ = make(clock)
+    scheduler.add_chunk(constant_chunk(0.0), observation_time=T0)
+    clock.now = T0 + 0.5
+    assert scheduler.plan_time() == pytest.approx(0.5)
+    clock.now = T0 - 60.0  # sim time reset: the old segment lies in the future of the new time line
+    chunk = curved_chunk()
+    assert scheduler.add_chunk(chunk, observation_time=clock.now) == 0
+    np.testing.assert_allclose(scheduler.command(), chunk[0], atol=1e-9)
+    clock.now += 0.2
+    assert scheduler.add_chunk(chunk, observation_time=T0 - 60.0) == 3
 
 
 def test_observation_from_the_future_starts_now():
@@ -205,23 +316,30 @@ def test_observation_from_the_future_starts_now():
 
 
 def test_chunk_whose_steps_all_elapsed_is_ignored():
+    """The robot played 1.2 s of plan (two crossfaded chunks) since this chunk's capture: all 16 of its
+    steps were executed while it was computed."""
     clock = FakeClock(T0)
-    scheduler, _ = make(clock, watchdog_timeout_s=0.5)
+    scheduler, _ = make(clock, watchdog_timeout_s=1.0)
     scheduler.add_chunk(constant_chunk(1.0), observation_time=T0)
-    clock.now = T0 + 0.4
-    assert scheduler.add_chunk(constant_chunk(7.0), observation_time=T0 - 2.0) == 16
+    clock.now = T0 + 0.6
+    scheduler.add_chunk(constant_chunk(1.0), observation_time=clock.now)
+    clock.now = T0 + 1.2
+    assert scheduler.add_chunk(constant_chunk(7.0), observation_time=T0) == 16
     np.testing.assert_array_equal(scheduler.command(), np.ones(DIM))  # queue unchanged
-    assert scheduler.chunks_received == 2
+    assert scheduler.chunks_received == 3
     assert scheduler.chunks_stale == 1
-    # The stale chunk did not feed the watchdog: it expires 0.5 s after the first chunk.
-    assert scheduler.watchdog_expired(T0 + 0.51)
+    # The stale chunk did not feed the watchdog: it expires 1.0 s after the second chunk.
+    assert not scheduler.watchdog_expired(T0 + 1.59)
+    assert scheduler.watchdog_expired(T0 + 1.61)
 
 
-def test_stale_chunk_on_an_empty_queue_plays_nothing():
+def test_old_capture_on_an_empty_queue_plays_from_step_0():
+    """SPEC §6: the plan's clock did not run (nothing played), so nothing of the chunk elapsed."""
     scheduler, _ = make()
-    assert scheduler.add_chunk(curved_chunk(), observation_time=T0 - 5.0) == 16
-    assert scheduler.command(T0) is None
-    assert scheduler.watchdog_expired(T0)
+    chunk = curved_chunk()
+    assert scheduler.add_chunk(chunk, observation_time=T0 - 5.0) == 0
+    np.testing.assert_allclose(scheduler.command(T0), chunk[0], atol=1e-9)
+    assert not scheduler.watchdog_expired(T0)
 
 
 # -- crossfade ------------------------------------------------------------------------
@@ -332,14 +450,16 @@ def test_watchdog_stops_commands_and_a_fresh_chunk_resumes_them():
 
 
 def test_reset_forgets_the_queue_watchdog_and_ema_but_keeps_counters():
-    clock = FakeClock(T0 + 0.2)
+    clock = FakeClock(T0)
     scheduler, _ = make(clock, ema_alpha=0.5)
     scheduler.add_chunk(constant_chunk(0.0), observation_time=T0)
+    clock.now = T0 + 0.2
+    scheduler.add_chunk(constant_chunk(0.0), observation_time=T0)  # 0.2 s moved: 3 steps skipped
     scheduler.command()
     scheduler.reset()
     assert scheduler.remaining_steps() == 0.0
     assert scheduler.watchdog_expired()
-    assert (scheduler.chunks_received, scheduler.steps_dropped_total) == (1, 3)
+    assert (scheduler.chunks_received, scheduler.steps_dropped_total) == (2, 3)
     scheduler.add_chunk(constant_chunk(4.0), observation_time=clock.now)
     np.testing.assert_array_equal(scheduler.command(), np.full(DIM, 4.0))  # EMA starts afresh
     scheduler.reset()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from alfie_gr00t import layout
 from alfie_gr00t.settings import check_choice, require
-from alfie_gr00t.wire.transport import endpoint_address
+from alfie_gr00t.wire.transport import CurveClientKeys, endpoint_address, load_client_keys
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,8 @@ class ClientConfig:
     server_port: int = 5555
     server_protocol: str = "alfie"
     api_token: str = ""
+    curve_secret_key: str = ""  # CurveZMQ (tcp only): this robot's secret certificate (groot_keys client DIR)
+    curve_server_key: str = ""  # the server's PUBLIC certificate (server.key), pinned
     camera_names: tuple[str, ...] = layout.CAMERA_NAMES
     camera_topics: tuple[str, ...] = tuple(f"/alfie/cameras/{n}/image_raw" for n in layout.CAMERA_NAMES)
     image_msg_type: str = "raw"
@@ -45,7 +47,7 @@ class ClientConfig:
     crossfade_steps: int = 3
     ema_alpha: float = 1.0
     target_fps: float = 15.0
-    inference_timeout_ms: int = 2000
+    inference_timeout_ms: int = 10000
     max_consecutive_failures: int = 5
     watchdog_timeout_s: float = 2.0
     max_observation_age_ms: float = 250.0
@@ -82,6 +84,18 @@ class ClientConfig:
         self.refill_config()  # each part validates itself: latency/refill, motion limits
         self.motion_limits()
         endpoint_address(self.transport, self.ipc_path, self.server_host, self.server_port)
+        curve = (self.curve_secret_key, self.curve_server_key)
+        require(all(curve) or not any(curve),
+                "curve_secret_key and curve_server_key go together (this client's secret certificate and the "
+                f"server's public one), got curve_secret_key={self.curve_secret_key!r}, "
+                f"curve_server_key={self.curve_server_key!r}")
+        require(not any(curve) or self.transport == "tcp",
+                "curve_secret_key/curve_server_key need transport tcp: IPC is protected by the socket file's "
+                "permissions, not by CurveZMQ")
+
+    def curve_keys(self) -> CurveClientKeys | None:
+        """The loaded, permission-checked Curve keys (reads the files: call at start), or None without Curve."""
+        return load_client_keys(self.curve_secret_key, self.curve_server_key) if self.curve_secret_key else None
 
     def refill_config(self):
         from alfie_gr00t.client.latency import RefillConfig

@@ -1,21 +1,45 @@
 """When to ask for the next chunk, and how long to wait for it, from the measured latency.
 
-GR00T N1.6 takes 35-150 ms per chunk on desktop GPUs and 170-550 ms on Jetson Orin. A
-16-step chunk at 15 Hz lasts 1.07 s. With one request in flight, inference overlaps
-execution: the next request leaves when the time left in the queue is no more than the
-expected latency plus a margin, so the reply lands before the queue runs dry.
+GR00T N1.6 takes 35-150 ms per chunk on desktop GPUs, 170-550 ms on Jetson Orin and 2.5-3 s
+on a CPU. A 16-step chunk at 15 Hz lasts 1.07 s. With one request in flight, inference
+overlaps execution: the next request leaves when the time left in the queue is no more than
+the expected latency plus a margin, so the reply lands before the queue runs dry. The
+scheduler aligns each reply by the plan time the robot executed since its capture (SPEC §6),
+so a reply that comes while the robot holds is never "late".
 
 - expected latency: the larger of the last exchange and the 95th percentile of the recent
   ones (an observation's capture to its chunk being queued);
 - request due: time left <= max(expected + margin, min_refill_steps / step rate), or, with
   a fixed `refill_threshold_steps` > 0, steps left < that threshold;
-- timeout per request: twice the slowest recent exchange plus the margin, never under
-  `MIN_TIMEOUT_MS`, capped by `inference_timeout_ms`; the first request after activation
-  (no measurement yet, a cold server) gets the cap;
-- the budget: with one request in flight, a chunk must arrive before the previous one runs
-  out, so the queue never runs dry only while latency < chunk duration / 2 (533 ms at the
-  defaults); above that seams hold briefly, and at latency >= chunk duration - margin every
-  chunk arrives with (almost) nothing left to play: the policy is too slow for its horizon.
+- a policy slower than its chunk (expected + margin >= chunk duration: `too_slow`) runs
+  synchronously: overlapping would only make the robot execute, while the policy computes,
+  the steps of the chunk that is being computed from an observation taken before them. So the
+  request leaves when the queue is about to run dry (no more than the margin left), the robot
+  holds while the next chunk is computed, and that chunk starts at step 0;
+- the budget: the queue never runs dry while latency < chunk duration / 2 (533 ms at the
+  defaults); above that seams hold briefly (`seams_hold`), and at latency + margin >= chunk
+  duration the cycle is execute, hold, execute (`too_slow`); the client stays ACTIVE.
+
+Timeouts (one design, three cases):
+
+- latency known (any successful exchange of this client, or a figure the server reported):
+  twice the slowest recent exchange (or the server's figure) plus the margin, never under
+  `MIN_TIMEOUT_MS`, capped by `inference_timeout_ms`;
+- first contact of an activation: the worker first pings the server (Isaac-GR00T's `ping`
+  endpoint, which our server answers on the same socket) with a short timeout
+  (`PROBE_TIMEOUT_MS`, at most the cap). Any answer proves the server alive; a latency figure
+  in it (`inference_p95_ms`, `last_inference_ms` or `average_inference_ms`) becomes the known
+  latency (`server_reported`). A ping that is not answered is a failure like any other;
+- nothing known (the server answered the ping without a figure and nothing was measured
+  yet): the first observation waits up to `inference_timeout_ms`, the longest any request
+  ever waits (default 10 s, so a 3 s CPU policy gets its first answer); its duration then
+  sets the adaptive timeout. Until an activation's first chunk, every failed attempt is
+  followed by a ping again (`request_failed`).
+
+Bounds to ERROR (max_consecutive_failures = N): a server that answers nothing: N unanswered
+pings of `min(PROBE_TIMEOUT_MS, inference_timeout_ms)` each (about 5 s at the defaults, plus
+the request pacing); a server that answers pings but never a chunk: one
+`inference_timeout_ms` wait plus N - 1 pings; with latency known: N adaptive timeouts.
 
 ROS-free and clock-free: the caller passes measurements in seconds.
 """
@@ -29,6 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_TIMEOUT_MS = 250.0
+PROBE_TIMEOUT_MS = 1000.0
 _WINDOW = 20
 
 
@@ -39,7 +64,7 @@ class RefillConfig:
     refill_threshold_steps: float = 0.0  # 0 = latency-aware (default); > 0 = fixed steps-left threshold
     min_refill_steps: float = 8.0  # re-plan at least this often (steps left), even at low latency
     latency_margin_ms: float = 60.0
-    inference_timeout_ms: float = 2000.0  # cap of the adaptive per-request timeout
+    inference_timeout_ms: float = 10000.0  # the longest a request waits: the cap, and the wait when nothing is known
 
     def __post_init__(self):
         horizon = self.action_horizon
@@ -72,18 +97,41 @@ class RefillPolicy:
         self._latency = deque(maxlen=_WINDOW)  # capture -> queued, s
         self._exchange = deque(maxlen=_WINDOW)  # request -> reply, s
         self._expected_s = 0.0  # derived from _latency on each record(): read every 2 ms by the worker
-        self._measured_since_activation = False
+        self._probe_pending = True
+        self._answered_in_activation = False
+        self._reported_s: float | None = None  # a latency the server reported in its ping reply
 
     def activated(self) -> None:
-        """A new activation: its first request gets the timeout cap (the server may be cold)."""
-        self._measured_since_activation = False
+        """A new activation: its first contact pings the server before the first observation."""
+        self._probe_pending = True
+        self._answered_in_activation = False
+
+    def request_failed(self) -> None:
+        """A failed exchange: until this activation got a chunk, the next attempt pings again (short),
+        so a server that stopped answering is found in PROBE_TIMEOUT_MS, not the cap."""
+        if not self._answered_in_activation:
+            self._probe_pending = True
+
+    def probe_due(self) -> bool:
+        """True while this activation has not yet heard from the server (no ping answered, no chunk)."""
+        return self._probe_pending
+
+    def probe_timeout_ms(self) -> float:
+        return min(PROBE_TIMEOUT_MS, float(self.config.inference_timeout_ms))
+
+    def probe_answered(self, reported_latency_s: float | None = None) -> None:
+        """The server answered the ping; `reported_latency_s`: the latency it reported, if any."""
+        self._probe_pending = False
+        if reported_latency_s is not None and math.isfinite(reported_latency_s) and reported_latency_s > 0:
+            self._reported_s = float(reported_latency_s)
 
     def record(self, latency_s: float, exchange_s: float) -> None:
         """One successful exchange: capture-to-queued latency and the request's own duration."""
         self._latency.append(float(latency_s))
         self._exchange.append(float(exchange_s))
         self._expected_s = max(self._latency[-1], float(np.percentile(self._latency, 95)))
-        self._measured_since_activation = True
+        self._probe_pending = False
+        self._answered_in_activation = True
 
     def expected_latency_s(self) -> float:
         """What the next chunk is expected to take (0 before any measurement)."""
@@ -97,13 +145,26 @@ class RefillPolicy:
         fixed = self.config.refill_threshold_steps
         if fixed > 0:
             return remaining_steps < fixed
+        if self.synchronous():  # slower than the chunk: ask as the queue runs dry, hold while it computes
+            return remaining_steps / self._hz <= self._margin_s
         return remaining_steps / self._hz <= self.lead_s()
+
+    def synchronous(self) -> bool:
+        """The latency-aware refill runs execute-hold-execute (the policy is too slow to overlap)."""
+        return self.config.refill_threshold_steps <= 0 and self.budget() == "too_slow"
+
+    def known_latency_s(self) -> float | None:
+        """The slowest recent exchange, else the server's reported latency, else None (nothing known)."""
+        if self._exchange:
+            return max(self._exchange)
+        return self._reported_s
 
     def timeout_ms(self) -> float:
         cap = float(self.config.inference_timeout_ms)
-        if not self._measured_since_activation or not self._exchange:
+        known = self.known_latency_s()
+        if known is None:
             return cap
-        return min(cap, max(MIN_TIMEOUT_MS, 2000.0 * max(self._exchange) + self.config.latency_margin_ms))
+        return min(cap, max(MIN_TIMEOUT_MS, 2000.0 * known + self.config.latency_margin_ms))
 
     def delay_steps(self) -> int:
         """Steps expected to elapse between capture and the reply being queued."""

@@ -62,13 +62,20 @@ class AlfieLink:
 
 
 class Gr00tLink:
-    """Isaac-GR00T's PolicyServer protocol: raw npy frames, state split by the modality config."""
+    """Isaac-GR00T's PolicyServer protocol: raw frames, state split by the modality config.
+
+    Speaks the wire generation of the server: the first reply that shows one (the
+    get_modality_config reply's marker, or its arrays) fixes it for this link. A server that
+    answers in both (ours: a ModalityConfig map with both markers) gets N1.7; while none is
+    known, requests go in N1.6.
+    """
 
     def __init__(self, config: ClientConfig, client: ReqClient, codec: images.ParallelCodec):
         self._cfg = config
         self._client = client
         self._codec = codec
         self._modality: dict | None = None
+        self.generation: str | None = None
 
     def _call(self, endpoint: str, data=None, timeout_ms: float | None = None):
         request = {"endpoint": endpoint}
@@ -76,7 +83,10 @@ class Gr00tLink:
             request["data"] = data
         if self._cfg.api_token:
             request["api_token"] = self._cfg.api_token
-        reply = gr00t_protocol.unpack(self._client.request(gr00t_protocol.pack(request), timeout_ms))
+        payload = gr00t_protocol.pack(request, self.generation or gr00t_protocol.N16)
+        reply, generation = gr00t_protocol.unpack_generation(self._client.request(payload, timeout_ms))
+        if self.generation is None:
+            self.generation = generation
         if isinstance(reply, dict) and "error" in reply:
             raise protocol.ProtocolError(f"server error: {str(reply['error'])[:500]}")
         return reply
@@ -108,5 +118,8 @@ class Gr00tLink:
         info = reply[1] if isinstance(reply, list) and len(reply) > 1 and isinstance(reply[1], dict) else {}
         timer.mark("unpack")
         ms = info.get("inference_time_ms", 0.0)
-        finite = isinstance(ms, (int, float)) and math.isfinite(ms)
+        # N1.7 servers may send a numpy scalar (msgpack-numpy carries them)
+        finite = isinstance(ms, (int, float, np.integer, np.floating)) and not isinstance(ms, bool) \
+            and math.isfinite(ms)
         return ChunkReply(actions, float(ms) if finite else 0.0)
+

@@ -3,29 +3,39 @@
 The policy answers with chunks of steps at the training rate (15 Hz); the robot wants a
 command every control tick (100 Hz). The scheduler sits in between:
 
-- time: step k of a chunk belongs to `observation_time + k / action_step_hz`, so the
-  steps that elapsed while the observation travelled and the model ran are skipped
-  (latency compensation) and the rest plays at the right moment;
-- each step owns one step period: between steps the command is interpolated
-  linearly, the last step is held for its period, and after that the queue is dry
-  (None, never extrapolated);
+- plan time: the plan's clock runs only while the robot follows a plan, i.e. while a chunk
+  is playing (not before the first chunk, not while the queue is dry, not after the
+  watchdog expired or a reset). A new chunk is aligned by the plan time that elapsed since
+  its observation was captured: a robot that held still since capture starts the chunk at
+  step 0; one that kept moving skips exactly the steps it moved (0.2 s of motion at 15 Hz
+  skips 3 steps), whatever the wall time. A chunk is stale only when the robot moved past
+  all of its steps. So a policy slower than its chunk runs synchronously: the chunk plays,
+  the robot holds while the next one is computed, and that one starts at step 0;
+- once queued, a chunk plays on the wall clock (it is playing, so plan time = wall time):
+  each step owns one step period, between steps the command is interpolated linearly, the
+  last step is held for its period, and after that the queue is dry (None, never
+  extrapolated);
 - a new chunk that arrives while another is playing fades in over `crossfade_steps`
   steps, so the switch has no jump;
 - `preview(times)` reads the schedule ahead without changing it: the prefix a request
-  carries for real-time chunking;
+  carries for real-time chunking (rows stop where the queue would run dry: those steps
+  are exactly the ones the robot executes before the reply, so the ones the new chunk skips);
 - without a fresh chunk for `watchdog_timeout_s` (a backstop: steps are time-aligned, so
   a chunk runs dry on its own) it stops commanding (None) and the caller holds.
+
+Plan time is kept as a few wall-time segments during which something played, updated only in
+`add_chunk`/`reset`; `command()` does no more work than before.
 
 When to ask for the next chunk is `latency.RefillPolicy`'s decision, from `remaining_steps`.
 
 It is ROS-free and thread-safe: one thread adds chunks, a timer reads commands.
 """
-
 from __future__ import annotations
 
 import math
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,6 +50,9 @@ _MAX_LAYERS = 8
 _STEP_EPS = 1e-9
 # A clock reading this far before the newest chunk's arrival means the clock jumped back.
 _CLOCK_BACK_TOLERANCE_S = 0.1
+# Closed plan-time segments kept: each is at least one chunk's play, far more than the oldest
+# capture a reply can carry (max observation age + request timeout).
+_MAX_SEGMENTS = 256
 
 
 @dataclass(frozen=True)
@@ -122,6 +135,10 @@ class ActionScheduler:
         self._chunks_received = 0
         self._chunks_stale = 0
         self._steps_dropped_total = 0
+        # Plan time (s the robot spent playing a chunk): closed segments (wall start, wall end, plan
+        # time at start) and the open one (wall start, plan time at start); it ends at _play_until().
+        self._segments: deque[tuple[float, float, float]] = deque(maxlen=_MAX_SEGMENTS)
+        self._open: tuple[float, float] | None = None
 
     @property
     def config(self) -> SchedulerConfig:
@@ -145,25 +162,31 @@ class ActionScheduler:
     def add_chunk(self, actions: np.ndarray, observation_time: float) -> int:
         """Queue a chunk computed from an observation captured at `observation_time` (clock time).
 
-        The steps that already elapsed since then are dropped; the number dropped is
-        returned. A chunk whose every step has elapsed is ignored and does not feed the
-        watchdog. If another chunk is still playing, the new one fades in over
-        `crossfade_steps` steps. The array is copied (callers may reuse buffers).
+        The steps the robot executed since then (plan time, not wall time: a held robot executed
+        none) are dropped; the number dropped is returned. A chunk whose every step was executed
+        is ignored and does not feed the watchdog. If another chunk is still playing, the new one
+        fades in over `crossfade_steps` steps. The array is copied (callers may reuse buffers).
         """
         chunk = self._validated(actions, observation_time)
         now = self._clock()
         with self._lock:
             self._chunks_received += 1
             # An observation stamped in the future (clock skew) starts now.
-            origin = min(float(observation_time), now)
-            dropped = int(math.floor((now - origin) * self._hz + _STEP_EPS))
+            capture = min(float(observation_time), now)
+            moved = max(0.0, self._plan_at(now) - self._plan_at(capture))
+            dropped = int(math.floor(moved * self._hz + _STEP_EPS))
             if dropped >= len(chunk):
                 self._chunks_stale += 1
                 self._steps_dropped_total += len(chunk)
                 return len(chunk)
             self._steps_dropped_total += dropped
             kept = chunk[dropped:].copy()
-            if self._fade_s > 0 and self._playing(now):
+            # On the wall clock from now on: step k of the chunk plays at now - moved + k / hz.
+            origin = now - moved
+            playing = self._playing(now)
+            if not playing:
+                self._close_segment(now)
+            if self._fade_s > 0 and playing:
                 self._prune(now)
                 if len(self._layers) >= _MAX_LAYERS:
                     del self._layers[0]
@@ -171,7 +194,14 @@ class ActionScheduler:
             else:
                 self._layers = [_Layer(kept, origin, dropped, -math.inf, -math.inf)]
             self._last_fresh = now
+            if self._open is None:
+                self._open = (now, self._plan_total())
             return dropped
+
+    def plan_time(self, now: float | None = None) -> float:
+        """Seconds the robot spent playing chunks up to `now` (default: the clock)."""
+        with self._lock:
+            return self._plan_at(self._clock() if now is None else now)
 
     def command(self, now: float | None = None) -> np.ndarray | None:
         """The command for time `now` (default: the clock), or None when there is nothing to play.
@@ -234,11 +264,63 @@ class ActionScheduler:
     def reset(self) -> None:
         """Forget queued chunks, the watchdog and the EMA state (counters are kept)."""
         with self._lock:
+            self._close_segment(self._clock())
             self._layers = []
             self._last_fresh = None
             self._ema = None
 
     # -- internals (call with the lock held) ---------------------------------------------
+
+    def _play_until(self) -> float:
+        """Clock time at which the current schedule stops playing (dry or watchdog), if nothing is added."""
+        if not self._layers or self._last_fresh is None:
+            return -math.inf
+        newest = self._layers[-1]
+        dry = newest.origin + (newest.offset + len(newest.actions)) / self._hz
+        return min(dry, self._last_fresh + self._config.watchdog_timeout_s)
+
+    def _plan_total(self) -> float:
+        """Plan time at the end of the newest closed segment."""
+        if not self._segments:
+            return 0.0
+        w0, w1, p0 = self._segments[-1]
+        return p0 + (w1 - w0) if w1 > w0 else p0
+
+    def _close_segment(self, t: float) -> None:
+        """Nothing plays after min(t, the schedule's end) any more: close the open segment there.
+        A clock that went back before the open segment began voids the history (another time line)."""
+        if self._open is None:
+            if self._segments and t < self._segments[-1][1] - _CLOCK_BACK_TOLERANCE_S:
+                self._void_history()
+            return
+        w0, p0 = self._open
+        self._open = None
+        if t < w0 - _CLOCK_BACK_TOLERANCE_S:
+            self._segments.append((w0, w0, p0))
+            self._void_history()
+            return
+        end = max(w0, min(t, self._play_until()))
+        self._segments.append((w0, end, p0))
+
+    def _void_history(self) -> None:
+        total = self._plan_total()
+        self._segments.clear()
+        self._segments.append((-math.inf, -math.inf, total))  # plan time stays monotonic
+
+    def _plan_at(self, t: float) -> float:
+        """Plan time at clock time t: advances only inside segments where a chunk played."""
+        if self._open is not None:
+            w0, p0 = self._open
+            if t >= w0:
+                return p0 + max(0.0, min(t, self._play_until()) - w0)
+        for w0, w1, p0 in reversed(self._segments):
+            if t >= w1:
+                return p0 + (w1 - w0) if w1 > w0 else p0
+            if t >= w0:
+                return p0 + (t - w0)
+        if self._segments:
+            return self._segments[0][2]
+        return self._open[1] if self._open is not None else 0.0
 
     def _validated(self, actions: np.ndarray, observation_time: float) -> np.ndarray:
         chunk = np.asarray(actions, dtype=np.float64)

@@ -33,8 +33,11 @@ class InferenceWorker:
 
     It never dies: any exception in an exchange is a counted failure with `last_error`, and
     `max_consecutive_failures` of them move the client to ERROR; the thread lives on, so a
-    fresh activation works. A reply whose every step elapsed before it arrived is a failure too
-    ("late")."""
+    fresh activation works. A reply whose every step the robot executed while it was computed
+    (plan time, not wall time: a robot that held still executed none) is a failure too ("late").
+
+    The first contact of an activation is a `ping` (latency.py: it proves the server alive with
+    a short timeout and may carry the server's latency); then observations follow."""
 
     def __init__(self, config: ClientConfig, inputs: LatestInputs, scheduler: ActionScheduler,
                  machine: ClientStateMachine, normalizer: Normalizer, refill: RefillPolicy, on_error=None,
@@ -54,7 +57,7 @@ class InferenceWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._codec = images.ParallelCodec(config.encode_threads)
-        self._client = ReqClient(config.address, config.inference_timeout_ms)
+        self._client = ReqClient(config.address, config.inference_timeout_ms, curve=config.curve_keys())
         link_cls = Gr00tLink if config.server_protocol == "gr00t" else AlfieLink
         self._link = link_cls(config, self._client, self._codec)
         self._epoch_seen = -1
@@ -67,6 +70,8 @@ class InferenceWorker:
         self.chunks_rejected = 0
         self.last_error = ""
         self.last_steps_skipped = 0
+        self.pings_ok = 0
+        self._request_timeout_ms = float(config.inference_timeout_ms)  # of the exchange in flight
         self.round_trip_ms = RollingStats()
         self.latency_ms = RollingStats()  # capture -> chunk queued
         self.server_inference_ms = RollingStats()
@@ -78,7 +83,7 @@ class InferenceWorker:
     def stop(self) -> None:
         """Stop the thread; it may be inside a request, so wait up to the timeout cap for it."""
         self._stop.set()
-        self._thread.join(timeout=self._cfg.inference_timeout_ms / 1000.0 + 1.0)
+        self._thread.join(timeout=self._request_timeout_ms / 1000.0 + 1.0)
         if self._thread.is_alive():  # never close a socket another thread still uses; exit takes it
             self._log("warning", "inference thread still busy at shutdown; its socket is left to process exit")
             return
@@ -108,6 +113,8 @@ class InferenceWorker:
         if epoch != self._epoch_seen:
             self._epoch_seen = epoch
             self.refill.activated()
+        if self.refill.probe_due() and not self._probe(epoch):
+            return False
         try:
             snap = self._inputs.snapshot(self._cfg.max_observation_age_ms / 1000.0)
         except StaleInputs as exc:
@@ -123,7 +130,8 @@ class InferenceWorker:
                                 snap.state_time, snap.language)
             timer.mark("deserialize")
             state = self._normalizer.normalize_state(snap.state)
-            reply = self._link.exchange(snap, state, timer, self._prefix(snap.state_time), self.refill.timeout_ms())
+            self._request_timeout_ms = self.refill.timeout_ms()
+            reply = self._link.exchange(snap, state, timer, self._prefix(snap.state_time), self._request_timeout_ms)
             actions = self._normalizer.denormalize_action(reply.actions)
             self._check_limits(actions)
         except Exception as exc:  # noqa: BLE001 - every failure is counted; the thread lives on
@@ -142,7 +150,8 @@ class InferenceWorker:
         if dropped >= len(actions):
             self.requests_late += 1
             self._record_failure(epoch, f"late: the reply came {(arrived - snap.state_time) * 1000:.0f} ms after "
-                                        f"capture, every one of its {len(actions)} steps had elapsed")
+                                        f"capture and the robot had executed all {len(actions)} of its steps "
+                                        "meanwhile")
             return False
         self.requests_ok += 1
         self.consecutive_failures = 0
@@ -151,6 +160,27 @@ class InferenceWorker:
         self._machine.chunk_arrived(epoch)
         timer.mark("schedule")
         self.stages.add(timer.stages)
+        return True
+
+    def _probe(self, epoch: int) -> bool:
+        """First contact of an activation: Isaac-GR00T's `ping` (our server answers it on the same
+        socket), with a short timeout. Any reply proves the server alive (an error map from a server
+        that knows no endpoints too); a latency figure in it seeds the first request's timeout. No
+        reply is a counted failure, so a silent server reaches ERROR after N short waits. True when
+        answered (the observation follows at once)."""
+        request = {"endpoint": "ping"}
+        if self._cfg.api_token:
+            request["api_token"] = self._cfg.api_token
+        self._request_timeout_ms = self.refill.probe_timeout_ms()
+        try:
+            raw = self._client.request(gr00t_protocol.pack(request), self._request_timeout_ms)
+        except Exception as exc:  # noqa: BLE001 - counted like any failed exchange
+            known = (RequestTimeout,)
+            message = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+            self._record_failure(epoch, f"ping: {message}")
+            return False
+        self.pings_ok += 1
+        self.refill.probe_answered(_reported_latency_s(raw))
         return True
 
     def _prefix(self, capture: float) -> ChunkPrefix | None:
@@ -179,6 +209,7 @@ class InferenceWorker:
                              f"joint limits by more than chunk_reject_margin={self._cfg.chunk_reject_margin}")
 
     def _record_failure(self, epoch: int, message: str) -> None:
+        self.refill.request_failed()
         self.requests_failed += 1
         self.consecutive_failures += 1
         self.last_error = message[:500]
@@ -191,3 +222,21 @@ class InferenceWorker:
 
     def reset_failures(self) -> None:
         self.consecutive_failures = 0
+
+
+_REPORTED_KEYS = ("inference_p95_ms", "last_inference_ms", "average_inference_ms")
+
+
+def _reported_latency_s(raw) -> float | None:
+    """The server's own latency figure in a ping reply (ms keys in seconds), None when it has none."""
+    try:
+        reply = gr00t_protocol.unpack(bytes(raw))
+    except Exception:  # noqa: BLE001 - any reply proves the server alive; the figure is optional
+        return None
+    if not isinstance(reply, dict):
+        return None
+    for key in _REPORTED_KEYS:
+        value = reply.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+            return float(value) / 1000.0
+    return None

@@ -40,6 +40,7 @@ class EngineConfig:
     mock_jitter_ms: float = 0.0
     mock_policy: str = "hold"  # hold | trajectory (see engines/mock.py)
     tensorrt_engine_path: str = ""  # GR00T DiT engine; "" = the one beside the checkpoint
+    dit_engine_path: str = ""  # GR00T DiT file: .engine/.plan/.trt TensorRT, .onnx ONNX Runtime; "" = see dit_swap.py
     # Isaac-GR00T modality mapping: video key per camera, state/action key per layout group.
     video_keys: tuple[str, ...] = layout.CAMERA_NAMES
     state_groups: tuple[layout.LayoutGroup, ...] = layout.LAYOUT_GROUPS

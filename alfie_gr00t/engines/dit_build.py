@@ -34,7 +34,7 @@ _AUTOCAST = ("python -m modelopt.onnx.autocast --onnx_path {onnx} --low_precisio
 def onnx_io(onnx_path: Path) -> tuple[dict, dict, bool]:
     """({input: (dims, dtype name)}, {output: ...}, has_qdq) read with the onnx package (no weights)."""
     import onnx
-    from onnx import helper
+    from onnx import TensorProto, helper
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     weights = {init.name for init in model.graph.initializer}
@@ -42,6 +42,8 @@ def onnx_io(onnx_path: Path) -> tuple[dict, dict, bool]:
     def describe(value):
         tensor = value.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+        if tensor.elem_type == TensorProto.BFLOAT16:  # onnx < 1.19 maps it to float32: a bf16 DiT as fp32
+            return dims, "bfloat16"
         return dims, str(helper.tensor_dtype_to_np_dtype(tensor.elem_type)).replace("ml_dtypes.", "")
 
     inputs = {v.name: describe(v) for v in model.graph.input if v.name not in weights}

@@ -6,19 +6,29 @@ torch: the server's `ObservationBatch` becomes Gr00tPolicy's nested observation
 and its per-group action dict becomes one (B, horizon, 21) chunk. Camera -> video key
 and layout group -> state/action key mappings come from the EngineConfig.
 
-With use_tensorrt the DiT action head runs in a TensorRT engine (trt_dit.py), the way
+The checkpoint is the truth (`adopt_layout`): at load the engine reads the checkpoint's
+modality config and statistics, adopts whatever the parameters leave at their defaults
+(language key, video keys by camera name, state/action groups with sizes) and
+refuses, naming both sides, what contradicts it. `engine.layout` is what it serves.
+
+With use_tensorrt (or dit_engine_path) the DiT action head runs in an engine (dit_swap.py: TensorRT in
+trt_dit.py, ONNX Runtime in ort_dit.py), the way
 NVIDIA deploys N1.6; the backbone stays in PyTorch bf16.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from alfie_gr00t import layout
 from alfie_gr00t.engines.base import (Engine, EngineConfig, EngineError, EngineOutput, ObservationBatch,
                                      stage_split)
 
@@ -84,29 +94,191 @@ def from_gr00t_action(action: dict, config: EngineConfig) -> np.ndarray:
     return chunk
 
 
-def check_modality_keys(modality_configs: dict, config: EngineConfig) -> None:
-    """Compare the checkpoint's modality keys with ours and say exactly what differs."""
-    ours = {
-        "video": list(config.video_keys),
-        "state": [g.name for g in config.state_groups],
-        "action": [g.name for g in config.state_groups],
-        "language": [config.language_key],
-    }
-    problems = []
-    for modality, expected in ours.items():
-        entry = modality_configs.get(modality)
-        if entry is None:
-            problems.append(f"checkpoint has no '{modality}' modality")
-            continue
-        theirs = list(entry.modality_keys)
-        if sorted(theirs) != sorted(expected):
-            problems.append(f"{modality} keys: checkpoint {theirs}, ours {expected}")
-        steps = len(getattr(entry, "delta_indices", [0]))
-        if modality in ("video", "state") and steps != 1:
-            problems.append(f"{modality} uses {steps} time steps; this server sends 1")
+@dataclass(frozen=True)
+class ModelLayout:
+    """The layout an engine serves: language key, one video key per camera (camera order), the
+    state/action groups in the order the 21-D vector is read, where it came from ("checkpoint" or
+    "parameters") and which parameters were adopted from the checkpoint."""
+
+    language_key: str
+    video_keys: tuple[str, ...]
+    groups: tuple[layout.LayoutGroup, ...]
+    source: str = "parameters"
+    adopted: tuple[str, ...] = ()
+
+
+_DEFAULTS = EngineConfig()
+_FIX_STEPS = "this server sends one frame per camera and one state per request: fine-tune with delta_indices [0]"
+
+
+def _keys(modality_configs: dict, modality: str) -> list[str]:
+    entry = modality_configs.get(modality)
+    if entry is None:
+        raise EngineError(f"the checkpoint's modality config has no '{modality}' modality "
+                          f"(it has {sorted(modality_configs)}); is it an Isaac-GR00T N1.6 checkpoint?")
+    return [str(k) for k in entry.modality_keys]
+
+
+def _steps(modality_configs: dict, modality: str) -> int:
+    return len(getattr(modality_configs[modality], "delta_indices", None) or [0])
+
+
+def _stat_dim(stats) -> int | None:
+    """A group's size from its statistics entry ({"min": [...], "max": [...], "mean": ..., ...})."""
+    if not isinstance(stats, dict):
+        return None
+    for name in ("max", "min", "mean", "std", "q99", "q01"):
+        if name in stats:
+            return int(np.asarray(stats[name]).reshape(-1).shape[0])
+    return None
+
+
+def _checkpoint_groups(keys: list[str], statistics: dict | None, modality: str) -> dict[str, int | None]:
+    table = (statistics or {}).get(modality) or {}
+    return {key: _stat_dim(table.get(key)) for key in keys}
+
+
+def _fmt_groups(groups) -> str:
+    return "[" + ", ".join(f"{name} {size if size is not None else '?'}" for name, size in groups) + "]"
+
+
+def adopt_layout(modality_configs: dict, statistics: dict | None, config: EngineConfig) -> tuple[EngineConfig, ModelLayout]:
+    """The checkpoint's layout applied to `config` (pure: no gr00t import, nothing loaded).
+
+    `modality_configs` is `Gr00tPolicy.get_modality_config()` (per modality an object with
+    `.modality_keys` and `.delta_indices`); `statistics` is this embodiment's entry of the
+    checkpoint's statistics.json ({"state": {group: {"min": [...], ...}}, "action": {...}}), or
+    None when the checkpoint has none (sizes then cannot be checked).
+
+    A parameter still at its default (language_key "task"; video_keys equal to camera_names,
+    i.e. each camera feeds the video key of its own name; the Alfie state groups) takes the
+    checkpoint's value; one set to anything else must agree with the checkpoint. Every refusal
+    is one EngineError naming both sides and the fix. Groups: another robot's groups are adopted
+    with their sizes and order (that order is then the 21-D vector's); the Alfie groups listed in
+    another order keep the parameters' order, since Gr00tPolicy takes state and action by group
+    name and the robot's vector (the client's joint_names) must not be re-wired by a list order.
+    """
+    problems: list[str] = []
+    adopted: list[str] = []
+    keys = {m: _keys(modality_configs, m) for m in ("video", "state", "action", "language")}
+    for modality in ("video", "state"):
+        steps = _steps(modality_configs, modality)
+        if steps != 1:
+            problems.append(f"checkpoint's {modality} uses {steps} time steps "
+                            f"(delta_indices {list(modality_configs[modality].delta_indices)}); {_FIX_STEPS}")
+    horizon = len(getattr(modality_configs["action"], "delta_indices", None) or [])
+    if horizon and horizon < config.action_horizon:
+        problems.append(f"checkpoint predicts {horizon} action steps, action_horizon is {config.action_horizon}: "
+                        f"set action_horizon:={horizon} (server and client)")
+
+    # language
+    language_key = config.language_key
+    theirs = keys["language"]
+    if len(theirs) != 1:
+        problems.append(f"checkpoint has {len(theirs)} language keys {theirs}; Gr00tPolicy supports exactly one")
+    elif config.language_key == _DEFAULTS.language_key:
+        if theirs[0] != language_key:
+            adopted.append("language_key")
+        language_key = theirs[0]
+    elif config.language_key != theirs[0]:
+        problems.append(f"language_key: parameter '{config.language_key}', checkpoint '{theirs[0]}' "
+                        f"(set language_key:={theirs[0]}, or leave it at its default '{_DEFAULTS.language_key}' "
+                        "to adopt the checkpoint's)")
+
+    # video: by camera name unless video_keys maps cameras explicitly
+    cameras = list(config.camera_names)
+    video_keys = list(config.video_keys)
+    if video_keys == cameras:
+        missing = [c for c in cameras if c not in keys["video"]]
+        unused = [k for k in keys["video"] if k not in cameras]
+        if missing:
+            problems.append(f"camera(s) {missing} have no video key in the checkpoint (its video keys: "
+                            f"{keys['video']}): remove them from camera_names (server and client) or map each "
+                            "camera to a checkpoint key with video_keys (one per camera, same order)")
+        if unused and not missing:
+            problems.append(f"checkpoint video key(s) {unused} have no camera (camera_names {cameras}): add a camera "
+                            "of that name, or map the cameras with video_keys")
+    elif sorted(video_keys) != sorted(keys["video"]):
+        problems.append(f"video_keys: parameter {video_keys} (for cameras {cameras}), checkpoint {keys['video']} "
+                        "(list one checkpoint key per camera, or set video_keys equal to camera_names to map "
+                        "cameras by name)")
+
+    # state / action groups and their sizes
+    state = _checkpoint_groups(keys["state"], statistics, "state")
+    action = _checkpoint_groups(keys["action"], statistics, "action")
+    groups = tuple(config.state_groups)
+    if set(state) != set(action):
+        problems.append(f"checkpoint's state keys {keys['state']} and action keys {keys['action']} differ; this "
+                        "server reads one 21-D layout for state and action")
+    else:
+        for name in state:
+            if state[name] is not None and action[name] is not None and state[name] != action[name]:
+                problems.append(f"checkpoint's group '{name}' has state size {state[name]} but action size "
+                                f"{action[name]} (statistics.json); this server needs equal sizes")
+        sizes = {name: state[name] if state[name] is not None else action[name] for name in state}
+        ours = [(g.name, g.size) for g in groups]
+        ckpt = [(name, sizes[name]) for name in keys["state"]]
+        if tuple(groups) == tuple(_DEFAULTS.state_groups):
+            if any(size is None for _, size in ckpt):
+                by_name = dict(ours)
+                if set(sizes) == set(by_name):  # the same names: keep our sizes, they cannot be checked
+                    ckpt = [(name, by_name[name]) for name, _ in ckpt]
+                    log.warning("the checkpoint has no statistics for %s: state/action sizes are not checked",
+                                [n for n, s in sizes.items() if s is None])
+                else:
+                    problems.append(f"checkpoint groups {_fmt_groups(ckpt)} have no sizes in its statistics.json: "
+                                    "set state_group_names and state_group_sizes")
+            if all(size is not None for _, size in ckpt):
+                total = sum(size for _, size in ckpt)
+                if total != config.action_dim:
+                    problems.append(f"checkpoint groups {_fmt_groups(ckpt)} add up to {total} dims, action_dim is "
+                                    f"{config.action_dim}: set action_dim:={total} (server and client, with "
+                                    f"{total} joint_names and limits) or use a checkpoint for this robot")
+                elif sorted(ckpt) == sorted(ours):
+                    # The same groups in another order: Gr00tPolicy takes them by name, so the model sees the
+                    # same inputs either way; the robot's 21-D order (the client's joint_names) stays.
+                    if ckpt != ours:
+                        log.info("the checkpoint lists the groups %s; served in the parameters' order %s (the "
+                                 "policy takes them by name)", [n for n, _ in ckpt], [n for n, _ in ours])
+                else:
+                    groups = layout.groups_from_sizes([n for n, _ in ckpt], [s for _, s in ckpt])
+                    adopted.append("state_groups")
+        else:
+            if sorted(name for name, _ in ours) != sorted(sizes):
+                problems.append(f"state groups: parameters {_fmt_groups(ours)}, checkpoint {_fmt_groups(ckpt)} "
+                                "(set state_group_names/state_group_sizes to the checkpoint's groups, or leave both "
+                                "at their defaults to adopt them)")
+            else:
+                wrong = [(name, size, sizes[name]) for name, size in ours
+                         if sizes[name] is not None and sizes[name] != size]
+                for name, size, theirs_size in wrong:
+                    problems.append(f"state group '{name}': parameter size {size}, checkpoint size {theirs_size} "
+                                    f"(statistics.json): set its entry of state_group_sizes to {theirs_size}")
     if problems:
-        raise EngineError("Isaac-GR00T checkpoint does not match the robot layout: " + "; ".join(problems)
-                          + " (set video_keys / state groups / language_key to the checkpoint's modality config)")
+        raise EngineError("the Isaac-GR00T checkpoint does not fit the server's parameters: " + "; ".join(problems))
+    cameras_keys = tuple(video_keys)
+    adopted_config = dataclasses.replace(config, language_key=language_key, video_keys=cameras_keys, state_groups=groups)
+    return adopted_config, ModelLayout(language_key, cameras_keys, groups, "checkpoint", tuple(adopted))
+
+
+def checkpoint_statistics(policy, embodiment_tag: str, checkpoint: Path) -> dict | None:
+    """This embodiment's statistics as Gr00tPolicy holds them (processor.state_action_processor.statistics,
+    read from the checkpoint's statistics.json), else that file itself; None when neither exists."""
+    processor = getattr(getattr(policy, "processor", None), "state_action_processor", None)
+    table = getattr(processor, "statistics", None)
+    if not isinstance(table, dict) or not table:
+        path = Path(checkpoint) / "statistics.json"
+        if not path.is_file():
+            return None
+        try:
+            table = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise EngineError(f"cannot read {path}: {exc}") from exc
+    entry = table.get(embodiment_tag)
+    if entry is None:
+        raise EngineError(f"the checkpoint's statistics have no embodiment '{embodiment_tag}' (they have "
+                          f"{sorted(table)}): set embodiment_tag to the one it was fine-tuned with")
+    return entry
 
 
 def _import_gr00t():
@@ -145,7 +317,13 @@ def _set_denoising_steps(policy, steps: int) -> int | None:
 
 
 def load_policy(config: EngineConfig, model_path: str | os.PathLike | None = None):
-    """(torch, Gr00tPolicy instance) with denoising steps applied, modality keys checked."""
+    """(torch, Gr00tPolicy instance), its layout checked against `config` (see `load_adopted`)."""
+    torch, policy, _config, _layout = load_adopted(config, model_path)
+    return torch, policy
+
+
+def load_adopted(config: EngineConfig, model_path: str | os.PathLike | None = None):
+    """(torch, Gr00tPolicy, the config with the checkpoint's layout adopted, ModelLayout)."""
     torch, Gr00tPolicy, EmbodimentTag = _import_gr00t()
     path = Path(model_path or config.model_checkpoint)
     if config.device.startswith("cuda") and not torch.cuda.is_available():
@@ -158,18 +336,36 @@ def load_policy(config: EngineConfig, model_path: str | os.PathLike | None = Non
         raise
     except Exception as exc:
         raise EngineError(f"Isaac-GR00T could not load {path}: {type(exc).__name__}: {exc}") from exc
-    check_modality_keys(policy.get_modality_config(), config)
-    return torch, policy
+    tag = getattr(getattr(policy, "embodiment_tag", None), "value", None) or config.embodiment_tag
+    statistics = checkpoint_statistics(policy, str(tag), path)
+    adopted, model_layout = adopt_layout(policy.get_modality_config(), statistics, config)
+    return torch, policy, adopted, model_layout
 
 
 def open_dit_engine(config: EngineConfig, checkpoint: Path):
-    """The TensorRT DiT engine for `checkpoint` (EngineError naming the missing piece)."""
+    """The DiT engine for `checkpoint` -- TensorRT or ONNX Runtime, chosen by dit_swap.select_dit_file --
+    or None for eager PyTorch (EngineError naming the missing piece)."""
+    from alfie_gr00t.engines import dit_swap
+
+    on_gpu = config.device.startswith("cuda")
+    if not on_gpu and not config.dit_engine_path and (config.use_tensorrt or config.tensorrt_engine_path):
+        raise EngineError(f"use_tensorrt needs an NVIDIA GPU but device is '{config.device}': set device:=cuda:0 "
+                          "or use_tensorrt:=false (an ONNX DiT runs on CPU: dit_engine_path:=<dit_model_fp32.onnx>)")
+    chosen = dit_swap.select_dit_file(checkpoint, dit_engine_path=config.dit_engine_path,
+                                      tensorrt_engine_path=config.tensorrt_engine_path,
+                                      use_tensorrt=config.use_tensorrt)
+    if chosen is None:
+        return None
+    path, backend = chosen
+    if backend == "onnxruntime":
+        from alfie_gr00t.engines import ort_dit
+
+        return ort_dit.OrtDiT(path, config.device)
     from alfie_gr00t.engines import trt_dit
 
-    if not config.device.startswith("cuda"):
-        raise EngineError(f"use_tensorrt needs an NVIDIA GPU but device is '{config.device}': set device:=cuda:0 "
-                          "or use_tensorrt:=false")
-    path = trt_dit.find_dit_engine(checkpoint, config.tensorrt_engine_path)
+    if not on_gpu:
+        raise EngineError(f"dit_engine_path {path} is a TensorRT engine, which needs an NVIDIA GPU, but device is "
+                          f"'{config.device}': set device:=cuda:0, or name an ONNX DiT (.onnx) for ONNX Runtime")
     return trt_dit.DiTEngine(path, config.device, torch=trt_dit.import_torch())
 
 
@@ -183,8 +379,8 @@ class Gr00tPolicyEngine(Engine):
         _import_gr00t()  # say what is missing before looking for engines
         self._config = config
         self._path = Path(model_path or config.model_checkpoint)
-        dit = open_dit_engine(config, self._path) if config.use_tensorrt else None  # fail fast, before the slow load
-        torch, self._policy = load_policy(config, self._path)
+        dit = open_dit_engine(config, self._path)  # None: eager PyTorch; fail fast, before the slow load
+        torch, self._policy, self._config, self.layout = load_adopted(config, self._path)
         self.denoising_steps = _set_denoising_steps(self._policy, config.denoising_steps)
         self.tensorrt = {}
         if dit is not None:
@@ -194,7 +390,7 @@ class Gr00tPolicyEngine(Engine):
             self.max_batch_size = max(1, min(type(self).max_batch_size, dit.max_batch))
         log.info("Isaac-GR00T policy %s on %s (embodiment %s, denoising steps %s, DiT in %s)",
                  self._path, config.device, config.embodiment_tag, self.denoising_steps,
-                 "TensorRT" if dit is not None else "PyTorch")
+                 self.tensorrt.get("dit_backend", "PyTorch"))
 
     def infer(self, batch: ObservationBatch) -> EngineOutput:
         start = time.perf_counter()
@@ -213,6 +409,7 @@ class Gr00tPolicyEngine(Engine):
         self._policy = None
 
     def describe(self) -> dict:
-        return {"backend": "gr00t_policy", "tensorrt": bool(self.tensorrt), "model": str(self._path),
+        return {"backend": "gr00t_policy", "tensorrt": self.tensorrt.get("dit_backend") == "tensorrt",
+                "dit_backend": self.tensorrt.get("dit_backend", "pytorch"), "model": str(self._path),
                 "device": self._config.device, "embodiment_tag": self._config.embodiment_tag,
                 "denoising_steps": self.denoising_steps, "max_batch_size": self.max_batch_size, **self.tensorrt}

@@ -12,6 +12,9 @@ Differences from the upstream script, on purpose:
 * with an engine whose output is not bf16 (an FP16 DiT on Orin) the Euler update runs in
   FP32 (`accumulate_in_fp32`), which a deployment of this robot needed on AGX Orin;
 * an engine built for another TensorRT or GPU is refused with the reason (sidecar).
+
+The swap itself (make_dit_forward, accumulate_in_fp32, install_dit_engine) is shared with
+the ONNX Runtime DiT (ort_dit.py) and lives in dit_swap.py.
 """
 
 from __future__ import annotations
@@ -21,22 +24,12 @@ from pathlib import Path
 
 from alfie_gr00t.engines import trt_api
 from alfie_gr00t.engines.base import EngineError
+# the backend-neutral swap lives in dit_swap; these names stay importable from here
+from alfie_gr00t.engines.dit_swap import (ENGINE_PATTERNS, OPTIONAL_INPUTS, OUTPUT, REQUIRED_INPUTS,  # noqa: F401
+                                          _existing, accumulate_in_fp32, check_dit_io, dtype_name, find_beside,
+                                          free_pytorch_dit, import_torch, install_dit_engine, make_dit_forward)
 
 log = logging.getLogger(__name__)
-
-REQUIRED_INPUTS = ("sa_embs", "vl_embs", "timestep")
-OPTIONAL_INPUTS = ("image_mask", "backbone_attention_mask")
-OUTPUT = "output"
-ENGINE_PATTERNS = ("dit*.engine", "dit*.trt", "dit*.plan")
-
-
-def import_torch():
-    try:
-        import torch
-    except ImportError as exc:
-        raise EngineError(f"torch is not installed ({exc}): the GR00T TensorRT DiT runs inside Isaac-GR00T's "
-                          "PyTorch policy; install torch with CUDA and Isaac-GR00T") from exc
-    return torch
 
 
 def cuda_index(device: str) -> int:
@@ -57,23 +50,10 @@ def gpu_facts(torch, device: str) -> tuple[str, tuple[int, int]]:
 
 
 def find_dit_engine(checkpoint: Path, explicit: str = "") -> Path:
-    """The DiT engine: `explicit` when given, else the one `dit*.engine|.trt|.plan` beside the checkpoint."""
+    """The TensorRT DiT engine: `explicit` when given, else the one `dit*.engine|.trt|.plan` beside the checkpoint."""
     if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise EngineError(f"tensorrt_engine_path {path} does not exist: build it with "
-                              "groot_build_engine <dit_model.onnx> (README: From a fine-tuned checkpoint to the robot)")
-        return path
-    found = sorted({p for pattern in ENGINE_PATTERNS for p in checkpoint.glob(pattern)})
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise EngineError(
-            f"use_tensorrt is set but no DiT engine is beside {checkpoint} (looked for {', '.join(ENGINE_PATTERNS)}) "
-            "and tensorrt_engine_path is empty: export the DiT with Isaac-GR00T's export_onnx_n1d6.py, build it with "
-            "groot_build_engine dit_model.onnx -o <checkpoint>/dit_model_fp16.engine, or set use_tensorrt:=false")
-    raise EngineError(f"several DiT engines beside {checkpoint}: {[p.name for p in found]}; "
-                      "choose one with tensorrt_engine_path")
+        return _existing(explicit, "tensorrt_engine_path")
+    return find_beside(checkpoint)
 
 
 class DiTEngine:
@@ -82,6 +62,8 @@ class DiTEngine:
     Not re-entrant (one execution context, one reused output buffer): calls come one at
     a time, as the policy's denoising loop makes them.
     """
+
+    backend = "tensorrt"
 
     def __init__(self, path: str | Path, device: str = "cuda:0", *, trt=None, torch=None):
         self._torch = torch = torch or import_torch()
@@ -160,67 +142,3 @@ class DiTEngine:
         return {"dit_engine": str(self.path), "dit_precision": self.precision,
                 "dit_output_dtype": str(self.output_dtype).replace("torch.", ""),
                 "dit_max_batch": self.max_batch, "tensorrt_version": str(self._trt.__version__), "gpu": self.gpu}
-
-
-def make_dit_forward(engine: DiTEngine):
-    """A replacement for the DiT module's forward, with upstream `AlternateVLDiT.forward`'s signature
-    (gr00t/model/modules/dit.py). `encoder_attention_mask` is unused by the inference loop;
-    `kv_cache` (newer Isaac-GR00T threads one through the loop) has no meaning for an engine."""
-
-    def forward(hidden_states, encoder_hidden_states, timestep=None, encoder_attention_mask=None,
-                return_all_hidden_states=False, image_mask=None, backbone_attention_mask=None, kv_cache=None):
-        if return_all_hidden_states:
-            raise EngineError("the TensorRT DiT returns only the final output (return_all_hidden_states=True asked)")
-        out = engine(hidden_states, encoder_hidden_states, timestep,
-                     image_mask=image_mask, backbone_attention_mask=backbone_attention_mask)
-        # a fresh tensor in the dtype the PyTorch DiT produced: the engine reuses its buffer next step
-        return out.to(hidden_states.dtype) if out.dtype != hidden_states.dtype else out.clone()
-
-    forward.tensorrt_engine = engine
-    return forward
-
-
-def accumulate_in_fp32(action_head) -> None:
-    """Run the flow-matching Euler update in FP32 without touching the upstream loop.
-
-    The decoder's velocity comes back as FP32, so `actions + dt * velocity` promotes the
-    running actions to FP32; the encoder gets them back in its own dtype.
-    """
-    encoder, decoder = action_head.action_encoder, action_head.action_decoder
-    encode, decode = encoder.forward, decoder.forward
-    weight_dtype = next(iter(encoder.parameters())).dtype
-
-    def encoder_forward(actions, *args, **kwargs):
-        return encode(actions.to(weight_dtype), *args, **kwargs)
-
-    def decoder_forward(*args, **kwargs):
-        return decode(*args, **kwargs).float()
-
-    encoder.forward, decoder.forward = encoder_forward, decoder_forward
-
-
-def install_dit_engine(policy, engine: DiTEngine, *, fp32_accumulation: bool | None = None) -> dict:
-    """Swap `policy.model.action_head.model.forward` for the engine; returns what was done.
-
-    `fp32_accumulation` None means: on whenever the engine's output is not bf16.
-    """
-    head = getattr(getattr(policy, "model", None), "action_head", None)
-    dit = getattr(head, "model", None)
-    if dit is None:
-        raise EngineError("this Gr00tPolicy has no model.action_head.model (the DiT): not a GR00T N1.6 policy?")
-    dit.forward = make_dit_forward(engine)
-    if fp32_accumulation is None:
-        fp32_accumulation = engine.output_dtype != engine._torch.bfloat16
-    if fp32_accumulation:
-        accumulate_in_fp32(head)
-    log.info("DiT forward served by TensorRT engine %s (output %s, FP32 Euler accumulation %s)",
-             engine.path, engine.output_dtype, "on" if fp32_accumulation else "off")
-    return {**engine.describe(), "fp32_accumulation": bool(fp32_accumulation)}
-
-
-def free_pytorch_dit(policy, torch) -> None:
-    """Drop the PyTorch DiT weights once TensorRT serves it (GPU memory matters on Orin)."""
-    for param in policy.model.action_head.model.parameters():
-        param.data = param.data.new_empty(0)
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

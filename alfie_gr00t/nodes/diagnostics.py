@@ -129,7 +129,16 @@ def server_diagnostics(status: dict, node_name: str = "groot_server", *, recent:
     else:
         message = f"serving (engine {engine}), request p50 {_num(status, 'request_p50_ms'):.1f} ms"
     extra = [("level", LEVEL_NAMES[level]), *((f"recent_{k}", _text(v)) for k, v in recent.items())]
+    if isinstance(status.get("layout"), dict):
+        extra.append(("layout", layout_summary(status["layout"])))
     return _diagnostic(level, node_name, message, hardware_id or str(status.get("bind_address", "")), status, extra)
+
+
+def layout_summary(served: dict) -> str:
+    """The status's "layout" entry in one value: where it came from, language key, groups with sizes."""
+    groups = served.get("groups") or {}
+    groups = ", ".join(f"{name} {size}" for name, size in groups.items()) if isinstance(groups, dict) else _text(groups)
+    return f"{served.get('source', '?')}: language key '{served.get('language_key', '?')}'; groups {groups}"
 
 
 def client_diagnostics(status: dict, node_name: str = "groot_client", *, recent: dict | None = None,
@@ -172,15 +181,18 @@ def client_diagnostics(status: dict, node_name: str = "groot_client", *, recent:
     stale = _names(status.get("stale_inputs"))
     if stale and state != "IDLE":
         warn(f"stale inputs: {', '.join(stale)}")
-    if status.get("policy_too_slow"):
-        detail = status["policy_too_slow"] if isinstance(status["policy_too_slow"], str) else \
-            f"round trip p95 {_num(status, 'round_trip_p95_ms'):.0f} ms"
+    too_slow = bool(status.get("policy_too_slow")) or status.get("latency_budget") == "too_slow"
+    if too_slow:
+        detail = status["policy_too_slow"] if isinstance(status.get("policy_too_slow"), str) else \
+            (f"expected latency {_num(status, 'expected_latency_ms'):.0f} ms, chunk duration "
+             f"{_num(status, 'chunk_duration_ms'):.0f} ms")
         warn(f"policy too slow for the action horizon ({detail})")
     if running and int(_num(status, "consecutive_failures")):
         warn(f"{int(_num(status, 'consecutive_failures'))} consecutive request failures: "
              f"{status.get('last_error') or ''}".rstrip(": "))
     if state == "ACTIVE" and int(recent.get("holds_published", 0)):
-        warn(f"{int(recent['holds_published'])} hold(s) while ACTIVE (queue ran dry or watchdog)")
+        warn(f"{int(recent['holds_published'])} hold(s) while ACTIVE "
+             + ("(between chunks: the policy runs synchronously)" if too_slow else "(queue ran dry or watchdog)"))
     if int(recent.get("safety_rejected_nonfinite", 0)):
         warn(f"{int(recent['safety_rejected_nonfinite'])} non-finite command(s) rejected")
     if running and int(recent.get("chunks_rejected", 0)):

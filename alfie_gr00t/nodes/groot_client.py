@@ -24,6 +24,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, Float32MultiArray, String
+from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from alfie_gr00t.client.inputs import LatestInputs, header_stamp_from_cdr
@@ -36,7 +37,7 @@ from alfie_gr00t.layout import BASE_DIMS, JOINT_DIMS
 from alfie_gr00t.nodes.params import declare_config
 from alfie_gr00t.nodes.runner import log_info, run_node
 from alfie_gr00t.client.normalization import Normalizer
-from alfie_gr00t.client.robot_state import MeasuredState, required_dims
+from alfie_gr00t.client.robot_state import MeasuredState, describe_problems, required_dims
 from alfie_gr00t.client.safety import ActivationRefused, Command, CommandKind, MotionGate
 from alfie_gr00t.client.scheduler import ActionScheduler, SchedulerConfig
 from alfie_gr00t.stats import RollingStats
@@ -92,8 +93,9 @@ class GrootClient(Node):
             JumpThreshold(min_forward=None, min_backward=RosDuration(seconds=-0.1), on_clock_change=True),
             post_callback=self._on_clock_jump)
         self.worker.start()
-        self.get_logger().info(f"client ready: server {cfg.address} ({cfg.server_protocol}), output "
-                               f"{cfg.output_mode}, state IDLE; publish true on ~/activate to start")
+        curve = f", CurveZMQ, server key {cfg.curve_server_key}" if cfg.curve_secret_key else ""
+        self.get_logger().info(f"client ready: server {cfg.address} ({cfg.server_protocol}{curve}), output "
+                               f"{cfg.output_mode}, state IDLE; call ~/set_active true (or publish true on ~/activate) to start")
 
     def _create_interfaces(self) -> None:
         cfg = self.config
@@ -117,6 +119,11 @@ class GrootClient(Node):
         # subscription that exists only while a latched publisher does (see _watch_latched_estop).
         self.create_subscription(Bool, "~/estop", self._on_estop, 10)
         self.create_subscription(String, "~/task_description", self._on_task, 10)
+        # The same commands as services that answer with what happened (a one-shot topic publish can be
+        # lost while discovery is still matching; a service call waits for the server and gets a reply).
+        self.create_service(SetBool, "~/set_active", self._on_set_active_service)
+        self.create_service(Trigger, "~/stop", self._on_stop_service)
+        self.create_service(SetBool, "~/estop", self._on_estop_service)
         self.joint_pub = self.create_publisher(JointState, "~/joint_commands", 10)
         self.twist_pub = self.create_publisher(Twist, "~/cmd_vel", 10)
         self.trajectory_pub = self.create_publisher(JointTrajectory, "~/joint_trajectory", 10)
@@ -184,8 +191,10 @@ class GrootClient(Node):
         with self._transitions:
             self._activate(msg.data)
 
-    def _activate(self, on: bool) -> None:
-        if on and self.machine.state in (ClientState.IDLE, ClientState.ERROR):
+    def _activate(self, on: bool) -> tuple[bool, str]:
+        """activate:true/false (topic or ~/set_active): (success, what happened)."""
+        before = self.machine.state
+        if on and before in (ClientState.IDLE, ClientState.ERROR):
             try:
                 self.gate.arm()
             except ActivationRefused as exc:
@@ -193,19 +202,51 @@ class GrootClient(Node):
                 self.worker.last_error = str(exc)
                 self.get_logger().error(str(exc))
                 self.machine.refuse("activation refused")
-                return
+                return False, f"refused: robot state not usable: {describe_problems(exc.problems)}"
             self._activation_error = ""
             self.scheduler.reset()
             self.worker.reset_failures()
         if self.machine.activate(on) or (not on and self.gate.armed):
             self.scheduler.reset()
             self.gate.hold("activate:false")
+        return _activation_outcome(on, before, self.machine.state)
 
     def _on_estop(self, msg: Bool) -> None:
         with self._transitions:
-            if self.machine.estop(msg.data):
-                self.scheduler.reset()
-                self.gate.stop("estop")
+            self._estop(msg.data)
+
+    def _estop(self, on: bool) -> tuple[bool, str]:
+        """estop:true/false (topic, ~/stop or ~/estop): (success, what happened)."""
+        before = self.machine.state
+        if self.machine.estop(on):
+            self.scheduler.reset()
+            self.gate.stop("estop")
+        if on:
+            if before is ClientState.E_STOP:
+                return True, "already in E_STOP"
+            return True, (f"E_STOP latched (was {before.value}): zero base velocity published; "
+                          "release with ~/estop false")
+        if before is ClientState.E_STOP:
+            return True, f"E_STOP released: {self.machine.state.value}; activate again to move"
+        return True, f"not in E_STOP ({before.value}): nothing to release"
+
+    def _on_set_active_service(self, request, response):
+        with self._transitions:
+            response.success, response.message = self._activate(request.data)
+        self.get_logger().info(f"~/set_active {str(request.data).lower()}: {response.message}")
+        return response
+
+    def _on_stop_service(self, request, response):
+        with self._transitions:
+            response.success, response.message = self._estop(True)
+        self.get_logger().info(f"~/stop: {response.message}")
+        return response
+
+    def _on_estop_service(self, request, response):
+        with self._transitions:
+            response.success, response.message = self._estop(request.data)
+        self.get_logger().info(f"~/estop {str(request.data).lower()}: {response.message}")
+        return response
 
     def _on_inference_error(self, left: ClientState, message: str, epoch: int) -> None:
         """From the inference thread, after it moved the client to ERROR for activation `epoch`."""
@@ -299,9 +340,10 @@ class GrootClient(Node):
         expected = self.refill.expected_latency_s() * 1000.0
         duration = self.scheduler.chunk_duration_s * 1000.0
         if budget == "too_slow":
-            return (f"policy too slow for its horizon: latency {expected:.0f} ms + margin "
-                    f"{self.config.latency_margin_ms:.0f} ms >= chunk duration {duration:.0f} ms; chunks arrive "
-                    "with nothing left to play and the robot holds at every seam")
+            return (f"policy slower than its chunk: expected latency {expected:.0f} ms + margin "
+                    f"{self.config.latency_margin_ms:.0f} ms >= chunk duration {duration:.0f} ms; running "
+                    f"synchronously: each chunk plays in full, then the robot holds about "
+                    f"{max(0.0, expected - self.config.latency_margin_ms):.0f} ms while the next is computed")
         if budget == "seams_hold":
             return (f"latency {expected:.0f} ms >= half the chunk duration ({duration / 2:.0f} ms of {duration:.0f} "
                     "ms): with one request in flight the queue runs dry at some seams, where the robot holds")
@@ -332,6 +374,9 @@ class GrootClient(Node):
             "expected_latency_ms": round(self.refill.expected_latency_s() * 1000.0, 1),
             "request_timeout_ms": round(self.refill.timeout_ms(), 1),
             "latency_budget": budget,
+            "chunk_duration_ms": round(self.scheduler.chunk_duration_s * 1000.0, 1),
+            "plan_time_s": round(self.scheduler.plan_time(), 3),
+            "pings_ok": w.pings_ok,
             "policy_too_slow": self._budget_text(budget) if budget == "too_slow" else False,
             "server_inference_ms": round(w.server_inference_ms.last, 3),
             "chunks_received": self.scheduler.chunks_received,
@@ -374,6 +419,25 @@ class GrootClient(Node):
         if self.worker.stages.summary():
             log_info(self, "client profile (ms):\n" + self.worker.stages.format_table())
         self.worker = None
+
+
+def _activation_outcome(on: bool, before: ClientState, after: ClientState) -> tuple[bool, str]:
+    """What an activate:true/false did, from the states before and after it (refusals by the gate are
+    answered where they happen)."""
+    if on:
+        if before is ClientState.E_STOP:
+            return False, "refused: in E_STOP (latched); release it first with ~/estop false"
+        if before in (ClientState.CONNECTING, ClientState.ACTIVE):
+            return True, f"already active ({before.value})"
+        if after in (ClientState.CONNECTING, ClientState.ACTIVE):
+            return True, f"activated: {after.value}, policy motion starts with the first chunk"
+        return False, f"refused: state {after.value}"
+    if before is ClientState.E_STOP:
+        return True, "not active: E_STOP stays latched; release it with ~/estop false"
+    if before is ClientState.IDLE:
+        return True, "already IDLE"
+    held = "; holding where the robot is" if before in (ClientState.CONNECTING, ClientState.ACTIVE) else ""
+    return True, f"deactivated: {after.value} (was {before.value}){held}"
 
 
 def _stamp_seconds(stamp) -> float:

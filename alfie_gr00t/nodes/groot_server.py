@@ -48,7 +48,10 @@ class GrootServer(Node):
         if warning:
             self.get_logger().warning(warning)
         self.server = BackgroundServer(self.service, cfg.address, int(cfg.ipc_mode, 8)).start()
-        self.get_logger().info(f"serving on {cfg.address} (engine: {engine.name})")
+        curve = self.server.endpoint.curve
+        security = (f", CurveZMQ: {len(curve.allowed_clients)} allowed client key(s) from {curve.allowed_dir}"
+                    if curve is not None else "")
+        self.get_logger().info(f"serving on {cfg.address} (engine: {engine.name}{security})")
         self.create_timer(1.0, self._publish_status)
         attach_diagnostics(self, self.diagnostic_status, ServerDiagnostics(self.get_name()))
 

@@ -48,6 +48,17 @@ ARGUMENTS: dict[str, LaunchArgument] = {
                                        + _FROM_YAML.format("server"), ((SERVER, "model_checkpoint"),)),
     "use_tensorrt": LaunchArgument("", "build/use a TensorRT plan for an .onnx checkpoint; "
                                    + _FROM_YAML.format("server"), ((SERVER, "use_tensorrt"),)),
+    "dit_engine_path": LaunchArgument("", "GR00T DiT file: .engine/.plan/.trt (TensorRT) or .onnx (ONNX Runtime, "
+                                      "also device:=cpu); " + _FROM_YAML.format("server"),
+                                      ((SERVER, "dit_engine_path"),)),
+    "device": LaunchArgument("", "torch device of an Isaac-GR00T checkpoint: cuda:0, or cpu to try one without a "
+                             "GPU (seconds per chunk); " + _FROM_YAML.format("server"), ((SERVER, "device"),)),
+    "embodiment_tag": LaunchArgument("", "the embodiment the checkpoint was fine-tuned for (new_embodiment, gr1, ...); "
+                                     + _FROM_YAML.format("server"), ((SERVER, "embodiment_tag"),)),
+    "language_key": LaunchArgument("", "the checkpoint's language key; the YAML's default (task) adopts the "
+                                   "checkpoint's own; " + _FROM_YAML.format("server"), ((SERVER, "language_key"),)),
+    "denoising_steps": LaunchArgument("", "flow-matching steps of the action head (N1.6: 4); "
+                                      + _FROM_YAML.format("server"), ((SERVER, "denoising_steps"),)),
     "transport": LaunchArgument("", "ipc (on-device) or tcp (remote), both nodes; empty = from the YAMLs",
                                 ((SERVER, "transport"), (CLIENT, "transport")), ("ipc", "tcp")),
     "ipc_path": LaunchArgument("", "IPC socket file, both nodes; empty = from the YAMLs",
@@ -59,6 +70,17 @@ ARGUMENTS: dict[str, LaunchArgument] = {
     "api_token": LaunchArgument("", "where the shared token is: env:NAME or file:PATH (never the token itself), "
                                 "both nodes; empty = from the YAMLs",
                                 ((SERVER, "api_token"), (CLIENT, "api_token"))),
+    "server_curve_secret_key": LaunchArgument("", "CurveZMQ (tcp): the server's secret certificate "
+                                              "(server.key_secret from groot_keys); " + _FROM_YAML.format("server"),
+                                              ((SERVER, "curve_secret_key"),)),
+    "curve_allowed_clients": LaunchArgument("", "CurveZMQ (tcp): directory of allowed client public certificates "
+                                            "(*.key); " + _FROM_YAML.format("server"),
+                                            ((SERVER, "curve_allowed_clients"),)),
+    "client_curve_secret_key": LaunchArgument("", "CurveZMQ (tcp): the robot's secret certificate "
+                                              "(client.key_secret from groot_keys); " + _FROM_YAML.format("client"),
+                                              ((CLIENT, "curve_secret_key"),)),
+    "curve_server_key": LaunchArgument("", "CurveZMQ (tcp): the server's PUBLIC certificate (server.key), pinned; "
+                                       + _FROM_YAML.format("client"), ((CLIENT, "curve_server_key"),)),
     "task_description": LaunchArgument("", "language instruction sent with every request; "
                                        + _FROM_YAML.format("client"), ((CLIENT, "task_description"),)),
     "target_fps": LaunchArgument("", "upper bound on inference requests per second; " + _FROM_YAML.format("client"),

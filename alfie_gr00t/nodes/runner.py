@@ -25,12 +25,17 @@ class NodeSpinner:
     def __init__(self, nodes, context=None):
         self._executors = []
         self._threads = []
+        self._stopping = threading.Event()
         for node in nodes:
             executor = SingleThreadedExecutor(context=context)
             executor.add_node(node)
             self._executors.append(executor)
-            self._threads.append(threading.Thread(target=executor.spin, daemon=True,
+            self._threads.append(threading.Thread(target=self._spin, args=(executor,), daemon=True,
                                                   name=f"spin-{node.get_name()}"))
+
+    def _spin(self, executor) -> None:
+        while not self._stopping.is_set() and executor.context.ok():
+            executor.spin_once(timeout_sec=0.1)
 
     def start(self) -> "NodeSpinner":
         for thread in self._threads:
@@ -38,10 +43,17 @@ class NodeSpinner:
         return self
 
     def stop(self) -> None:
+        """Every spin loop ends after its callback in flight (all of them at once), then each executor
+        is shut down with nothing left to wait for. Humble's Executor.shutdown(timeout_sec) waits for
+        the callbacks in flight, one executor after the other (Jazzy's returns at once), and destroys
+        the executor's guard condition while a spin thread may still be waiting on it."""
+        self._stopping.set()
         for executor in self._executors:
-            executor.shutdown(timeout_sec=1.0)
+            executor.wake()
         for thread in self._threads:
             thread.join(timeout=2.0)
+        for executor in self._executors:
+            executor.shutdown(timeout_sec=0)
 
     def __enter__(self) -> "NodeSpinner":
         return self.start()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from alfie_gr00t import layout
 from alfie_gr00t.engines.base import EngineConfig
 from alfie_gr00t.settings import check_choice, require
 from alfie_gr00t.wire.protocol import RequestLimits
-from alfie_gr00t.wire.transport import endpoint_address, is_loopback_host
+from alfie_gr00t.wire.transport import CurveServerKeys, endpoint_address, is_loopback_host, load_server_keys
 
 _GROUP_NAMES = tuple(g.name for g in layout.LAYOUT_GROUPS)
 _GROUP_SIZES = tuple(g.size for g in layout.LAYOUT_GROUPS)
@@ -24,6 +25,7 @@ class ServerConfig:
     model_checkpoint: str = ""
     use_tensorrt: bool = False
     tensorrt_engine_path: str = ""  # GR00T DiT engine; "" = the dit*.engine beside model_checkpoint
+    dit_engine_path: str = ""  # GR00T DiT file, its suffix picks the backend: .engine/.plan/.trt TensorRT, .onnx ONNX Runtime
     mock_mode: bool = False
     mock_delay_ms: float = 0.0
     mock_jitter_ms: float = 0.0
@@ -35,10 +37,11 @@ class ServerConfig:
     action_horizon: int = layout.ACTION_HORIZON
     action_dim: int = layout.ACTION_DIM
     camera_names: tuple[str, ...] = layout.CAMERA_NAMES
-    video_keys: tuple[str, ...] = layout.CAMERA_NAMES
+    # Isaac-GR00T layout: a value left at its default adopts the checkpoint's (checkpoint.md)
+    video_keys: tuple[str, ...] = layout.CAMERA_NAMES  # == camera_names: each camera feeds the key of its name
     state_group_names: tuple[str, ...] = _GROUP_NAMES
     state_group_sizes: tuple[int, ...] = _GROUP_SIZES
-    language_key: str = "task"
+    language_key: str = "task"  # "task" = the checkpoint's own key; anything else must equal it
     image_width: int = layout.IMAGE_WIDTH
     image_height: int = layout.IMAGE_HEIGHT
     decode_threads: int = 4
@@ -47,6 +50,8 @@ class ServerConfig:
     max_language_chars: int = 1024
     max_batch_size: int = 8
     api_token: str = ""
+    curve_secret_key: str = ""  # CurveZMQ (tcp only): this server's secret certificate (groot_keys server DIR)
+    curve_allowed_clients: str = ""  # directory of allowed client public certificates (*.key); empty dir = nobody
     allow_remote_kill: bool = False
     engine: str = "auto"
     triton_url: str = "127.0.0.1:8001"
@@ -71,6 +76,22 @@ class ServerConfig:
         int(self.ipc_mode, 8)  # raises ValueError for a mode that is not octal
         RequestLimits(self.max_message_bytes, self.max_image_side, self.max_language_chars, self.max_batch_size)
         endpoint_address(self.transport, self.ipc_path, self.bind_host, self.bind_port)
+        curve = (self.curve_secret_key, self.curve_allowed_clients)
+        require(all(curve) or not any(curve),
+                "curve_secret_key and curve_allowed_clients go together (an empty curve_allowed_clients directory "
+                f"refuses every client), got curve_secret_key={self.curve_secret_key!r}, "
+                f"curve_allowed_clients={self.curve_allowed_clients!r}")
+        require(not any(curve) or self.transport == "tcp",
+                "curve_secret_key/curve_allowed_clients need transport tcp: IPC is protected by the socket "
+                "file's permissions (ipc_mode), not by CurveZMQ")
+
+    @property
+    def curve(self) -> bool:
+        return bool(self.curve_secret_key)
+
+    def curve_keys(self) -> CurveServerKeys | None:
+        """The loaded, permission-checked Curve keys (reads the files: call at start), or None without Curve."""
+        return load_server_keys(self.curve_secret_key, self.curve_allowed_clients) if self.curve else None
 
     @property
     def address(self) -> str:
@@ -78,9 +99,11 @@ class ServerConfig:
 
     def exposure_warning(self) -> str | None:
         """A warning when TCP listens beyond loopback with no api_token (anyone reachable can drive the robot)."""
-        if self.transport == "tcp" and not is_loopback_host(self.bind_host) and not self.api_token:
+        if (self.transport == "tcp" and not is_loopback_host(self.bind_host) and not self.api_token
+                and not self.curve):
             return (f"TCP bound to {self.bind_host} without api_token: anyone who can reach port {self.bind_port} "
-                    "can request actions. Set api_token for remote use.")
+                    "can request actions. Set curve_secret_key/curve_allowed_clients (CurveZMQ) or api_token "
+                    "for remote use.")
         return None
 
     @property
@@ -91,9 +114,17 @@ class ServerConfig:
     def groups(self) -> tuple[layout.LayoutGroup, ...]:
         return layout.groups_from_sizes(self.state_group_names, self.state_group_sizes)
 
+    def with_layout(self, model_layout) -> "ServerConfig":
+        """This config serving an engine's layout (`engine.layout`: language_key, video_keys, groups),
+        e.g. the one a checkpoint's modality config decided; validated again."""
+        groups = tuple(model_layout.groups)
+        return dataclasses.replace(
+            self, language_key=model_layout.language_key, video_keys=tuple(model_layout.video_keys),
+            state_group_names=tuple(g.name for g in groups), state_group_sizes=tuple(g.size for g in groups))
+
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
-            tensorrt_engine_path=self.tensorrt_engine_path,
+            tensorrt_engine_path=self.tensorrt_engine_path, dit_engine_path=self.dit_engine_path,
             mock_mode=self.mock_mode, model_checkpoint=self.model_checkpoint, use_tensorrt=self.use_tensorrt,
             device=self.device, action_horizon=self.action_horizon, action_dim=self.action_dim,
             image_width=self.image_width, image_height=self.image_height, camera_names=self.camera_names,

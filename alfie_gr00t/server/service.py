@@ -30,7 +30,13 @@ class PolicyService:
 
     def __init__(self, engine: Engine, config: ServerConfig, codec: images.ParallelCodec | None = None):
         self.engine = engine
-        self.config = config
+        # An engine that read its model's layout (an Isaac-GR00T checkpoint: `engine.layout`) decides the
+        # language key, video keys and groups; every request is split and checked with those.
+        model_layout = getattr(engine, "layout", None)
+        self.layout_source = str(getattr(model_layout, "source", "parameters"))
+        self.layout_adopted = tuple(getattr(model_layout, "adopted", ()))
+        self.config = config.with_layout(model_layout) if model_layout is not None else config
+        log.info("%s", describe_layout(self.layout()))
         self._codec = codec or images.ParallelCodec(config.decode_threads)
         self._limits = config.limits
         self._gr00t_limits = gr00t_protocol.Gr00tLimits(
@@ -51,16 +57,20 @@ class PolicyService:
         """One reply for one request, whatever the request holds."""
         timer = StageTimer()
         self.total_requests += 1
-        try:
-            message = protocol.unpack_message(payload, self._limits.max_message_bytes)
-        except protocol.ProtocolError as exc:
-            return self._fail(str(exc), None)
-        timer.mark("unpack")
-        if isinstance(message, dict) and "endpoint" in message:
-            message = None  # decoded again with ndarray markers; don't hold two copies
-            reply = self._respond_gr00t(payload)
-        else:
-            reply = self._respond_observation(message, timer)
+        reply = None
+        if len(payload) <= self._limits.max_message_bytes and _starts_with_endpoint(payload):
+            reply = self._respond_gr00t(payload, fast=True)  # upstream's PolicyClient: decoded once, with the array hooks
+        if reply is None:
+            try:
+                message = protocol.unpack_message(payload, self._limits.max_message_bytes)
+            except protocol.ProtocolError as exc:
+                return self._fail(str(exc), None)
+            timer.mark("unpack")
+            if isinstance(message, dict) and "endpoint" in message:
+                message = None  # decoded again with ndarray markers; don't hold two copies
+                reply = self._respond_gr00t(payload)
+            else:
+                reply = self._respond_observation(message, timer)
         self.request_ms.add(timer.total_ms())
         return reply
 
@@ -130,15 +140,27 @@ class PolicyService:
         return self.last_error
 
     # -- Isaac-GR00T protocol ------------------------------------------------------
-    def _respond_gr00t(self, payload) -> bytes:
+    def _respond_gr00t(self, payload, fast: bool = False) -> bytes | None:
+        """Answer in the generation the request came in (N1.7 if it held any msgpack-numpy envelope or
+        bin key, N1.6 if it held __ndarray_class__ arrays); a request without arrays (ping,
+        get_modality_config, reset) gets N1.6 arrays and ModalityConfig maps with both markers.
+        With `fast` (not yet decoded generically), a request that fails to decode returns None: the
+        generic path decodes it again, answers it in our protocol if it is not plain msgpack (like
+        every undecodable message), and comes back here otherwise (a hook can fail before msgpack
+        reaches a syntax error further on, so only the generic decode can tell)."""
         try:
-            request = gr00t_protocol.unpack(payload, self._gr00t_limits)
+            try:
+                request, generation = gr00t_protocol.unpack_generation(payload, self._gr00t_limits)
+            except gr00t_protocol.Gr00tProtocolError:
+                if fast:
+                    return None
+                raise
             if not isinstance(request, dict):
                 raise gr00t_protocol.Gr00tProtocolError("request must be a map")
             token = request.get("api_token")
             self._check_token(token if isinstance(token, str) else None)
-            result = self._gr00t_endpoint(request.get("endpoint"), request.get("data"))
-            return gr00t_protocol.pack(result)
+            result = self._gr00t_endpoint(request.get("endpoint"), request.get("data"), generation)
+            return gr00t_protocol.pack(result, generation or gr00t_protocol.N16)
         except (gr00t_protocol.Gr00tProtocolError, images.ImageError, PermissionError, ValueError) as exc:
             message = str(exc)
         except Exception as exc:
@@ -146,14 +168,15 @@ class PolicyService:
             message = f"{type(exc).__name__}: {exc}"
         return gr00t_protocol.pack({"error": self._record_error(message)})
 
-    def _gr00t_endpoint(self, endpoint, data):
+    def _gr00t_endpoint(self, endpoint, data, generation: str | None = None):
         cfg = self.config
         if not isinstance(endpoint, str):
             raise gr00t_protocol.Gr00tProtocolError(f"'endpoint' must be a string, got {type(endpoint).__name__}")
         if endpoint == "ping":
             return {"status": "ok", "message": "Server is running", "engine": self.engine.name}
         if endpoint == "get_modality_config":
-            return gr00t_protocol.modality_config(cfg.video_keys, cfg.groups, cfg.language_key, cfg.action_horizon)
+            return gr00t_protocol.modality_config(cfg.video_keys, cfg.groups, cfg.language_key, cfg.action_horizon,
+                                                  generation=generation)
         if endpoint == "reset":
             return {}
         if endpoint == "kill":
@@ -204,11 +227,40 @@ class PolicyService:
             "last_error": self.last_error,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "stages_ms": self.stages.summary(),
+            "layout": self.layout(),
             **self.engine.describe(),
         }
 
+    def layout(self) -> dict:
+        """The layout served: language key, video key per camera, groups with sizes (in order), and
+        whether it came from the checkpoint (with the parameters it adopted) or the parameters."""
+        cfg = self.config
+        return {"source": self.layout_source, "language_key": cfg.language_key,
+                "video_keys": dict(zip(cfg.camera_names, cfg.video_keys)),
+                "groups": {g.name: g.size for g in cfg.groups}, "adopted": list(self.layout_adopted)}
+
     def close(self) -> None:
         self._codec.close()
+
+
+def describe_layout(served: dict) -> str:
+    """The status's "layout" entry as one log line."""
+    cams = ", ".join(cam if cam == key else f"{cam}<-{key}" for cam, key in served["video_keys"].items())
+    groups = ", ".join(f"{name} {size}" for name, size in served["groups"].items())
+    adopted = f"; adopted from the checkpoint: {', '.join(served['adopted'])}" if served["adopted"] else ""
+    return (f"layout from the {served['source']}: language key '{served['language_key']}', cameras [{cams}], "
+            f"groups [{groups}]{adopted}")
+
+
+_ENDPOINT_KEY = b"\xa8endpoint"  # msgpack fixstr "endpoint"
+
+
+def _starts_with_endpoint(payload) -> bool:
+    """True when the message is a small map whose first key is "endpoint" (how upstream's PolicyClient
+    builds every request): it can go straight to the Isaac-GR00T decoder. Anything else is decoded
+    generically first and routed by its keys."""
+    head = bytes(payload[:10])
+    return len(head) == 10 and 0x80 <= head[0] <= 0x8F and head[1:] == _ENDPOINT_KEY
 
 
 def _gr00t_prefix(options, horizon: int, dim: int):
@@ -246,7 +298,7 @@ class BackgroundServer:
 
         cfg = service.config
         self.service = service
-        self.endpoint = RepEndpoint(address or cfg.address, cfg.max_message_bytes, ipc_mode)
+        self.endpoint = RepEndpoint(address or cfg.address, cfg.max_message_bytes, ipc_mode, curve=cfg.curve_keys())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="policy-server", daemon=True)
 

@@ -25,13 +25,13 @@ from __future__ import annotations
 import os
 
 # Before anything can import rclpy: DDS stays on loopback, in a domain of our own.
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+from alfie_gr00t import discovery  # noqa: E402
+
+discovery.confine_to_localhost()  # the variable this ROS distro reads
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
@@ -58,6 +58,7 @@ from alfie_gr00t.client.scheduler import ActionScheduler, SchedulerConfig  # noq
 from alfie_gr00t.server.service import BackgroundServer, PolicyService  # noqa: E402
 from alfie_gr00t.stats import RollingStats, StageStats, StageTimer, percentiles  # noqa: E402
 from alfie_gr00t.wire.transport import ReqClient  # noqa: E402
+from alfie_gr00t.tools import report  # noqa: E402
 
 CAMERA_WIDTH, CAMERA_HEIGHT = 640, 480
 JPEG_QUALITY = 90
@@ -442,61 +443,21 @@ class _RecordingStats(RollingStats):
         self.values.append(value_ms)
 
 
-def activate_until_active(client, publisher, deadline: float) -> bool:
-    """Publish activate:true until the client is ACTIVE (discovery matched, its state measured; an
-    activation is refused before the state arrives) or the monotonic `deadline` passes."""
-    from std_msgs.msg import Bool
-
-    from alfie_gr00t.client.state_machine import ClientState
-
-    while time.monotonic() < deadline:
-        current = client.machine.state
-        if current is ClientState.ACTIVE:
-            return True
-        fresh = not client.measured.reading().problems(client.now(), client.config.max_observation_age_ms / 1000.0)
-        if current in (ClientState.IDLE, ClientState.ERROR) and fresh:
-            publisher.publish(Bool(data=True))
-        time.sleep(0.1)
-    return client.machine.state is ClientState.ACTIVE
-
-
 def measure_command_loop(seconds: float, domain_id: int, directory: str, progress=None) -> dict:
-    """GrootServer (mock) + GrootClient + SimRobot in this process, one executor thread per node."""
+    """GrootServer (mock) + GrootClient + SimRobot on the shared rig, one executor thread per node."""
     try:
-        import rclpy
-        from rclpy.parameter import Parameter
-        from std_msgs.msg import Bool
-
-        from alfie_gr00t.nodes.groot_client import GrootClient
-        from alfie_gr00t.nodes.groot_server import GrootServer
-        from alfie_gr00t.nodes.runner import NodeSpinner, close_nodes
-        from alfie_gr00t.nodes.sim_robot import SimRobot
+        from alfie_gr00t.tools.rig import NodeRig
+        import rclpy  # noqa: F401 - only to say why the row is skipped
     except ImportError as exc:
         return {"skipped": f"rclpy or ROS messages unavailable: {exc}"}
 
-    ipc_path = os.path.join(directory, "loop.sock")
-    context = rclpy.Context()
-    rclpy.init(args=["--ros-args", "--log-level", "warn"], context=context, domain_id=domain_id)
-    nodes, spinner = [], None
-    try:
-        server = GrootServer(namespace="alfie", context=context, parameter_overrides=[
-            Parameter("mock_mode", value=True), Parameter("ipc_path", value=ipc_path)])
-        server.start()
-        nodes.append(server)
-        # Refill threshold = the whole horizon: the client asks for a chunk at every chance, so a
-        # request is sent at target_fps (15 Hz) throughout, the most inference traffic it ever makes.
-        client = GrootClient(namespace="alfie", context=context, parameter_overrides=[
-            Parameter("ipc_path", value=ipc_path), Parameter("refill_threshold_steps", value=16.0)])
-        client.start()
-        nodes.append(client)
-        robot = SimRobot(namespace="alfie", context=context)
-        robot.start()
-        nodes.append(robot)
-        monitor = rclpy.create_node("groot_bench", namespace="alfie", context=context)
-        nodes.append(monitor)
-        activate = monitor.create_publisher(Bool, "/alfie/groot_client/activate", 10)
-        spinner = NodeSpinner(nodes, context).start()
-        if not activate_until_active(client, activate, time.monotonic() + 10.0):
+    # Refill threshold = the whole horizon: the client asks for a chunk at every chance, so a
+    # request is sent at target_fps (15 Hz) throughout, the most inference traffic it ever makes.
+    with NodeRig(domain_id, os.path.join(directory, "loop.sock"), client={"refill_threshold_steps": 16.0},
+                 log_level="warn") as rig:
+        rig.spin()
+        client, server = rig.client, rig.server
+        if not rig.activate(timeout_s=10.0):
             return {"skipped": f"client did not become ACTIVE (state {client.machine.state.value})"}
         if progress:
             progress(f"  command loop: ACTIVE, measuring {seconds:.0f} s")
@@ -518,11 +479,6 @@ def measure_command_loop(seconds: float, domain_id: int, directory: str, progres
             "client_stages": status["stages_ms"],
             "server_stages": server.service.stages.summary(),
         }
-    finally:
-        if spinner is not None:
-            spinner.stop()
-        close_nodes(nodes)
-        context.try_shutdown()
 
 
 # -- crossfade trajectory (deterministic, fake clock) -----------------------------------------
@@ -653,10 +609,7 @@ def format_report(result: dict) -> str:
         for row, summary in result["stages"][side].items():
             parts = ", ".join(f"{stage} {s['p50']:.3f}/{s['p95']:.3f}" for stage, s in summary.items())
             lines.append(f"  {side:<6} {row:<22} {parts}")
-    meta = result["meta"]
-    lines.append(f"\n{meta['wall_s']:.1f} s on {meta['cpus']} CPUs ({meta['mode']}, {meta['iterations']} iterations; "
-                 f"1-min load average before the run {meta['loadavg_1min_before']}: "
-                 "well above 0 means other processes shared the cores)")
+    lines.append("\n" + report.footer(result["meta"]) + f"; {result['meta']['iterations']} iterations")
     return "\n".join(lines)
 
 
@@ -706,7 +659,7 @@ def _mpl_version(matplotlib) -> tuple[int, int]:
 def run_benchmark(profile: Profile, domain_id: int, mode: str, log=print) -> tuple[dict, dict]:
     """Everything; returns (JSON-able result, raw latency samples per row for the plot)."""
     started = time.perf_counter()
-    load_before = _loadavg()
+    facts = report.machine_facts(mode=mode, iterations=profile.iterations, warmup=profile.warmup)
     inputs = Inputs.build()
     rig = Rig(inputs)
     try:
@@ -752,13 +705,10 @@ def run_benchmark(profile: Profile, domain_id: int, mode: str, log=print) -> tup
         stages["server"]["command_loop_node"] = command["server_stages"]
         stages["client"]["command_loop_node"] = command["client_stages"]
     result = {
-        "meta": {"mode": mode, "iterations": profile.iterations, "warmup": profile.warmup,
-                 "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                 "opencv": cv2.__version__, "pyzmq": zmq.__version__, "numpy": np.__version__,
+        "meta": {**facts, "opencv": cv2.__version__, "pyzmq": zmq.__version__, "numpy": np.__version__,
                  "jpeg_observation_bytes": len(inputs.jpeg_observation()),
                  "raw_observation_bytes": len(inputs.raw_observation()),
                  "opencv_threads": cv2.getNumThreads(), "ros_domain_id": domain_id,
-                 "loadavg_1min_before": load_before,
                  "wall_s": round(time.perf_counter() - started, 1)},
         "rows": table,
         "throughput": {str(n): {k: v for k, v in tp.items() if k != "latencies"} for n, tp in throughput.items()},
@@ -771,27 +721,6 @@ def run_benchmark(profile: Profile, domain_id: int, mode: str, log=print) -> tup
     return result, samples
 
 
-def _loadavg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
-
-
-def _json_safe(result: dict) -> dict:
-    out = json.loads(json.dumps(result, default=float))
-    for cf in out["crossfade"].values():  # NaN (no command yet) is not JSON
-        cf["values"] = [None if isinstance(v, float) and not math.isfinite(v) else v for v in cf["values"]]
-    return out
-
-
-def _env_domain_id() -> int:
-    try:
-        return int(os.environ["ROS_DOMAIN_ID"])
-    except ValueError:
-        return 1 + os.getpid() % 100
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="groot_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -799,7 +728,7 @@ def main(argv=None) -> int:
                                                            "(needs matplotlib)")
     parser.add_argument("--quick", action="store_true", help="~10 s smoke run instead of the ~60 s measurement")
     parser.add_argument("--iterations", type=int, help="latency samples per row (default 1000, quick 60)")
-    parser.add_argument("--domain-id", type=int, default=_env_domain_id(),
+    parser.add_argument("--domain-id", type=int, default=report.env_domain_id(),
                         help="ROS domain for the command-loop nodes (default: $ROS_DOMAIN_ID)")
     args = parser.parse_args(argv)
     if args.plot:
@@ -817,12 +746,10 @@ def main(argv=None) -> int:
                           profile.throughput_burst_s, profile.command_loop_s)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     result, samples = run_benchmark(profile, args.domain_id, "quick" if args.quick else "default", log)
-    result = _json_safe(result)
+    result = report.json_safe(result)
     print(format_report(result), flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-        log(f"wrote {args.json}")
+        log(f"wrote {report.write_json(result, args.json)}")
     if args.plot:
         write_plot(result, samples, args.plot)
         log(f"wrote {args.plot}")

@@ -33,14 +33,15 @@ from __future__ import annotations
 import os
 
 # Before anything can import rclpy: DDS stays on loopback, in a domain of our own.
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+from alfie_gr00t import discovery  # noqa: E402
+
+discovery.confine_to_localhost()  # the variable this ROS distro reads
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + (os.getpid() + 50) % 100))
 
 import argparse  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
@@ -55,7 +56,8 @@ from dataclasses import dataclass, field  # noqa: E402
 import numpy as np  # noqa: E402
 
 from alfie_gr00t import layout  # noqa: E402
-from alfie_gr00t.tools.bench import _env_domain_id, activate_until_active  # noqa: E402
+from alfie_gr00t.tools import report  # noqa: E402
+from alfie_gr00t.tools.rig import NodeRig  # noqa: E402
 from alfie_gr00t.engines import mock as mock_engine  # noqa: E402
 
 SLOT_S = 0.01  # dead time is counted in 10 ms slots (one 100 Hz tick each)
@@ -65,7 +67,8 @@ TRAJECTORY_DIMS = tuple(d for d, *_ in mock_engine._TRAJECTORY)  # (7, 8, 13, 14
 IDEAL = mock_engine.trajectory_at  # bound before any variant patches the mock module
 
 # (name, mock_delay_ms, mock_jitter_ms)
-LATENCIES = (("1ms", 1.0, 0.0), ("50ms", 50.0, 10.0), ("250ms", 250.0, 50.0), ("550ms", 550.0, 100.0))
+LATENCIES = (("1ms", 1.0, 0.0), ("50ms", 50.0, 10.0), ("250ms", 250.0, 50.0), ("550ms", 550.0, 100.0),
+             ("2500ms", 2500.0, 200.0))  # a policy slower than its 1.07 s chunk: runs synchronously
 SEAM_VARIANTS = tuple((cf, prefix) for prefix in (True, False) for cf in (0, 3, 6))
 
 # Targets from issue 12.
@@ -279,6 +282,12 @@ class _Disagreeing:
         return out
 
 
+# the client status fields each row keeps
+STATUS_KEYS = ("state", "requests_ok", "requests_failed", "requests_late", "latency_p50_ms", "latency_p95_ms",
+               "expected_latency_ms", "request_timeout_ms", "latency_budget", "holds_published", "hold_commands",
+               "last_hold_reason", "command_period_p50_ms", "command_period_p99_ms", "safety_limited_ticks")
+
+
 @dataclass(frozen=True)
 class RowSpec:
     name: str
@@ -291,99 +300,62 @@ class RowSpec:
     settle_s: float = 1.5  # error metrics start this long after the first chunk (activation ramp)
 
 
-def _ros():
-    import rclpy
-    from rclpy.parameter import Parameter
-    from sensor_msgs.msg import JointState
-    from std_msgs.msg import Bool, String
-    from geometry_msgs.msg import Twist
-
-    from alfie_gr00t.nodes.groot_client import GrootClient
-    from alfie_gr00t.nodes.groot_server import GrootServer
-    from alfie_gr00t.nodes.runner import NodeSpinner, close_nodes
-    from alfie_gr00t.nodes.sim_robot import SimRobot
-    return locals()
-
-
 def run_row(spec: RowSpec, domain_id: int, directory: str, log=print, external_server: str | None = None,
             with_robot: bool = True, on_active=None, listen: bool = True) -> tuple[dict, Recording]:
     """Server (unless `external_server` is an IPC path already served), client and sim robot in this
     process; records `spec.seconds` after the first chunk. Returns (metrics, raw recording)."""
-    r = _ros()
-    rclpy, Parameter = r["rclpy"], r["Parameter"]
+    from geometry_msgs.msg import Twist
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import String
+
     ipc_path = external_server or os.path.join(directory, f"{spec.name}.sock")
-    context = rclpy.Context()
-    rclpy.init(args=["--ros-args", "--log-level", "error"], context=context, domain_id=domain_id)
-    nodes, spinner, rec = [], None, Recording()
+    rec = Recording()
     patched = spec.disagree_rad > 0
     if patched:
         mock_engine.trajectory_at = _Disagreeing(spec.disagree_rad)
+    server = {"mock_policy": "trajectory", "warmup_runs": 0, "mock_delay_ms": float(spec.delay_ms),
+              "mock_jitter_ms": float(spec.jitter_ms)}
     try:
-        if external_server is None:
-            server = r["GrootServer"](namespace="alfie", context=context, parameter_overrides=[
-                Parameter("mock_mode", value=True), Parameter("ipc_path", value=ipc_path),
-                Parameter("mock_policy", value="trajectory"), Parameter("warmup_runs", value=0),
-                Parameter("mock_delay_ms", value=float(spec.delay_ms)),
-                Parameter("mock_jitter_ms", value=float(spec.jitter_ms))])
-            server.start()
-            nodes.append(server)
-        overrides = [Parameter("ipc_path", value=ipc_path)] + [Parameter(k, value=v) for k, v in spec.client.items()]
-        client = r["GrootClient"](namespace="alfie", context=context, parameter_overrides=overrides)
-        client.start()
-        nodes.append(client)
-        instrument(client, rec)
-        client.command_period_ms = _PeriodRecorder(rec, client.command_period_ms, client.now)
-        if with_robot:
-            robot = r["SimRobot"](namespace="alfie", context=context,
-                                  parameter_overrides=[Parameter(k, value=v) for k, v in spec.robot.items()])
-            robot.start()
-            nodes.append(robot)
-        monitor = rclpy.create_node("groot_bench_motion", namespace="alfie", context=context)
-        nodes.append(monitor)
-        activate = monitor.create_publisher(r["Bool"], "/alfie/groot_client/activate", 10)
-        if listen:  # (the CPU part leaves them out: they would be charged to the client process)
-            stamp = lambda: monitor.get_clock().now().nanoseconds * 1e-9  # noqa: E731
-            monitor.create_subscription(r["JointState"], "/alfie/groot_client/joint_commands",
-                                        lambda msg: rec.on and rec.received.append(stamp()), 100)
-            monitor.create_subscription(r["Twist"], "/alfie/groot_client/cmd_vel",
-                                        lambda msg: rec.on and rec.twists.append(stamp()), 100)
+        with NodeRig(domain_id, ipc_path, server=server, client=spec.client, robot=spec.robot,
+                     with_server=external_server is None, with_robot=with_robot, name="groot_bench_motion") as rig:
+            client = rig.client
+            instrument(client, rec)
+            client.command_period_ms = _PeriodRecorder(rec, client.command_period_ms, client.now)
+            if listen:  # (the CPU part leaves them out: they would be charged to the client process)
+                rig.subscribe(JointState, "/alfie/groot_client/joint_commands",
+                              lambda msg: rec.on and rec.received.append(rig.stamp()), 100)
+                rig.subscribe(Twist, "/alfie/groot_client/cmd_vel",
+                              lambda msg: rec.on and rec.twists.append(rig.stamp()), 100)
 
-            def on_status(msg):
-                try:
-                    rec.status = json.loads(msg.data)
-                except ValueError:
-                    pass
+                def on_status(msg):
+                    try:
+                        rec.status = json.loads(msg.data)
+                    except ValueError:
+                        pass
 
-            monitor.create_subscription(r["String"], "/alfie/groot_client/status", on_status, 10)
-        spinner = r["NodeSpinner"](nodes, context).start()
-        rec.on = True
-        started = client.now()
-        if not activate_until_active(client, activate, time.monotonic() + 15.0 + 4 * spec.delay_ms / 1000.0):
-            return {"name": spec.name, "skipped": f"client not ACTIVE (state {client.machine.state.value}, "
-                                                  f"last error {client.worker.last_error!r})"}, rec
-        if on_active is not None:
-            on_active(client)
-        end = time.monotonic() + spec.seconds
-        while time.monotonic() < end:
-            time.sleep(0.05)
-        rec.on = False
-        stopped = client.now()
-        time.sleep(1.1)  # one more status message
-        final_status = client.status()
-        ok = client.worker.requests_ok
-        metrics = summarize_row(spec, rec, started, stopped, client.config)
-        metrics["status"] = {k: (rec.status or final_status).get(k) for k in (
-            "state", "requests_ok", "requests_failed", "requests_late", "latency_p50_ms", "latency_p95_ms",
-            "expected_latency_ms", "request_timeout_ms", "latency_budget", "holds_published", "hold_commands",
-            "last_hold_reason", "command_period_p50_ms", "command_period_p99_ms", "safety_limited_ticks")}
-        metrics["requests_per_s"] = round(ok / max(stopped - started, 1e-9), 2)
-        return metrics, rec
+                rig.subscribe(String, "/alfie/groot_client/status", on_status)
+            rig.spin()
+            rec.on = True
+            started = client.now()
+            if not rig.activate(timeout_s=15.0 + 4 * spec.delay_ms / 1000.0):
+                return {"name": spec.name, "skipped": f"client not ACTIVE (state {client.machine.state.value}, "
+                                                      f"last error {client.worker.last_error!r})"}, rec
+            if on_active is not None:
+                on_active(client)
+            end = time.monotonic() + spec.seconds
+            while time.monotonic() < end:
+                time.sleep(0.05)
+            rec.on = False
+            stopped = client.now()
+            time.sleep(1.1)  # one more status message
+            final_status = client.status()
+            ok = client.worker.requests_ok
+            metrics = summarize_row(spec, rec, started, stopped, client.config)
+            metrics["status"] = {k: (rec.status or final_status).get(k) for k in STATUS_KEYS}
+            metrics["requests_per_s"] = round(ok / max(stopped - started, 1e-9), 2)
+            return metrics, rec
     finally:
         rec.on = False
-        if spinner is not None:
-            spinner.stop()
-        r["close_nodes"](nodes)
-        context.try_shutdown()
         if patched:
             mock_engine.trajectory_at = IDEAL
 
@@ -426,6 +398,7 @@ def summarize_row(spec: RowSpec, rec: Recording, started: float, stopped: float,
         "dry_pct": round(100.0 * sum(1 for tk in ticks if tk[2]) / len(ticks), 3) if ticks else None,
         "period": period_summary([p for t, p in rec.periods if first <= t <= stopped]),
         "chunks": len([c for c in rec.chunks if c[0] <= stopped]),
+        "chunks_per_min": round(60.0 * len([c for c in rec.chunks if c[0] <= stopped]) / window, 1) if window > 0 else None,
         "steps_dropped_p50": float(np.median([c[2] for c in rec.chunks])),
     })
     return out
@@ -500,7 +473,7 @@ def _self_cpu_s() -> float:
 
 def _child_env(domain_id: int) -> dict:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    env = discovery.confine_to_localhost(dict(os.environ, ROS_DOMAIN_ID=str(domain_id)))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
     return env
 
@@ -644,7 +617,7 @@ def targets(row: dict) -> dict:
 
 def format_fidelity(rows: list[dict]) -> str:
     head = (f"{'latency':<14}{'rate Hz':>13}{'dead %':>13}{'dry %':>13}{'RMS rad':>14}{'max rad':>9}{'seam jump x':>15}"
-            f"{'excess x':>13}{'age p50/p99 ms':>16}{'queue p50/min':>15}{'period p99':>16}")
+            f"{'excess x':>13}{'age p50/p99 ms':>16}{'queue p50/min':>15}{'period p99':>16}{'chunks/min':>12}")
     lines = [head]
     for row in rows:
         label = f"{row['delay_ms']:.0f}+-{row['jitter_ms']:.0f}"
@@ -661,7 +634,8 @@ def format_fidelity(rows: list[dict]) -> str:
             f"{_num(s['jump_ratio']):>10} {_verdict(v['jump'])}{_num(s['excess_ratio']):>8} {_verdict(v['excess'])}"
             f"{_num(a['p50_ms'], '{:.0f}') + '/' + _num(a['p99_ms'], '{:.0f}'):>16}"
             f"{_num(q['p50'], '{:.1f}') + '/' + _num(q['min'], '{:.1f}'):>15}"
-            f"{_num(row['period']['p99_ms'], '{:.1f}'):>11} {_verdict(v['period'])}")
+            f"{_num(row['period']['p99_ms'], '{:.1f}'):>11} {_verdict(v['period'])}"
+            f"{_num(row.get('chunks_per_min'), '{:.1f}'):>12}")
     lines.append(
         f"targets: rate >= {RATE_TARGET_HZ * (1 - RATE_TOLERANCE):.0f} Hz; dead time {DEAD_TIME_TARGET_PCT:.0f} % of "
         f"10 ms slots after the first chunk; RMS <= {RMS_TARGET_RAD} rad at 250 ms; seam jump <= {SEAM_RATIO_TARGET}x "
@@ -740,19 +714,14 @@ def format_codecs(codecs: dict) -> str:
 
 
 # -- driver ----------------------------------------------------------------------------------------
-def _json_safe(value):
-    return json.loads(json.dumps(value, default=float))
-
-
 def run(args, log) -> dict:
     seconds = args.seconds or (5.0 if args.quick else 12.0)
     wanted = set(args.latencies.split(",")) if args.latencies else None
     directory = tempfile.mkdtemp(prefix="agmotion_", dir="/tmp")
     os.makedirs(args.out_dir, exist_ok=True)
     started = time.perf_counter()
-    result = {"meta": {"mode": "quick" if args.quick else "default", "seconds_per_row": seconds, "cpus": os.cpu_count(),
-                       "python": platform.python_version(), "platform": platform.platform(),
-                       "loadavg_1min_before": round(os.getloadavg()[0], 2), "ros_domain_id": args.domain_id},
+    result = {"meta": report.machine_facts(mode="quick" if args.quick else "default", seconds_per_row=seconds,
+                                           ros_domain_id=args.domain_id),
               "fidelity": [], "seams": [], "load": None, "cpu": None, "codecs": None, "files": []}
     try:
         for name, delay, jitter in LATENCIES:
@@ -805,9 +774,7 @@ def format_report(result: dict, disagree: float) -> str:
         kind = "PNG plots" if result["files"][0].endswith(".png") else \
             "CSV series (matplotlib is not installed: no plots; pip install matplotlib for PNGs)"
         parts += ["", f"{kind}: " + ", ".join(result["files"])]
-    meta = result["meta"]
-    parts.append(f"\n{meta['wall_s']:.0f} s on {meta['cpus']} CPUs ({meta['mode']}); 1-min load average before the "
-                 f"run {meta['loadavg_1min_before']} (well above 0: other processes shared the cores)")
+    parts.append("\n" + report.footer(result["meta"]))
     return "\n".join(parts)
 
 
@@ -815,24 +782,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="groot_bench_motion", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="~5 s per row instead of ~12 s")
     parser.add_argument("--seconds", type=float, help="seconds recorded per row (overrides the profile)")
-    parser.add_argument("--latencies", help="comma-separated subset of 1,50,250,550 (default: all)")
+    parser.add_argument("--latencies", help="comma-separated subset of 1,50,250,550,2500 (default: all)")
     parser.add_argument("--disagree", type=float, default=0.03, help="per-chunk offset (rad) in the seam comparison")
     parser.add_argument("--json", metavar="FILE", default=os.path.join("bench_out", "motion.json"))
     parser.add_argument("--out-dir", default="bench_out", help="plots (or CSV series without matplotlib)")
     for part in ("seams", "load", "cpu", "codecs", "series"):
         parser.add_argument(f"--no-{part}", action="store_true", help=f"skip the {part} part")
-    parser.add_argument("--domain-id", type=int, default=_env_domain_id(), help="ROS domain (default $ROS_DOMAIN_ID)")
+    parser.add_argument("--domain-id", type=int, default=report.env_domain_id(), help="ROS domain (default $ROS_DOMAIN_ID)")
     args = parser.parse_args(argv)
     if args.seconds is not None and not 0.5 <= args.seconds <= 600:
         parser.error("--seconds must be in [0.5, 600]")
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-    result = _json_safe(run(args, log))
+    result = report.json_safe(run(args, log))
     print(format_report(result, args.disagree), flush=True)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-        log(f"wrote {args.json}")
+        log(f"wrote {report.write_json(result, args.json)}")
     return 0
 
 

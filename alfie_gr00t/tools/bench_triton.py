@@ -22,7 +22,6 @@ only; every loop is bounded by the duration. Needs `make triton-venv`.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alfie_gr00t.tools import triton_dev
+from alfie_gr00t.tools import report, triton_dev
 from alfie_gr00t.engines.base import EngineConfig, ObservationBatch
 from alfie_gr00t.engines.mock import MockEngine
 
@@ -187,12 +186,10 @@ def wire_rows(venv, workdir: Path, repeats: int = 60) -> dict:
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'mode':<26} {'robots':>6} {'offered/s':>9} {'served/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-             f"{'batch':>6} {'errors':>6}"]
-    for r in rows:
-        lines.append(f"{r['mode']:<26} {r['robots']:>6} {r['offered_rps']:>9.0f} {r['achieved_rps']:>9.1f} "
-                     f"{r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['mean_batch']:>6.2f} {r['errors']:>6}")
-    return "\n".join(lines)
+    return report.table(
+        ["mode", "robots", "offered/s", "served/s", "p50 ms", "p99 ms", "batch", "errors"],
+        [[r["mode"], r["robots"], f"{r['offered_rps']:.0f}", f"{r['achieved_rps']:.1f}", f"{r['p50_ms']:.1f}",
+          f"{r['p99_ms']:.1f}", f"{r['mean_batch']:.2f}", r["errors"]] for r in rows])
 
 
 def format_wire(w: dict) -> str:
@@ -249,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no Triton environment: run `make triton-venv` (or pass --venv)", file=sys.stderr)
         return 2
     config = EngineConfig()
+    meta, started = report.machine_facts(mode="triton"), time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="alfie_bench_triton_"))
     print(f"{len(robots)} robot counts x {len(MODES)} modes x {args.duration:g} s, {args.rate:g} requests/s per "
           f"robot, model cost {args.mock_delay_ms:g} ms per execution", flush=True)
@@ -262,10 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     if wire:
         print(format_wire(wire))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"rows": rows, "wire": wire, "rate": args.rate, "duration_s": args.duration,
-                                     "mock_delay_ms": args.mock_delay_ms}, indent=1))
-    print(f"results written to {args.json}")
+    meta["wall_s"] = round(time.perf_counter() - started, 1)
+    print(report.footer(meta))
+    written = report.write_json({"meta": meta, "rows": rows, "wire": wire, "rate": args.rate,
+                                 "duration_s": args.duration, "mock_delay_ms": args.mock_delay_ms}, args.json)
+    print(f"results written to {written}")
     print(plot(rows, args.plot))
     return 0
 

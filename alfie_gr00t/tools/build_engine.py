@@ -28,7 +28,7 @@ EXIT_OK, EXIT_FAILED, EXIT_MISSING_TOOL = 0, 1, 2
 def onnx_specs(path: Path) -> tuple[list[contract.TensorSpec], list[contract.TensorSpec]]:
     """Declared graph inputs (initializers excluded) and outputs, read with the onnx package."""
     import onnx
-    from onnx import helper
+    from onnx import TensorProto, helper
 
     model = onnx.load(str(path), load_external_data=False)
     graph = model.graph
@@ -37,7 +37,12 @@ def onnx_specs(path: Path) -> tuple[list[contract.TensorSpec], list[contract.Ten
     def spec(value):
         tensor = value.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
-        return contract.TensorSpec.of(value.name, dims, helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+        dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+        if tensor.elem_type == TensorProto.BFLOAT16 and getattr(dtype, "itemsize", 0) != 2:
+            # onnx < 1.19 maps bf16 to float32, which would pass for an fp32 graph
+            raise ValueError(f"{value.name} is bfloat16 and this onnx {onnx.__version__} has no numpy bfloat16 "
+                             "(it reads it as float32); install onnx >= 1.19")
+        return contract.TensorSpec.of(value.name, dims, dtype)
 
     inputs = [spec(v) for v in graph.input if v.name not in weights]
     return inputs, [spec(v) for v in graph.output]

@@ -1,15 +1,27 @@
-"""groot_check_engine: is this TensorRT DiT engine accurate enough to drive the robot?
+"""groot_check_engine: does this DiT engine (TensorRT or ONNX Runtime) decide what the PyTorch DiT decides?
 
-    groot_check_engine CHECKPOINT_DIR [--engine dit_model_fp16.engine] [--observations obs.npz|DIR]
-                       [--samples 8] [--denoising-steps 4] [--min-cosine 0.99] [--max-abs-diff X]
-                       [--params config/groot_server.yaml]
+    groot_check_engine CHECKPOINT_DIR [--engine dit_model_fp16.engine|dit_model_fp32.onnx] [--device cuda:0|cpu]
+                       [--observations obs.npz|DIR] [--samples 8] [--denoising-steps 4]
+                       [--min-cosine 0.995] [--max-abs-diff 0.05] [--params config/groot_server.yaml]
 
 The same observations (recorded `.npz` files, or seeded random ones) go through the
-checkpoint's Gr00tPolicy twice with the same noise seed: eager PyTorch, then with the
-DiT served by the engine. It prints the cosine similarity and max abs difference of the
-action chunks and per-stage latency (backbone, DiT per denoising step, total), and
-exits 1 when the cosine is below --min-cosine (default 0.99) or the difference above
---max-abs-diff. Exit 2: a tool, the GPU or the engine is missing or does not load.
+checkpoint's Gr00tPolicy with the same noise seed, eager PyTorch first. What is compared
+is what the DiT decides, not decoded actions (state-relative actions are state + a small
+clipped delta and look alike even for a wrong engine):
+
+* per denoising step, same inputs: every input the eager DiT got at every step is fed to
+  the engine too, and the outputs are compared step by step (no compounding);
+* free running: the policy runs again with the engine swapped in (production code,
+  dit_swap.install_dit_engine), each step's DiT output and the normalized action
+  prediction before decoding (the action head's `get_action(...)["action_pred"]`) are
+  compared with eager's;
+* decoded actions: cosine and max |difference| in robot units (rad for the joints).
+
+Exit 1 (inaccurate) when the worst step's cosine (same inputs, or free running) or the
+normalized prediction's cosine is below --min-cosine (default 0.995; a correct fp32/fp16
+engine scores >= 0.9999), or the decoded actions differ by more than --max-abs-diff
+(default 0.05). Exit 2: a tool, the GPU or the engine is missing or does not load.
+Latency per stage (backbone, DiT per step, total) is printed for both runs.
 
 `.npz` files hold what the server decodes: one uint8 (B, H, W, 3) array per camera
 name, `state` (B, 21) float32 and optional `language` (B,) strings.
@@ -28,7 +40,8 @@ import numpy as np
 from alfie_gr00t.engines.base import EngineError, ObservationBatch
 
 EXIT_OK, EXIT_INACCURATE, EXIT_MISSING = 0, 1, 2
-DEFAULT_MIN_COSINE = 0.99
+DEFAULT_MIN_COSINE = 0.995
+DEFAULT_MAX_ABS_DIFF = 0.05  # robot units (rad for the joints) on decoded actions
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -113,7 +126,95 @@ def random_observations(count: int, seed: int, config, task: str) -> list[Observ
             for _ in range(count)]
 
 
-# ---------------------------------------------------------------- the run
+# ---------------------------------------------------------------- what the DiT decides
+
+
+def cosine(a, b) -> float:
+    """Cosine similarity of two arrays, flattened (1.0 for two equal all-zero arrays, NaN-safe: NaN fails)."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if a.shape != b.shape:
+        raise EngineError(f"compared tensors differ in size: {a.size} vs {b.size}")
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    if denom == 0:
+        return 1.0 if np.array_equal(a, b) else 0.0
+    return float(np.dot(a, b) / denom)
+
+
+def step_stats(pairs) -> dict:
+    """{'cosines': per step, 'worst_cosine', 'max_abs_diff'} over (eager, engine) array pairs."""
+    cosines = [cosine(e, g) for e, g in pairs]
+    diffs = [float(np.max(np.abs(np.asarray(e, np.float64) - np.asarray(g, np.float64)))) for e, g in pairs]
+    return {"cosines": cosines, "worst_cosine": min(cosines) if cosines else float("nan"),
+            "max_abs_diff": max(diffs) if diffs else float("nan"), "steps": len(cosines)}
+
+
+def dit_verdict(result: dict, min_cosine: float, max_abs_diff: float | None) -> list[str]:
+    """The reasons to refuse the engine from a full check result (empty: accept)."""
+    reasons = []
+    for key, label in (("same_inputs", "DiT step, same inputs"), ("free_running", "DiT step, free running")):
+        worst = result[key]["worst_cosine"]
+        if not worst >= min_cosine:
+            reasons.append(f"{label}: worst cosine {worst:.5f} < {min_cosine}")
+    pred = result["action_pred"]["cosine"]
+    if not pred >= min_cosine:
+        reasons.append(f"normalized action prediction: cosine {pred:.5f} < {min_cosine}")
+    decoded = result["decoded"]
+    if max_abs_diff is not None and not decoded["max_abs_diff"] <= max_abs_diff:
+        reasons.append(f"decoded actions: max |diff| {decoded['max_abs_diff']:.5f} > {max_abs_diff}")
+    if not np.isfinite(decoded["cosine"]):
+        reasons.append("decoded actions are not finite")
+    return reasons
+
+
+def _to_numpy(tensor) -> np.ndarray:
+    return tensor.detach().float().cpu().numpy()
+
+
+class DiTRecorder:
+    """Wraps the DiT module's forward and the action head's get_action: records every DiT call
+    (its arguments and output) and every normalized action prediction (`action_pred`)."""
+
+    def __init__(self, head):
+        self._head = head
+        self.calls: list[tuple[tuple, dict, np.ndarray]] = []
+        self.predictions: list[np.ndarray] = []
+        self.recording = False
+
+    def install(self) -> None:
+        dit, head = self._head.model, self._head
+        forward, get_action = dit.forward, head.get_action
+
+        def recorded_forward(*args, **kwargs):
+            out = forward(*args, **kwargs)
+            if self.recording:
+                kept = {k: v.detach().clone() if hasattr(v, "detach") else v for k, v in kwargs.items()}
+                self.calls.append((tuple(a.detach().clone() if hasattr(a, "detach") else a for a in args), kept,
+                                   _to_numpy(out)))
+            return out
+
+        def recorded_get_action(*args, **kwargs):
+            out = get_action(*args, **kwargs)
+            if self.recording:
+                self.predictions.append(_to_numpy(out["action_pred"]))
+            return out
+
+        dit.forward, head.get_action = recorded_forward, recorded_get_action
+
+
+def engine_outputs(engine, calls) -> list[np.ndarray]:
+    """The engine's raw output for each recorded DiT call, fed exactly the inputs the eager DiT got."""
+    import inspect
+
+    from alfie_gr00t.engines.dit_swap import make_dit_forward
+
+    signature = inspect.signature(make_dit_forward(engine))
+    outputs = []
+    for args, kwargs, _eager in calls:
+        bound = signature.bind(*args, **kwargs).arguments
+        out = engine(bound["hidden_states"], bound["encoder_hidden_states"], bound.get("timestep"),
+                     image_mask=bound.get("image_mask"), backbone_attention_mask=bound.get("backbone_attention_mask"))
+        outputs.append(_to_numpy(out))
+    return outputs
 
 
 def run_policy(policy, torch, observations, config, seed: int, clock: StageClock) -> np.ndarray:
@@ -133,38 +234,72 @@ def timings(clock: StageClock, steps: int | None) -> dict:
             "dit_steps": steps, "total_ms": clock.mean("total")}
 
 
+def compare_dit(policy, torch, engine, observations, config, seed: int, steps: int | None = None) -> dict:
+    """Eager run, per-step engine replay on the recorded inputs, then the free-running engine run."""
+    from alfie_gr00t.engines.dit_swap import install_dit_engine
+
+    head = policy.model.action_head
+    clock = StageClock(torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None))
+    backbone = getattr(policy.model, "backbone", None)
+    if backbone is not None:
+        backbone.forward = clock.wrap("backbone", backbone.forward)
+
+    def one_run(recorder):
+        head.model.forward = clock.wrap("dit", head.model.forward)
+        recorder.install()
+        run_policy(policy, torch, observations[:1], config, seed, StageClock())  # warm-up, untimed, unrecorded
+        clock.reset()
+        recorder.recording = True
+        chunks = run_policy(policy, torch, observations, config, seed, clock)
+        recorder.recording = False
+        return chunks, timings(clock, steps)
+
+    eager_rec = DiTRecorder(head)
+    eager, eager_times = one_run(eager_rec)
+    if not eager_rec.calls:
+        raise EngineError("the policy never called its DiT (policy.model.action_head.model): not a GR00T N1.6 policy?")
+    replayed = engine_outputs(engine, eager_rec.calls)
+    installed = install_dit_engine(policy, engine)  # the production swap
+    engine_rec = DiTRecorder(head)
+    served, engine_times = one_run(engine_rec)
+    if len(engine_rec.calls) != len(eager_rec.calls):
+        raise EngineError(f"the engine run made {len(engine_rec.calls)} DiT calls, eager made {len(eager_rec.calls)}")
+    pred_pairs = list(zip(eager_rec.predictions, engine_rec.predictions))
+    return {
+        "engine": installed, "chunks": len(observations), "dit_calls_per_chunk": len(engine_rec.calls) / len(observations),
+        "same_inputs": step_stats([(c[2], g) for c, g in zip(eager_rec.calls, replayed)]),
+        "free_running": step_stats([(e[2], g[2]) for e, g in zip(eager_rec.calls, engine_rec.calls)]),
+        "action_pred": {"cosine": min(cosine(e, g) for e, g in pred_pairs) if pred_pairs else float("nan"),
+                        "max_abs_diff": step_stats(pred_pairs)["max_abs_diff"]},
+        "decoded": compare(eager, served), "eager": eager_times, "engine_timing": engine_times,
+    }
+
+
 def check(args) -> dict:
     from alfie_gr00t.engines import gr00t_policy_engine as gpe
-    from alfie_gr00t.engines import trt_dit
 
     config = _engine_config(args)
     checkpoint = Path(args.checkpoint)
     dit = gpe.open_dit_engine(config, checkpoint)
-    torch, policy = gpe.load_policy(config, checkpoint)
+    if dit is None:
+        raise EngineError("no DiT engine selected: pass --engine FILE (.engine/.plan/.trt/.onnx)")
+    torch, policy, config = _load_policy(config, checkpoint)
     steps = gpe._set_denoising_steps(policy, config.denoising_steps)
     if args.observations:
         observations = load_observations(Path(args.observations), config.camera_names, config.action_dim)
     else:
         observations = random_observations(args.samples, args.seed, config, args.task)
     observations = observations[: args.samples]
-    clock = StageClock(torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None))
-    backbone, dit_module = policy.model.backbone, policy.model.action_head.model
-    backbone.forward = clock.wrap("backbone", backbone.forward)
+    result = compare_dit(policy, torch, dit, observations, config, args.seed, steps)
+    return {**result, "observations": "recorded" if args.observations else "random", "seed": args.seed}
 
-    dit_module.forward = clock.wrap("dit", dit_module.forward)
-    run_policy(policy, torch, observations[:1], config, args.seed, StageClock())  # warm-up, untimed
-    clock.reset()
-    eager = run_policy(policy, torch, observations, config, args.seed, clock)
-    eager_times = timings(clock, steps)
 
-    installed = trt_dit.install_dit_engine(policy, dit)
-    dit_module.forward = clock.wrap("dit", dit_module.forward)
-    run_policy(policy, torch, observations[:1], config, args.seed, StageClock())
-    clock.reset()
-    tensorrt = run_policy(policy, torch, observations, config, args.seed, clock)
-    result = compare(eager, tensorrt)
-    return {**result, "engine": installed, "eager": eager_times, "tensorrt": timings(clock, steps),
-            "observations": "recorded" if args.observations else "random", "seed": args.seed}
+def _load_policy(config, checkpoint: Path):
+    """(torch, Gr00tPolicy, the config with the checkpoint's layout adopted)."""
+    from alfie_gr00t.engines import gr00t_policy_engine as gpe
+
+    torch, policy, adopted, _layout = gpe.load_adopted(config, checkpoint)
+    return torch, policy, adopted
 
 
 def _engine_config(args):
@@ -178,9 +313,8 @@ def _engine_config(args):
         loaded = yaml.safe_load(Path(args.params).read_text()) or {}
         node = next(iter(loaded.values()), {}) if loaded else {}
         values = dict(node.get("ros__parameters", {}))
-    values.update(model_checkpoint=str(args.checkpoint), use_tensorrt=True, mock_mode=False, device=args.device)
-    if args.engine:
-        values["tensorrt_engine_path"] = str(args.engine)
+    values.update(model_checkpoint=str(args.checkpoint), mock_mode=False, device=args.device,
+                  tensorrt_engine_path="", dit_engine_path=str(args.engine or ""), use_tensorrt=not args.engine)
     if args.denoising_steps:
         values["denoising_steps"] = args.denoising_steps
     if args.embodiment_tag:
@@ -188,25 +322,32 @@ def _engine_config(args):
     return config_from_values(ServerConfig, values).engine_config()
 
 
-def report(result: dict, reasons: list[str], min_cosine: float) -> str:
-    lines = [f"engine   {result['engine'].get('dit_engine')} ({result['engine'].get('dit_precision')}, output "
-             f"{result['engine'].get('dit_output_dtype')}, FP32 accumulation {result['engine'].get('fp32_accumulation')})",
-             f"compared {result['chunks']} {result['observations']} observations, seed {result['seed']}",
-             f"cosine   {result['cosine']:.6f} (worst chunk {result['worst_chunk_cosine']:.6f}; threshold {min_cosine})",
-             f"max |diff| {result['max_abs_diff']:.6f}",
+def report(result: dict, reasons: list[str], min_cosine: float, max_abs_diff: float | None) -> str:
+    engine = result["engine"]
+    same, free, pred, decoded = result["same_inputs"], result["free_running"], result["action_pred"], result["decoded"]
+    lines = [f"engine   {engine.get('dit_engine')} ({engine.get('dit_backend')}, {engine.get('dit_precision')}, "
+             f"output {engine.get('dit_output_dtype')}, FP32 accumulation {engine.get('fp32_accumulation')})",
+             f"compared {result['chunks']} {result['observations']} observations, seed {result['seed']}, "
+             f"{result['dit_calls_per_chunk']:g} DiT calls per chunk",
+             f"DiT step, same inputs    worst cosine {same['worst_cosine']:.6f}  max |diff| {same['max_abs_diff']:.5f}"
+             f"  ({same['steps']} steps; threshold {min_cosine})",
+             f"DiT step, free running   worst cosine {free['worst_cosine']:.6f}  max |diff| {free['max_abs_diff']:.5f}",
+             f"normalized action_pred   worst cosine {pred['cosine']:.6f}  max |diff| {pred['max_abs_diff']:.5f}",
+             f"decoded actions          cosine {decoded['cosine']:.6f}  max |diff| {decoded['max_abs_diff']:.5f} "
+             f"robot units (tolerance {max_abs_diff}); decoded actions look alike even for a wrong DiT",
              f"{'':10}{'backbone ms':>12}{'DiT/step ms':>13}{'steps':>7}{'total ms':>10}"]
-    for name in ("eager", "tensorrt"):
-        t = result[name]
+    for name, t in (("eager", result["eager"]), ("engine", result["engine_timing"])):
         lines.append(f"{name:10}{t['backbone_ms']:12.1f}{t['dit_step_ms']:13.2f}{t['dit_steps'] or 0:7d}"
                      f"{t['total_ms']:10.1f}")
-    lines.append("PASS: the engine matches eager PyTorch" if not reasons else "FAIL: " + "; ".join(reasons))
+    lines.append("PASS: the engine decides what the PyTorch DiT decides" if not reasons else "FAIL: " + "; ".join(reasons))
     return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="groot_check_engine", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", type=Path, help="Isaac-GR00T fine-tuned checkpoint directory")
-    p.add_argument("--engine", type=Path, help="DiT engine (default: the dit*.engine beside the checkpoint)")
+    p.add_argument("--engine", type=Path, help="DiT file: a TensorRT engine (.engine/.plan/.trt) or an ONNX DiT "
+                   "(.onnx, ONNX Runtime; runs with --device cpu) (default: the dit*.engine beside the checkpoint)")
     p.add_argument("--params", type=Path, help="server parameter YAML for keys/groups/embodiment "
                    "(default: the package defaults)")
     p.add_argument("--observations", type=Path, help=".npz file or directory of recorded observations "
@@ -216,9 +357,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="pick up the can", help="language for random observations")
     p.add_argument("--denoising-steps", type=int, help="override the server's denoising_steps")
     p.add_argument("--embodiment-tag", help="override the server's embodiment_tag")
-    p.add_argument("--device", default="cuda:0")
-    p.add_argument("--min-cosine", type=float, default=DEFAULT_MIN_COSINE)
-    p.add_argument("--max-abs-diff", type=float, help="also refuse above this max abs difference")
+    p.add_argument("--device", default="cuda:0", help="cuda:N, or cpu for an ONNX DiT (default cuda:0)")
+    p.add_argument("--min-cosine", type=float, default=DEFAULT_MIN_COSINE,
+                   help=f"refuse below this cosine: worst DiT step, normalized action prediction "
+                   f"(default {DEFAULT_MIN_COSINE})")
+    p.add_argument("--max-abs-diff", type=float, default=DEFAULT_MAX_ABS_DIFF,
+                   help=f"refuse decoded actions that differ by more, robot units: rad for joints "
+                   f"(default {DEFAULT_MAX_ABS_DIFF})")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
@@ -233,9 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     except (EngineError, ValueError) as exc:
         print(f"groot_check_engine: {exc}", file=sys.stderr)
         return EXIT_MISSING
-    reasons = verdict(result, args.min_cosine, args.max_abs_diff)
+    reasons = dit_verdict(result, args.min_cosine, args.max_abs_diff)
     print(json.dumps({**result, "pass": not reasons, "reasons": reasons}, indent=2, default=str) if args.json
-          else report(result, reasons, args.min_cosine))
+          else report(result, reasons, args.min_cosine, args.max_abs_diff))
     return EXIT_INACCURATE if reasons else EXIT_OK
 
 
