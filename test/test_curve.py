@@ -156,7 +156,7 @@ FAILURES = {
                            "is not in curve_allowed_clients"),
     "wrong_server_key": (True, "wrong_server", r"curve_server_key=.*other_server.* is most likely not the public key",
                          "cryptographic error: the client's curve_server_key is not this server's public key"),
-    "plain_client_on_curve_port": (True, None, r"requires CurveZMQ .*set curve_secret_key and curve_server_key",
+    "plain_client_on_curve_port": (True, None, r"requires CurveZMQ.*set curve_secret_key and curve_server_key",
                                    "plain client"),
     "curve_client_on_plain_port": (False, "good", r"(does not use CurveZMQ|the server does not use Curve)",
                                    "CurveZMQ client on this plain port"),
@@ -467,3 +467,38 @@ def test_concurrent_curve_clients_lose_and_misroute_nothing(keys, free_tcp_port)
     assert lost == 0 and misrouted == 0
     assert ok == sent >= clients * 50, "too few requests completed within the time bound"
     assert service.errors == 0 and service.total_requests == sent
+
+
+# ============================================================== the client node: ACTIVE over Curve, or ERROR saying why
+
+
+def test_client_node_plays_over_curve_and_names_a_refusal(ros_context, ipc_path, keys, free_tcp_port):
+    from alfie_gr00t.client.state_machine import ClientState
+    from ros_helpers import wait_for
+    from test_fault_injection import CONNECT_S, client_and_robot, wait_state
+
+    timeout_ms = 5000
+    tcp = dict(transport="tcp", server_host="127.0.0.1", server_port=free_tcp_port, inference_timeout_ms=timeout_ms,
+               max_consecutive_failures=3)
+    service = make_service(free_tcp_port, keys)
+    with BackgroundServer(service):
+        with client_and_robot(ros_context, ipc_path, curve_secret_key=keys.client_secret,
+                              curve_server_key=keys.server_public, **tcp) as (client, robot):
+            robot.activate(True)
+            wait_state(client, ClientState.ACTIVE, CONNECT_S)
+            assert wait_for(lambda: client.worker.requests_ok >= 3, timeout=10.0)
+            robot.activate(False)
+        served = service.total_requests
+        # the same robot with a key the server does not know: ERROR, and the status says why
+        with client_and_robot(ros_context, ipc_path, curve_secret_key=keys.stranger_secret,
+                              curve_server_key=keys.server_public, **tcp) as (client, robot):
+            robot.activate(True)
+            time_to_error = wait_state(client, ClientState.ERROR, 3 * timeout_ms / 1000.0)
+            status = client.status()
+            assert status["requests_ok"] == 0 and status["requests_failed"] == 3
+            assert "refused this client's CurveZMQ public key" in status["last_error"]
+            assert "curve_allowed_clients" in status["last_error"]
+        assert service.total_requests == served  # nothing of the refused client reached the service
+    print(f"\nclient node: ACTIVE over Curve ({served} chunks); unknown key -> ERROR after {time_to_error:.2f} s "
+          f"(3 failures; the request timeout is {timeout_ms} ms)")
+    assert time_to_error < timeout_ms / 1000.0, "ERROR must come before the first request timeout elapsed"

@@ -66,7 +66,7 @@ def test_wrong_input_names_list_missing_and_unexpected():
     text = str(err.value)
     assert "missing input(s) ['right_center']" in text
     assert "unexpected input(s) ['image']" in text
-    assert "left_wide" in text and "docs/engines.md" in text
+    assert "left_wide" in text and "docs/checkpoint.md" in text
 
 
 def test_missing_camera_is_named():

@@ -285,7 +285,7 @@ def test_kill_is_honoured_when_allowed(transport, ipc_path, free_tcp_port):
         with s.client() as client:
             assert client.ping() is True
             reply = client.kill_server()
-            assert reply["status"] == "ok"  # upstream answers nil; we answer a status map (docs/interop.md)
+            assert reply["status"] == "ok"  # upstream answers nil; we answer a status map (docs/wire.md)
         deadline = time.monotonic() + 5.0
         while s.server._thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -137,3 +137,20 @@ def test_status_has_seed_keys_and_percentiles(jpeg_images):
                 "bind_address", "inference_p50_ms", "inference_p95_ms", "errors", "engine", "uptime_s", "last_error"):
         assert key in status
     assert status["total_requests"] == 5 and status["engine"] == "mock" and status["tensorrt"] is False
+
+
+def test_ping_reply_carries_the_latency_a_client_should_expect(jpeg_images):
+    """client/latency.py sets an activation's first timeout from this figure: the warm-up before any
+    request, then the p95 of the requests actually served; nothing when neither exists."""
+    service = make_service()
+
+    def ping():
+        return msgpack.unpackb(service.respond(msgpack.packb({"endpoint": "ping"}, use_bin_type=True)), raw=False)
+
+    assert "inference_p95_ms" not in ping() and ping()["status"] == "ok"
+    service.warmup_ms = [40.0, 2500.0, 30.0]
+    assert ping()["inference_p95_ms"] == 2500.0
+    payload, _ = observation(jpeg_images, 1)
+    assert msgpack.unpackb(service.respond(payload), raw=False)["status"] == "ok"
+    served = ping()["inference_p95_ms"]
+    assert 0.0 < served < 2500.0 and served == service.inference_ms.snapshot()["p95"]

@@ -128,6 +128,7 @@ def test_documented_service_calls_name_real_services_and_requests(ros_context, i
     with that type, and the YAML request fills that type's fields."""
     import os
     import re
+    import shlex
 
     import yaml
 
@@ -138,7 +139,8 @@ def test_documented_service_calls_name_real_services_and_requests(ros_context, i
                                  if n.endswith(".md")]:
         with open(os.path.join(REPO, name), encoding="utf-8") as f:
             for block in re.findall(r"```bash\n(.*?)```", f.read(), re.S):
-                calls += [(name, line.split()) for line in block.splitlines() if line.startswith("ros2 service call")]
+                calls += [(name, shlex.split(line, comments=True)) for line in block.splitlines()
+                          if line.startswith("ros2 service call")]
     assert len(calls) >= 3, "docs/robot-jetson.md shows the service calls"
     types = {"std_srvs/srv/SetBool": SetBool, "std_srvs/srv/Trigger": Trigger}
     with ScriptedServer(f"ipc://{ipc_path}"), client_and_robot(ros_context, ipc_path) as (client, _robot):
@@ -148,7 +150,7 @@ def test_documented_service_calls_name_real_services_and_requests(ros_context, i
             assert service.startswith("/alfie/"), f"{where}: {service}: the launch file's namespace is alfie"
             service = service[len("/alfie"):]  # this test's client runs without the launch namespace
             assert type_name in offered.get(service, []), f"{where}: {service} ({type_name}) not offered: {offered}"
-            values = yaml.safe_load(" ".join(words[5:]).strip("'\"")) if len(words) > 5 else {}
+            values = yaml.safe_load(words[5]) if len(words) > 5 else {}
             request = types[type_name].Request()
             for key, value in (values or {}).items():
                 setattr(request, key, value)  # rosidl setters check names and types

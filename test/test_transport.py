@@ -4,6 +4,7 @@ import os
 import socket
 import stat
 import threading
+import time
 
 import pytest
 import zmq
@@ -127,3 +128,52 @@ def test_oversized_message_is_dropped_and_server_keeps_serving(ipc_path):
         c.close()
     rep.close()
     zmq.Context.instance()  # the shared context stays usable
+
+
+def test_handshake_failure_is_named_at_once_not_after_the_timeout():
+    """A TCP peer that closes every connection during the ZeroMQ handshake (here: not ZeroMQ at all).
+    The REQ socket alone would wait silently for the whole timeout; the monitor names it at once."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def answer_like_http():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            conn.close()
+
+    t = threading.Thread(target=answer_like_http, daemon=True)
+    t.start()
+    client = transport.ReqClient(f"tcp://127.0.0.1:{listener.getsockname()[1]}", timeout_ms=5000)
+    try:
+        start = time.monotonic()
+        with pytest.raises(transport.HandshakeFailed, match="not a ZeroMQ server") as raised:
+            client.request(b"x")
+        elapsed = time.monotonic() - start
+        assert isinstance(raised.value, transport.RequestTimeout)
+        assert elapsed < 2.5, f"named after {elapsed:.1f} s: that is waiting for the 5 s timeout"
+        assert client.reconnects == 1
+    finally:
+        client.close()
+        stop.set()
+        t.join(2)
+        listener.close()
+
+
+def test_curve_needs_tcp(ipc_path):
+    import zmq as _zmq
+
+    public, secret = _zmq.curve_keypair()
+    keys = transport.CurveClientKeys(public, secret, public)
+    with pytest.raises(ValueError, match="tcp://"):
+        transport.ReqClient(f"ipc://{ipc_path}", 100, curve=keys)
+    with pytest.raises(ValueError, match="tcp://"):
+        transport.RepEndpoint(f"ipc://{ipc_path}", 1 << 20,
+                              curve=transport.CurveServerKeys(public, secret, frozenset(), "/nowhere"))
+    assert not os.path.exists(ipc_path)

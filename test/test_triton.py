@@ -310,3 +310,63 @@ def test_groot_triton_command_starts_and_stops():
         if process.poll() is None:
             process.kill()
             process.communicate(timeout=10)
+
+
+# -- TLS on the robot -> Triton hop (issue 22) ---------------------------------------------
+_TLS_PROBE = """
+import sys
+from alfie_gr00t.engines.base import EngineConfig, EngineError, dummy_batch
+from alfie_gr00t.engines.registry import create_engine
+config = EngineConfig(engine="triton", triton_url=sys.argv[1], triton_timeout_ms=5000.0)
+try:
+    engine = create_engine(config)
+except EngineError as exc:
+    print("REFUSED", exc)
+    sys.exit(3)
+out = engine.infer(dummy_batch(config, 1))
+engine.close()
+print("OK", out.actions.shape)
+"""
+
+
+def test_grpcs_to_a_tls_triton_with_a_self_signed_certificate():
+    """tritonserver --grpc-use-ssl with a self-signed certificate made here by the openssl CLI. The client
+    verifies the server's certificate: trusted only through GRPC_DEFAULT_SSL_ROOTS_FILE_PATH (gRPC's own
+    variable for its root store), refused with the system roots, and plain grpc:// gets nothing."""
+    venv = _triton_venv()
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl CLI is not installed: cannot make a self-signed certificate")
+    workdir = Path(tempfile.mkdtemp(prefix="ag_tls_"))
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+
+    class TlsServer(triton_dev.ServerProcess):
+        def command(self):
+            return super().command() + ["--grpc-use-ssl=true", f"--grpc-server-cert={cert}",
+                                        f"--grpc-server-key={key}", f"--grpc-root-cert={cert}"]
+
+    repo = triton_dev.write_repository(workdir / "models", REPO / "triton_repository", {"groot_policy": {}})
+    server = TlsServer(repo, venv=venv).start()
+    try:
+        server.wait_ready(60, model="groot_policy")
+
+        def probe(url: str, roots: Path | None):
+            env = {k: v for k, v in os.environ.items() if k != "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"}
+            if roots is not None:
+                env["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(roots)
+            env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+            return subprocess.run([sys.executable, "-c", _TLS_PROBE, url], env=env, capture_output=True, text=True,
+                                  timeout=90)
+
+        trusted = probe(f"grpcs://{server.grpc_url}", cert)
+        assert trusted.returncode == 0 and "OK (1, 16, 21)" in trusted.stdout, trusted.stdout + trusted.stderr
+        untrusted = probe(f"grpcs://{server.grpc_url}", None)  # system roots: the self-signed cert is unknown
+        assert untrusted.returncode == 3 and "REFUSED" in untrusted.stdout, untrusted.stdout + untrusted.stderr
+        plain = probe(f"grpc://{server.grpc_url}", None)
+        assert plain.returncode == 3 and "REFUSED" in plain.stdout, plain.stdout + plain.stderr
+        print(f"\nTLS Triton: trusted -> {trusted.stdout.strip()}; system roots -> refused; plaintext -> refused")
+    finally:
+        server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -55,7 +55,7 @@ DYNAMIC_MAX_BATCH = 64  # serve this many observations per call when the batch d
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64))
 _INT_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
-_CONTRACT_DOC = "see docs/engines.md, 'The single-graph contract'"
+_CONTRACT_DOC = "see docs/checkpoint.md, 'The single-graph contract (ONNX and TensorRT)'"
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def classify_checkpoint(path: Path) -> str:
     hint = ""
     if suffix in (".pth", ".pt", ".ckpt", ".bin", ".safetensors"):
         hint = (" A bare PyTorch weights file cannot be served: use the Isaac-GR00T checkpoint directory it "
-                "came from, or export the policy to ONNX (docs/engines.md).")
+                "came from, or export the policy to ONNX (docs/checkpoint.md).")
     raise EngineError(
         f"unsupported model_checkpoint {path} (suffix '{suffix or '<none>'}').{hint} Supported: a .onnx file, "
         f"a TensorRT .engine/.plan, or an Isaac-GR00T checkpoint directory; {_MOCK_HINT}"

@@ -196,7 +196,7 @@ class TritonEngine(Engine):
         except self._exc_type as exc:
             raise EngineError(f"Triton {what} failed for {self.target}: {exc.message() or exc} "
                               f"({exc.status() or 'no status'}). Is tritonserver running there? "
-                              "(`groot_triton` starts one; README 'Many robots: Triton')") from exc
+                              "(`groot_triton` starts one; docs/triton.md)") from exc
 
     def _check_server(self, client) -> None:
         if not self._call("liveness check", client.is_server_live):

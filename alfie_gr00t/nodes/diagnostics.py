@@ -6,7 +6,7 @@ as key-values, in the convention `diagnostic_updater` uses and `rqt_robot_monito
 (through `diagnostic_aggregator`), `rqt_runtime_monitor` and Foxglove's Diagnostics panel
 read: name `alfie_gr00t: <node>`, `hardware_id`, values as strings.
 
-Levels (README "Diagnostics"):
+Levels (docs/topics.md, "Diagnostics"):
 
 - server: ERROR when the serving thread stopped or the engine failed on a recent request;
   WARN on other recent request errors or a request p95 above `latency_warn_ms`; else OK.

@@ -44,6 +44,7 @@ class GrootServer(Node):
                 f"engine '{engine.name}' warmed up: {len(times)} runs, first {times[0]:.1f} ms, "
                 f"median {statistics.median(times):.1f} ms")
         self.service = PolicyService(engine, cfg)
+        self.service.warmup_ms = list(times)
         warning = cfg.exposure_warning()
         if warning:
             self.get_logger().warning(warning)

@@ -50,6 +50,7 @@ class PolicyService:
         self.kill_requested = False
         self.inference_ms = RollingStats()
         self.request_ms = RollingStats()
+        self.warmup_ms: list[float] = []  # the node's warm-up runs: the latency figure before any request
         self.stages = StageStats()
 
     # -- entry point -------------------------------------------------------------
@@ -173,7 +174,8 @@ class PolicyService:
         if not isinstance(endpoint, str):
             raise gr00t_protocol.Gr00tProtocolError(f"'endpoint' must be a string, got {type(endpoint).__name__}")
         if endpoint == "ping":
-            return {"status": "ok", "message": "Server is running", "engine": self.engine.name}
+            return {"status": "ok", "message": "Server is running", "engine": self.engine.name,
+                    **self.latency_figure()}
         if endpoint == "get_modality_config":
             return gr00t_protocol.modality_config(cfg.video_keys, cfg.groups, cfg.language_key, cfg.action_horizon,
                                                   generation=generation)
@@ -205,6 +207,15 @@ class PolicyService:
             f"unknown endpoint {str(endpoint)[:80]!r}; known: ping, get_action, reset, get_modality_config, kill")
 
     # -- status ------------------------------------------------------------------
+    def latency_figure(self) -> dict:
+        """What a client may expect one request to take here, for its first timeout (client/latency.py):
+        the p95 of the engine runs for requests served, else the slowest warm-up run; {} when neither exists."""
+        if self.inference_ms.count:
+            return {"inference_p95_ms": self.inference_ms.snapshot()["p95"]}
+        if self.warmup_ms:
+            return {"inference_p95_ms": round(max(self.warmup_ms), 3)}
+        return {}
+
     def status(self) -> dict:
         inference = self.inference_ms.snapshot()
         request = self.request_ms.snapshot()

@@ -50,7 +50,7 @@ def onnx_specs(path: Path) -> tuple[list[contract.TensorSpec], list[contract.Ten
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="groot_build_engine", description=__doc__.split("\n")[0])
-    p.add_argument("onnx", type=Path, help="Isaac-GR00T dit_model.onnx, or a single-graph policy (README: Inference engines)")
+    p.add_argument("onnx", type=Path, help="Isaac-GR00T dit_model.onnx, or a single-graph policy (docs/checkpoint.md)")
     p.add_argument("-o", "--output", type=Path, help="file to write (default: dit_model_<precision>.engine for a DiT; "
                    "<onnx>.fp16.plan / .int8.plan / .plan for a single graph)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp16",

@@ -363,12 +363,27 @@ class RepEndpoint:
         self._socket.send(payload, copy=len(payload) < 65536)
 
     def _stop_auth(self) -> None:
-        if self._auth is not None:
-            self._auth.stop()
-            self._auth = None
-        if self._own_context is not None:
-            self._own_context.term()
-            self._own_context = None
+        """Stop the ZAP thread (bounded: ThreadAuthenticator.stop() joins without a timeout) and end our
+        private context; a ZAP thread that does not stop is left to process exit, never waited on forever."""
+        from zmq.auth import Authenticator
+
+        auth, self._auth = self._auth, None
+        stopped = True
+        if auth is not None and auth.pipe is not None:
+            auth.pipe.send(b"TERMINATE")
+            if auth.thread is not None:
+                auth.thread.join(timeout=5.0)
+                stopped = not auth.thread.is_alive()
+            if stopped:  # what ThreadAuthenticator.stop() does after its join (its second TERMINATE would block)
+                auth.pipe.close()
+                auth.pipe, auth.thread = None, None
+                Authenticator.stop(auth)  # closes the ZAP socket
+            else:
+                auth.pipe = None  # its __del__ must not wait on the thread either
+                log.warning("ZAP handler of %s did not stop; its context is left to process exit", self.address)
+        context, self._own_context = self._own_context, None
+        if context is not None and stopped:
+            context.term()
 
     def close(self) -> None:
         """Close the socket and remove our own IPC file (never a file another server re-created)."""
@@ -408,7 +423,8 @@ def _handshake_client_message(address: str, event: int, value: int, curve: Curve
                 f"{curve.server_key_path or curve.server_public.decode('ascii', 'replace')} is most likely not the "
                 "public key of that server's curve_secret_key (or the server does not use Curve)")
     return (f"ZeroMQ handshake with {address} failed (the server closed the connection): it most likely "
-            "requires CurveZMQ: set curve_secret_key and curve_server_key (create them with groot_keys client DIR)")
+            "requires CurveZMQ: set curve_secret_key and curve_server_key (create them with groot_keys client DIR); "
+            "or it is not a ZeroMQ server at all (wrong port?)")
 
 
 class ReqClient:
