@@ -12,12 +12,14 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.json")),
         (f"share/{PACKAGE}/triton_repository/groot_policy", ["triton_repository/groot_policy/config.pbtxt"]),
         (f"share/{PACKAGE}/triton_repository/groot_policy/1", ["triton_repository/groot_policy/1/model.py"]),
     ],
     install_requires=["setuptools"],
     extras_require={
+        # colcon runs pytest for a package whose "test" extra names it (setuptools >= 72 ignores tests_require)
+        "test": ["pytest"],
         "plot": ["matplotlib"],
         # TensorRT 10 (JetPack 6 ships 10.3 -- use that one on Jetson) or 11; pycuda for single-graph plans
         "tensorrt": ["tensorrt>=10.3,<12", "pycuda>=2024.1", "onnx>=1.16"],
@@ -27,7 +29,6 @@ setup(
     maintainer_email="maintainers@alfie-robotics.org",
     description="GR00T N1.6 policy server and safe 100 Hz robot client over ZeroMQ",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "groot_server = alfie_gr00t.nodes.groot_server:main",
