@@ -40,6 +40,8 @@ setup(
             "groot_triton = alfie_gr00t.tools.triton_dev:main",
             "groot_doctor = alfie_gr00t.tools.doctor:main",
             "groot_keys = alfie_gr00t.tools.keys:main",
+            "groot_replay = alfie_gr00t.tools.replay:main",
+            "groot_export_dataset = alfie_gr00t.tools.export_dataset:main",
         ],
     },
 )

@@ -3,7 +3,7 @@
 import json
 import math
 
-from alfie_gr00t.tools import bench, bench_motion, bench_triton, report, rig
+from alfie_gr00t.tools import bench, bench_interop, bench_motion, bench_triton, report, rig
 
 
 def test_table_aligns_columns_and_prints_missing_values_as_dash():
@@ -35,5 +35,6 @@ def test_the_benchmarks_share_the_rig_and_the_writer():
         assert "NodeRig(" in source
         for own in ("GrootServer(", "GrootClient(", "SimRobot(", "rclpy.init(", "json.dump("):
             assert own not in source, f"{module.__name__} still does {own} itself"
-    assert "report.write_json" in inspect.getsource(bench_triton)
+    for module in (bench_triton, bench_interop):
+        assert "report.write_json" in inspect.getsource(module) and "json.dump(" not in inspect.getsource(module)
     assert rig.ACTIVATE_TOPIC == "/alfie/groot_client/activate"

@@ -25,6 +25,8 @@ INSTALL_NAME = {
     "matplotlib": "matplotlib", "tensorrt": "tensorrt", "pycuda": "pycuda", "torch": "torch", "gr00t": "Isaac-GR00T",
     "tritonclient": "tritonclient",
     "simplejpeg": "simplejpeg",
+    # session recording, replay and dataset export (docs/recording.md)
+    "mcap": "mcap", "mcap_ros2": "mcap-ros2-support", "pyarrow": "pyarrow",
 }
 # package.xml keys for the ROS / rosdep-resolvable imports (pip-only ones are documented, not keyed)
 ROSDEP_KEY = {

@@ -97,6 +97,7 @@ def test_ros_free_run_skips_with_the_reason_and_runs_the_rest(tmp_path):
     # this directory's conftest, loaded as a plugin (-p conftest), decides the selection
     env = dict(os.environ, ALFIE_ROS_FREE="1",
                PYTHONPATH=os.pathsep.join([REPO, os.path.dirname(os.path.abspath(__file__))]))
+    env.pop("PYTEST_ADDOPTS", None)  # colcon's options (its --junit-xml path above all) are the outer run's
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest", "-rs",
                           str(tmp_path)],
                          env=env, capture_output=True, text=True, timeout=120, cwd=str(tmp_path))

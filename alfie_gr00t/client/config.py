@@ -55,6 +55,9 @@ class ClientConfig:
     stats_file: str = ""
     output_mode: str = "joint_state"
     trajectory_rate_hz: float = 15.0
+    record_dir: str = ""  # MCAP session recording: one file per activation in this directory; "" = off
+    record_max_mb: float = 2048.0  # a session file ends at this size (dropping until the next activation)
+    record_max_files: int = 50  # the oldest session files in record_dir are deleted beyond this many (0 = no cap)
 
     def __post_init__(self):
         check_choice("transport", self.transport, ("ipc", "tcp"))
@@ -73,6 +76,8 @@ class ClientConfig:
                      "max_observation_age_ms", "chunk_reject_margin", "trajectory_rate_hz"):
             require(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
         require(self.max_consecutive_failures > 0, "max_consecutive_failures must be positive")
+        require(self.record_max_mb > 0, f"record_max_mb must be positive, got {self.record_max_mb}")
+        require(self.record_max_files >= 0, f"record_max_files must be >= 0 (0 = no cap), got {self.record_max_files}")
         require(1 <= self.jpeg_quality <= 100, f"jpeg_quality must be 1..100, got {self.jpeg_quality}")
         require(0.0 < self.ema_alpha <= 1.0, f"ema_alpha must be in (0, 1], got {self.ema_alpha}")
         require(0 < self.action_horizon and 0 <= self.crossfade_steps < self.action_horizon,

@@ -19,6 +19,27 @@ from alfie_gr00t.wire.transport import ReqClient
 
 
 # -- links: one request/reply exchange per protocol --------------------------------------------
+@dataclass(frozen=True)
+class SentFrames:
+    """The frames of one exchange exactly as they went on the wire, by camera name. References only
+    (no copies): the debug topics and the recorder turn them into bytes when, and only when, someone
+    wants them. `frames` values: JPEG bytes ("jpeg"), protocol.RawImage or an (H, W, 3) uint8 array
+    ("rgb8", the raw frames of image_encoding raw and of Isaac-GR00T's protocol)."""
+
+    encoding: str  # "jpeg" | "rgb8"
+    width: int
+    height: int
+    frames: dict
+
+    def data(self, camera: str) -> bytes:
+        frame = self.frames[camera]
+        if isinstance(frame, (bytes, bytearray, memoryview)):
+            return bytes(frame)
+        if isinstance(frame, protocol.RawImage):
+            return bytes(frame.data)
+        return np.ascontiguousarray(frame, dtype=np.uint8).tobytes()
+
+
 @dataclass
 class ChunkReply:
     actions: np.ndarray  # (horizon, dim) in model units
@@ -34,6 +55,7 @@ class AlfieLink:
         self._client = client
         self._codec = codec
         self._frame_id = 0
+        self.last_sent: SentFrames | None = None  # the frames of the latest exchange (set before it is sent)
 
     def exchange(self, snap: Snapshot, state: np.ndarray, timer: StageTimer, prefix: ChunkPrefix | None,
                  timeout_ms: float) -> ChunkReply:
@@ -47,6 +69,8 @@ class AlfieLink:
                 cfg.image_width, cfg.image_height, frame_to_model_rgb(m, cfg.image_width, cfg.image_height).tobytes()),
                 snap.frames)
             timer.mark("convert")
+        self.last_sent = SentFrames("jpeg" if cfg.image_encoding == "jpeg" else "rgb8", cfg.image_width,
+                                    cfg.image_height, frames)
         self._frame_id += 1
         # timestamp: the capture time on the client's clock (ROS time: unix seconds, or sim time)
         payload = protocol.encode_observation(snap.state_time, self._frame_id, frames, state, snap.language,
@@ -76,6 +100,7 @@ class Gr00tLink:
         self._codec = codec
         self._modality: dict | None = None
         self.generation: str | None = None
+        self.last_sent: SentFrames | None = None  # the frames of the latest exchange (set before it is sent)
 
     def _call(self, endpoint: str, data=None, timeout_ms: float | None = None):
         request = {"endpoint": endpoint}
@@ -104,6 +129,7 @@ class Gr00tLink:
         keys = modality["video_keys"]
         names = keys if set(keys) == set(cfg.camera_names) else cfg.camera_names  # by name, else by order
         frames = {key: rgb[name] for key, name in zip(keys, names)}
+        self.last_sent = SentFrames("rgb8", cfg.image_width, cfg.image_height, rgb)
         timer.mark("convert")
         observation = gr00t_protocol.observation_dict(
             frames, state, snap.language, state_keys=modality["state_keys"], language_key=modality["language_key"])

@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from alfie_gr00t.client.config import ClientConfig
 from alfie_gr00t.client.inputs import LatestInputs, Snapshot, StaleInputs
 from alfie_gr00t.client.latency import RefillPolicy
-from alfie_gr00t.client.links import AlfieLink, Gr00tLink
+from alfie_gr00t.client.links import AlfieLink, Gr00tLink, SentFrames
 from alfie_gr00t.client.normalization import Normalizer
 from alfie_gr00t.client.scheduler import ActionScheduler
 from alfie_gr00t.client.state_machine import ClientStateMachine
@@ -24,6 +25,40 @@ from alfie_gr00t.wire import gr00t as gr00t_protocol
 from alfie_gr00t.wire import images, protocol
 from alfie_gr00t.wire.observation import ChunkPrefix
 from alfie_gr00t.wire.transport import ReqClient, RequestTimeout
+
+
+# -- what an exchange sent and received, for the debug topics and the recorder ------------------------
+@dataclass(frozen=True)
+class ExchangeRecord:
+    """One observation -> chunk exchange, as it happened (built only when an observer wants it).
+
+    capture_time: the observation's capture time on the client clock (the request's timestamp);
+    frames: as sent; state: the state as sent (normalized when a stats file is set); task: the
+    language sent; chunk: the reply in robot units (denormalized), before the scheduler and the gate
+    (None when no valid chunk came back); kept: the steps the scheduler queued (None when none were);
+    dropped: steps skipped for latency compensation; first_kept_time: clock time at which kept[0]
+    plays."""
+
+    capture_time: float
+    frames: SentFrames
+    state: np.ndarray
+    task: str
+    chunk: np.ndarray | None = None
+    kept: np.ndarray | None = None
+    dropped: int = 0
+    first_kept_time: float | None = None
+
+
+class ExchangeObserver:
+    """What the worker calls after each exchange that sent frames. `wanted()` is asked first and must
+    be cheap: when it says False no record is built at all. `__call__` runs on the inference thread,
+    after the chunk was queued (it cannot delay the robot), and must not raise (errors are logged)."""
+
+    def wanted(self) -> bool:
+        return False
+
+    def __call__(self, record: ExchangeRecord) -> None:
+        pass
 
 
 # -- the inference thread ----------------------------------------------------------------------
@@ -41,7 +76,7 @@ class InferenceWorker:
 
     def __init__(self, config: ClientConfig, inputs: LatestInputs, scheduler: ActionScheduler,
                  machine: ClientStateMachine, normalizer: Normalizer, refill: RefillPolicy, on_error=None,
-                 clock=time.monotonic, frame_decoder=None, log=None):
+                 clock=time.monotonic, frame_decoder=None, log=None, observer: ExchangeObserver | None = None):
         self._cfg = config
         self._inputs = inputs
         self._scheduler = scheduler
@@ -52,6 +87,7 @@ class InferenceWorker:
         self._frame_decoder = frame_decoder  # stored frames -> message objects (the node stores serialized bytes)
         self._clock = clock
         self._log = log or (lambda level, message: None)
+        self.observer = observer  # debug topics / recorder (None: nothing is built)
         self._lower = np.asarray(config.joint_lower_limits) - config.chunk_reject_margin
         self._upper = np.asarray(config.joint_upper_limits) + config.chunk_reject_margin
         self._stop = threading.Event()
@@ -124,6 +160,8 @@ class InferenceWorker:
         self.stale_inputs = []
         timer = StageTimer()
         sent = self._clock()
+        self._link.last_sent = None
+        state = None
         try:
             if self._frame_decoder is not None:
                 snap = Snapshot({n: self._frame_decoder(f) for n, f in snap.frames.items()}, snap.state,
@@ -139,11 +177,13 @@ class InferenceWorker:
                      ValueError)
             message = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
             self._record_failure(epoch, message)
+            self._observe(snap, state)
             return False
         arrived = self._clock()
         self.round_trip_ms.add(timer.stages.get("round_trip", 0.0))
         self.server_inference_ms.add(reply.server_inference_ms)
         if not self._machine.may_play(epoch):
+            self._observe(snap, state, actions)
             return False  # deactivated while the request was in flight
         dropped = self._scheduler.add_chunk(actions, snap.state_time)
         self.last_steps_skipped = dropped
@@ -152,6 +192,7 @@ class InferenceWorker:
             self._record_failure(epoch, f"late: the reply came {(arrived - snap.state_time) * 1000:.0f} ms after "
                                         f"capture and the robot had executed all {len(actions)} of its steps "
                                         "meanwhile")
+            self._observe(snap, state, actions, dropped=dropped)
             return False
         self.requests_ok += 1
         self.consecutive_failures = 0
@@ -160,7 +201,28 @@ class InferenceWorker:
         self._machine.chunk_arrived(epoch)
         timer.mark("schedule")
         self.stages.add(timer.stages)
+        self._observe(snap, state, actions, dropped=dropped, queued=True)
         return True
+
+    def _observe(self, snap: Snapshot, state, actions=None, dropped: int = 0, queued: bool = False) -> None:
+        """Hand the exchange to the observer, when there is one that wants it and frames went out."""
+        observer, sent_frames = self.observer, self._link.last_sent
+        if observer is None or sent_frames is None or state is None:
+            return
+        try:
+            if not observer.wanted():
+                return
+            kept = first = None
+            if queued:
+                kept = actions[dropped:]
+                # Step k of the chunk plays at (arrival - plan time moved since capture) + k / hz (scheduler).
+                now = self._clock()
+                moved = self._scheduler.plan_time(now) - self._scheduler.plan_time(min(snap.state_time, now))
+                first = now - moved + dropped / self._cfg.action_step_hz
+            observer(ExchangeRecord(snap.state_time, sent_frames, np.asarray(state, dtype=np.float64),
+                                    snap.language, actions, kept, dropped, first))
+        except Exception as exc:  # noqa: BLE001 - debugging output must never cost the robot a chunk
+            self._log("warning", f"exchange observer: {type(exc).__name__}: {exc}")
 
     def _probe(self, epoch: int) -> bool:
         """First contact of an activation: Isaac-GR00T's `ping` (our server answers it on the same

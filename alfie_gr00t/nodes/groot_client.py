@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 from builtin_interfaces.msg import Duration
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import ClockChange, JumpThreshold
@@ -31,7 +32,9 @@ from alfie_gr00t.client.inputs import LatestInputs, header_stamp_from_cdr
 from alfie_gr00t.client.state_machine import ClientState, ClientStateMachine
 from alfie_gr00t.client.worker import InferenceWorker
 from alfie_gr00t.client.config import ClientConfig
-from alfie_gr00t.nodes.diagnostics import ClientDiagnostics, attach_diagnostics
+from alfie_gr00t.nodes.debug_topics import DebugTopics
+from alfie_gr00t.nodes.diagnostics import ClientDiagnostics, to_diagnostic_array
+from alfie_gr00t.nodes.recorder import SessionRecorder
 from alfie_gr00t.client.latency import RefillPolicy
 from alfie_gr00t.layout import BASE_DIMS, JOINT_DIMS
 from alfie_gr00t.nodes.params import declare_config
@@ -66,6 +69,10 @@ class GrootClient(Node):
         # and from the inference thread (failures); one at a time, so a late failure cannot disarm a
         # newer activation.
         self._transitions = threading.RLock()
+        self.recorder: SessionRecorder | None = None  # record_dir set: one MCAP session per activation
+        self._session_open = False
+        self.debug: DebugTopics | None = None
+        self._tick_thread: int | None = None  # the thread inside the tick's gate.step (its commands are reported there)
 
     def now(self) -> float:
         """The client's clock: the node's ROS clock (sim time under use_sim_time), in seconds."""
@@ -88,7 +95,12 @@ class GrootClient(Node):
                                       on_error=self._on_inference_error, clock=self.now,
                                       frame_decoder=lambda data: deserialize_message(data, image_type),
                                       log=self._log)
+        if cfg.record_dir:
+            self.recorder = SessionRecorder(cfg.record_dir, max_bytes=int(cfg.record_max_mb * 1024 * 1024),
+                                            max_files=cfg.record_max_files, log=self.get_logger().info,
+                                            clock_ns=lambda: self.get_clock().now().nanoseconds)
         self._create_interfaces()
+        self.worker.observer = self.debug
         self._clock_jumps = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=RosDuration(seconds=-0.1), on_clock_change=True),
             post_callback=self._on_clock_jump)
@@ -135,7 +147,14 @@ class GrootClient(Node):
         self.create_timer(1.0, self._publish_status)
         self.create_timer(0.5, self._watch_latched_estop)
         self._watch_latched_estop()
-        attach_diagnostics(self, self.status, ClientDiagnostics(self.get_name()))
+        self._diagnostics = ClientDiagnostics(self.get_name())
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self.debug = DebugTopics(self, cfg, record=self._record_at, recording=lambda: self._session_open)
+        self._topics = {name: self.resolve_topic_name(name) for name in (
+            cfg.state_topic, cfg.base_velocity_topic, "~/task_description")}
+        if self.recorder is not None:
+            self.create_timer(0.1, self._watch_session)
 
     def _image_type(self):
         return Image if self.config.image_msg_type == "raw" else CompressedImage
@@ -150,15 +169,48 @@ class GrootClient(Node):
         else:
             self.get_logger().info(message)
 
+    # -- recording ------------------------------------------------------------------------------
+    def _record(self, topic: str, msg) -> None:
+        """Into the open session (never blocks: the recorder queues or drops and counts)."""
+        if self._session_open:
+            now = self.get_clock().now().nanoseconds
+            self.recorder.record(topic, msg, now)
+
+    def _record_at(self, topic: str, msg, publish_time_ns: int) -> None:
+        if self._session_open:
+            self.recorder.record(topic, msg, publish_time_ns)
+
+    def _start_session(self) -> None:
+        """Activation (-> CONNECTING): a new session file, closing any still open."""
+        if self.recorder is None:
+            return
+        name = time.strftime("groot_%Y%m%d_%H%M%S") + f"_a{self.machine.epoch}"
+        try:
+            path = self.recorder.start_session(name)
+        except Exception as exc:  # noqa: BLE001 - a full or read-only disk must not stop the robot
+            self.get_logger().error(f"recording not started: {exc}")
+            return
+        self._session_open = True
+        self.get_logger().info(f"recording this activation to {path}")
+
+    def _watch_session(self) -> None:
+        """End the session once ACTIVE is left and the gate is silent (the hold fully published)."""
+        if self._session_open and not self.machine.wants_inference and not self.gate.engaged:
+            self._session_open = False
+            self.recorder.end_session(wait=False)  # the writer closes the file; the executor never waits
+
     # -- inputs: store only ------------------------------------------------------------------
     def _on_joint_state(self, msg: JointState) -> None:
         self.measured.update_by_name(msg.name, msg.position, _stamp_seconds(msg.header.stamp))
+        self._record(self._topics[self.config.state_topic], msg)
 
     def _on_base_velocity(self, msg: Twist) -> None:
         v = (msg.linear.x, msg.linear.y, msg.linear.z, msg.angular.x, msg.angular.y, msg.angular.z)
         self.measured.update(dict(enumerate(v)))
+        self._record(self._topics[self.config.base_velocity_topic], msg)
 
     def _on_state_array(self, msg: Float32MultiArray) -> None:
+        self._record(self._topics[self.config.state_topic], msg)
         if len(msg.data) == self.config.action_dim:
             self.measured.update(dict(enumerate(msg.data)))
         else:
@@ -168,6 +220,7 @@ class GrootClient(Node):
     def _on_task(self, msg: String) -> None:
         self.inputs.task = msg.data
         self.get_logger().info(f"task: {msg.data!r}")
+        self._record(self._topics["~/task_description"], msg)
 
     def _watch_latched_estop(self) -> None:
         """Keep a transient-local ~/estop subscription exactly while a latched publisher exists."""
@@ -209,6 +262,8 @@ class GrootClient(Node):
         if self.machine.activate(on) or (not on and self.gate.armed):
             self.scheduler.reset()
             self.gate.hold("activate:false")
+        if on and before is not ClientState.CONNECTING and self.machine.state is ClientState.CONNECTING:
+            self._start_session()
         return _activation_outcome(on, before, self.machine.state)
 
     def _on_estop(self, msg: Bool) -> None:
@@ -282,14 +337,29 @@ class GrootClient(Node):
             self.command_period_ms.add((now - self._last_tick) * 1000.0)
         self._last_tick = now
         active = self.machine.state is ClientState.ACTIVE
-        self.gate.step(self.scheduler.command() if active else None)
+        target = self.scheduler.command() if active else None
+        self._tick_thread = threading.get_ident()
+        try:
+            command = self.gate.step(target)
+        finally:
+            self._tick_thread = None
+        debug = self.debug
+        if debug is not None and debug.gate_wanted():
+            debug.gate_tick(target, command, self.get_clock().now().nanoseconds)
 
     def _publish(self, command: Command) -> None:
         """The gate's output: every command leaves through here, nowhere else."""
         cfg = self.config
+        debug = self.debug
+        if (command.kind is not CommandKind.PLAN and self._tick_thread != threading.get_ident()
+                and debug is not None and debug.gate_wanted()):
+            # a hold or stop decided outside the tick (activate:false, e-stop, failures, shutdown)
+            debug.gate_tick(None, command, self.get_clock().now().nanoseconds)
         if command.kind is CommandKind.PLAN:
             dt = 1.0 / cfg.action_step_hz
-            self.trajectory_pub.publish(self._trajectory(command.path[:, JOINT_DIMS], dt))
+            plan = self._trajectory(command.path[:, JOINT_DIMS], dt)
+            self.trajectory_pub.publish(plan)
+            self._record(self.trajectory_pub.topic_name, plan)
             return
         joints = command.joints
         if joints is not None:
@@ -299,12 +369,16 @@ class GrootClient(Node):
                 msg.name = list(cfg.joint_names[JOINT_DIMS])
                 msg.position = [float(v) for v in joints]
                 self.joint_pub.publish(msg)
+                self._record(self.joint_pub.topic_name, msg)
             if cfg.output_mode != "joint_state" and command.kind is not CommandKind.POLICY:
-                self.trajectory_pub.publish(self._trajectory([joints], 1.0 / cfg.command_rate_hz))
+                hold = self._trajectory([joints], 1.0 / cfg.command_rate_hz)
+                self.trajectory_pub.publish(hold)
+                self._record(self.trajectory_pub.topic_name, hold)
         twist = Twist()
         (twist.linear.x, twist.linear.y, twist.linear.z,
          twist.angular.x, twist.angular.y, twist.angular.z) = (float(v) for v in command.vector[BASE_DIMS])
         self.twist_pub.publish(twist)
+        self._record(self.twist_pub.topic_name, twist)
 
     def _publish_trajectory(self) -> None:
         """joint_trajectory mode: the rest of the schedule, limited and emitted by the gate."""
@@ -402,11 +476,19 @@ class GrootClient(Node):
             "safety_limited_ticks": gate.limited_ticks,
             "safety_waiting_for_state": gate.waiting_for_state,
             "stages_ms": w.stages.summary(),
+            "recording": self.recorder.stats() if self.recorder is not None else dict(_NOT_RECORDING),
         }
 
     def _publish_status(self) -> None:
         self._check_budget()  # 1 Hz is soon enough for a warning; kept off the 100 Hz tick
-        self.status_pub.publish(String(data=json.dumps(self.status())))
+        msg = String(data=json.dumps(self.status()))
+        self.status_pub.publish(msg)
+        self._record(self.status_pub.topic_name, msg)
+
+    def _publish_diagnostics(self) -> None:
+        msg = to_diagnostic_array(self._diagnostics(self.status()), self.get_clock().now().to_msg())
+        self.diagnostics_pub.publish(msg)
+        self._record(self.diagnostics_pub.topic_name, msg)
 
     def close(self) -> None:
         """Shutdown: a stop (zero base velocity at once) while the context is still valid, then the
@@ -415,10 +497,17 @@ class GrootClient(Node):
             return
         if self.gate.engaged and self.context.ok():
             self.gate.stop("shutdown")
+        if self.recorder is not None:
+            self._session_open = False
+            self.recorder.close()  # the session so far, summary written (bounded wait)
         self.worker.stop()
         if self.worker.stages.summary():
             log_info(self, "client profile (ms):\n" + self.worker.stages.format_table())
         self.worker = None
+
+
+_NOT_RECORDING = {"recording": False, "path": "", "written": 0, "dropped": 0, "bytes": 0, "files": 0,
+                  "last_error": ""}
 
 
 def _activation_outcome(on: bool, before: ClientState, after: ClientState) -> tuple[bool, str]:

@@ -88,6 +88,9 @@ ARGUMENTS: dict[str, LaunchArgument] = {
     "output_mode": LaunchArgument("", "joint_state, joint_trajectory (ros2_control) or both; "
                                   + _FROM_YAML.format("client"), ((CLIENT, "output_mode"),),
                                   ("joint_state", "joint_trajectory", "both")),
+    "record_dir": LaunchArgument("", "record one MCAP session per activation into this directory (debug topics, "
+                                 "commands, status); " + _FROM_YAML.format("client") + " (off)",
+                                 ((CLIENT, "record_dir"),)),
     "use_sim_time": LaunchArgument("", "use /clock (a simulator's) in every node; empty = false",
                                    ((SERVER, "use_sim_time"), (CLIENT, "use_sim_time"), (SIM, "use_sim_time"))),
     "strict_arguments": LaunchArgument("true", "fail on unknown name:=value; false when a parent launch file "

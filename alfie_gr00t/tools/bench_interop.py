@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import random
 import socket
@@ -37,6 +36,7 @@ import zmq
 
 from alfie_gr00t import layout
 from alfie_gr00t.stats import percentiles
+from alfie_gr00t.tools import report
 
 HEIGHT, WIDTH = 280, 320
 TASK = "find the can and pick it up"
@@ -239,12 +239,14 @@ def run(iterations: int, warmup: int, log=print) -> dict:
 
 def format_report(result: dict) -> str:
     lines = [f"Isaac-GR00T interop, {result['iterations']} calls per row, 4 x {WIDTH}x{HEIGHT} uint8, B=1, TCP loopback",
-             f"{'row':<55} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"]
-    for name, row in result["rows"].items():
-        lines.append(f"{name:<55} {row['p50_ms']:8.2f} {row['p95_ms']:8.2f} {row['p99_ms']:8.2f}")
+             report.table(["row", "p50 ms", "p95 ms", "p99 ms"],
+                          [[name, f"{r['p50_ms']:.2f}", f"{r['p95_ms']:.2f}", f"{r['p99_ms']:.2f}"]
+                           for name, r in result["rows"].items()])]
     if result["upstream_skipped"]:
         lines.append(f"upstream rows skipped: gr00t.policy.server_client is not importable "
                      f"({result['upstream_skipped']}); put Isaac-GR00T on PYTHONPATH to add them")
+    if "meta" in result:
+        lines.append(report.footer(result["meta"]))
     return "\n".join(lines)
 
 
@@ -264,11 +266,12 @@ def main(argv=None) -> int:
         return 0
     if args.iterations < 1 or args.warmup < 0:
         parser.error("--iterations must be >= 1 and --warmup >= 0")
+    meta, started = report.machine_facts(mode="interop"), time.perf_counter()
     result = run(args.iterations, args.warmup)
+    result["meta"] = {**meta, "wall_s": round(time.perf_counter() - started, 1)}
     print(format_report(result))
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=2)
+        print(f"wrote {report.write_json(result, args.json)}", file=sys.stderr)
     return 0
 
 

@@ -301,7 +301,8 @@ class RowSpec:
 
 
 def run_row(spec: RowSpec, domain_id: int, directory: str, log=print, external_server: str | None = None,
-            with_robot: bool = True, on_active=None, listen: bool = True) -> tuple[dict, Recording]:
+            with_robot: bool = True, on_active=None, listen: bool = True,
+            subscriptions=()) -> tuple[dict, Recording]:
     """Server (unless `external_server` is an IPC path already served), client and sim robot in this
     process; records `spec.seconds` after the first chunk. Returns (metrics, raw recording)."""
     from geometry_msgs.msg import Twist
@@ -334,6 +335,8 @@ def run_row(spec: RowSpec, domain_id: int, directory: str, log=print, external_s
                         pass
 
                 rig.subscribe(String, "/alfie/groot_client/status", on_status)
+            for msg_type, topic, callback in subscriptions:  # e.g. the debug topics, as Foxglove would
+                rig.subscribe(msg_type, topic, callback)
             rig.spin()
             rec.on = True
             started = client.now()
@@ -540,6 +543,65 @@ def measure_cpu(seconds: float, domain_id: int, directory: str, log=print) -> di
         _stop_process(server)
 
 
+# -- debug topics and recording ----------------------------------------------------------------------
+DEBUG_TOPICS = ("debug/state", "debug/task", "debug/chunk", "debug/chunk_scheduled", "debug/gate")
+
+
+def measure_debug(seconds: float, domain_id: int, directory: str, log=print) -> dict:
+    """The 100 Hz loop with the debug topics off (nobody subscribed, no recording) vs on: every debug
+    topic subscribed (as Foxglove would) and a session recorded. Same row otherwise (50 +- 10 ms mock,
+    default client, 4 x 640x480 cameras at 30 Hz)."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from sensor_msgs.msg import CompressedImage, JointState
+    from std_msgs.msg import String
+    from trajectory_msgs.msg import JointTrajectory
+
+    types = {"debug/state": JointState, "debug/task": String, "debug/chunk": JointTrajectory,
+             "debug/chunk_scheduled": JointTrajectory, "debug/gate": DiagnosticStatus}
+    rows = {}
+    for name in ("off", "on"):
+        received = {"n": 0}
+
+        def count(msg):
+            received["n"] += 1
+
+        subscriptions, client = (), {}
+        if name == "on":
+            subscriptions = [(CompressedImage, f"/alfie/groot_client/debug/image/{c}", count)
+                             for c in layout.CAMERA_NAMES]
+            subscriptions += [(types[t], f"/alfie/groot_client/{t}", count) for t in DEBUG_TOPICS]
+            client = {"record_dir": os.path.join(directory, "sessions")}
+        holder = {}
+        log(f"debug {name}: 50+-10 ms mock, {seconds:.0f} s")
+        metrics, _ = run_row(RowSpec(f"debug_{name}", 50.0, 10.0, seconds, client), domain_id, directory, log,
+                             on_active=lambda c: holder.update(client=c), subscriptions=subscriptions)
+        if "skipped" in metrics:
+            rows[name] = {"skipped": metrics["skipped"]}
+            continue
+        row = {"period": metrics["period"], "command_rate_hz": metrics.get("command_rate_hz"),
+               "debug_messages_received": received["n"]}
+        recorder = getattr(holder.get("client"), "recorder", None)
+        if recorder is not None:
+            row["recording"] = recorder.stats()
+        rows[name] = row
+    return rows
+
+
+def format_debug(rows: dict) -> str:
+    lines = ["100 Hz loop with the debug topics (50 ms mock, 4 x 640x480 cameras at 30 Hz):",
+             "  debug          period p50   p99      max    rate Hz  debug msgs  recorded (dropped)"]
+    for name, label in (("off", "off"), ("on", "on+recording")):
+        row = rows.get(name) or {"skipped": "not run"}
+        if "skipped" in row:
+            lines.append(f"  {label:<14} skipped: {row['skipped']}")
+            continue
+        p, rec = row["period"], row.get("recording") or {}
+        recorded = f"{rec.get('written', 0)} ({rec.get('dropped', 0)})" if rec else "-"
+        lines.append(f"  {label:<14} {_num(p['p50_ms']):>9} {_num(p['p99_ms']):>6} {_num(p['max_ms']):>8} "
+                     f"{_num(row.get('command_rate_hz')):>9} {row['debug_messages_received']:>11}  {recorded}")
+    return "\n".join(lines)
+
+
 # -- JPEG codecs -----------------------------------------------------------------------------------
 def codec_table(iterations: int) -> dict:
     """OpenCV vs simplejpeg on the four 320x280 camera frames at q90, 1 and 2 threads, interleaved."""
@@ -722,7 +784,7 @@ def run(args, log) -> dict:
     started = time.perf_counter()
     result = {"meta": report.machine_facts(mode="quick" if args.quick else "default", seconds_per_row=seconds,
                                            ros_domain_id=args.domain_id),
-              "fidelity": [], "seams": [], "load": None, "cpu": None, "codecs": None, "files": []}
+              "fidelity": [], "seams": [], "load": None, "cpu": None, "debug": None, "codecs": None, "files": []}
     try:
         for name, delay, jitter in LATENCIES:
             if wanted and name.removesuffix("ms") not in wanted and name not in wanted:
@@ -752,6 +814,8 @@ def run(args, log) -> dict:
         if not args.no_cpu:
             log(f"cpu: server and sim robot as processes, {load_s:.0f} s")
             result["cpu"] = measure_cpu(load_s, args.domain_id, directory, log)
+        if not args.no_debug:
+            result["debug"] = measure_debug(load_s, args.domain_id, directory, log)
         if not args.no_codecs:
             log("codecs: OpenCV vs simplejpeg")
             result["codecs"] = codec_table(60 if args.quick else 400)
@@ -768,6 +832,8 @@ def format_report(result: dict, disagree: float) -> str:
         parts += ["", format_seams(result["seams"], disagree)]
     if result["load"] or result["cpu"]:
         parts += ["", format_load(result["load"], result["cpu"])]
+    if result.get("debug"):
+        parts += ["", format_debug(result["debug"])]
     if result["codecs"]:
         parts += ["", format_codecs(result["codecs"])]
     if result["files"]:
@@ -786,7 +852,7 @@ def main(argv=None) -> int:
     parser.add_argument("--disagree", type=float, default=0.03, help="per-chunk offset (rad) in the seam comparison")
     parser.add_argument("--json", metavar="FILE", default=os.path.join("bench_out", "motion.json"))
     parser.add_argument("--out-dir", default="bench_out", help="plots (or CSV series without matplotlib)")
-    for part in ("seams", "load", "cpu", "codecs", "series"):
+    for part in ("seams", "load", "cpu", "debug", "codecs", "series"):
         parser.add_argument(f"--no-{part}", action="store_true", help=f"skip the {part} part")
     parser.add_argument("--domain-id", type=int, default=report.env_domain_id(), help="ROS domain (default $ROS_DOMAIN_ID)")
     args = parser.parse_args(argv)

@@ -383,7 +383,7 @@ class RepEndpoint:
                 log.warning("ZAP handler of %s did not stop; its context is left to process exit", self.address)
         context, self._own_context = self._own_context, None
         if context is not None and stopped:
-            context.term()
+            context.destroy(linger=0)  # term() would wait forever on any socket still open in it
 
     def close(self) -> None:
         """Close the socket and remove our own IPC file (never a file another server re-created)."""
