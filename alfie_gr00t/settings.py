@@ -20,6 +20,16 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     require(value in choices, f"{name} must be one of {choices}, got {value!r}")
 
 
+def require_curve_pair(transport: str, why: str, **keys: str) -> None:
+    """Two CurveZMQ key parameters: both set or neither (`why` says what each is), and only on TCP."""
+    names, values = list(keys), list(keys.values())
+    require(all(values) or not any(values),
+            f"{' and '.join(names)} go together ({why}), got " + ", ".join(f"{n}={v!r}" for n, v in keys.items()))
+    require(not any(values) or transport == "tcp",
+            f"{'/'.join(names)} need transport tcp: IPC is protected by the socket file's permissions "
+            "(ipc_mode), not by CurveZMQ")
+
+
 def config_from_values(config_cls, values: dict):
     """Build a config from parameter values (lists become tuples); unknown names are an error."""
     known = {f.name: f for f in fields(config_cls)}

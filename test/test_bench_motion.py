@@ -146,7 +146,7 @@ def _number(value) -> bool:
 
 def test_smoke_run_produces_numbers(tmp_path):
     out = tmp_path / "motion.json"
-    code = bm.main(["--latencies", "1", "--seconds", "3", "--no-seams", "--no-load", "--no-cpu", "--no-codecs",
+    code = bm.main(["--latencies", "1", "--seconds", "3", "--no-seams", "--no-load", "--no-cpu", "--no-codecs", "--no-debug",
                     "--no-series", "--json", str(out), "--out-dir", str(tmp_path),
                     "--domain-id", str(next_domain_id())])
     assert code == 0

@@ -14,7 +14,7 @@ import pytest
 from ros_helpers import REPO
 
 GUIDES = ("robot-jetson.md", "checkpoint.md", "parameters.md", "topics.md", "motion.md", "latency.md",
-          "wire.md", "remote-gpu.md", "triton.md", "performance.md", "security.md", "README.md")
+          "wire.md", "remote-gpu.md", "triton.md", "performance.md", "security.md", "recording.md", "README.md")
 README_MAX_LINES = 250
 
 FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.M | re.S)

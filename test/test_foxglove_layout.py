@@ -17,6 +17,7 @@ import os
 import re
 
 import pytest
+import rclpy  # noqa: F401 - the real nodes run in this process (a ROS-free run skips the module)
 
 from conftest import next_domain_id
 from ros_helpers import REPO, wait_for

@@ -27,6 +27,7 @@ from conftest import TRIPWIRE_RAN, Tripwire, hold_chunk, make_frame  # noqa: E40
 from gr00t_wire import N16, N17, ActionConfig, ActionFormat, ActionRepresentation, ActionType, \
     FakePolicyServer, ModalityConfig, ServerError, WireClient  # noqa: E402
 
+from alfie_gr00t.tools.bench import StubImage  # the sensor_msgs/Image fields the client reads
 from alfie_gr00t import layout  # noqa: E402
 from alfie_gr00t.client.config import ClientConfig  # noqa: E402
 from alfie_gr00t.client.inputs import Snapshot  # noqa: E402
@@ -290,13 +291,6 @@ def test_hostile_n17_requests_get_errors_and_the_server_keeps_serving(served):
 # ---------------------------------------------------------------------- our client, upstream servers
 
 
-@dataclass
-class StubImage:
-    height: int
-    width: int
-    encoding: str
-    step: int
-    data: bytes
 
 
 class HoldPolicy:

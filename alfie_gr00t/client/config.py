@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alfie_gr00t import layout
-from alfie_gr00t.settings import check_choice, require
+from alfie_gr00t.settings import check_choice, require, require_curve_pair
 from alfie_gr00t.wire.transport import CurveClientKeys, endpoint_address, load_client_keys
 
 
@@ -89,14 +89,8 @@ class ClientConfig:
         self.refill_config()  # each part validates itself: latency/refill, motion limits
         self.motion_limits()
         endpoint_address(self.transport, self.ipc_path, self.server_host, self.server_port)
-        curve = (self.curve_secret_key, self.curve_server_key)
-        require(all(curve) or not any(curve),
-                "curve_secret_key and curve_server_key go together (this client's secret certificate and the "
-                f"server's public one), got curve_secret_key={self.curve_secret_key!r}, "
-                f"curve_server_key={self.curve_server_key!r}")
-        require(not any(curve) or self.transport == "tcp",
-                "curve_secret_key/curve_server_key need transport tcp: IPC is protected by the socket file's "
-                "permissions, not by CurveZMQ")
+        require_curve_pair(self.transport, "this client's secret certificate and the server's public one",
+                           curve_secret_key=self.curve_secret_key, curve_server_key=self.curve_server_key)
 
     def curve_keys(self) -> CurveClientKeys | None:
         """The loaded, permission-checked Curve keys (reads the files: call at start), or None without Curve."""

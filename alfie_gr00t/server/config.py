@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from alfie_gr00t import layout
 from alfie_gr00t.engines.base import EngineConfig
-from alfie_gr00t.settings import check_choice, require
+from alfie_gr00t.settings import check_choice, require, require_curve_pair
 from alfie_gr00t.wire.protocol import RequestLimits
 from alfie_gr00t.wire.transport import CurveServerKeys, endpoint_address, is_loopback_host, load_server_keys
 
@@ -76,14 +76,8 @@ class ServerConfig:
         int(self.ipc_mode, 8)  # raises ValueError for a mode that is not octal
         RequestLimits(self.max_message_bytes, self.max_image_side, self.max_language_chars, self.max_batch_size)
         endpoint_address(self.transport, self.ipc_path, self.bind_host, self.bind_port)
-        curve = (self.curve_secret_key, self.curve_allowed_clients)
-        require(all(curve) or not any(curve),
-                "curve_secret_key and curve_allowed_clients go together (an empty curve_allowed_clients directory "
-                f"refuses every client), got curve_secret_key={self.curve_secret_key!r}, "
-                f"curve_allowed_clients={self.curve_allowed_clients!r}")
-        require(not any(curve) or self.transport == "tcp",
-                "curve_secret_key/curve_allowed_clients need transport tcp: IPC is protected by the socket "
-                "file's permissions (ipc_mode), not by CurveZMQ")
+        require_curve_pair(self.transport, "an empty curve_allowed_clients directory refuses every client",
+                           curve_secret_key=self.curve_secret_key, curve_allowed_clients=self.curve_allowed_clients)
 
     @property
     def curve(self) -> bool:
