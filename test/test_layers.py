@@ -101,3 +101,21 @@ def test_no_import_cycles():
         if node not in state:
             visit(node)
     assert not cycles, f"import cycles: {cycles}"
+
+
+@pytest.mark.parametrize("old, new", [("alfie_gr00t.protocol", "alfie_gr00t.wire.protocol"),
+                                      ("alfie_gr00t.gr00t_protocol", "alfie_gr00t.wire.gr00t")])
+def test_old_module_paths_keep_working_for_one_release_with_a_warning(old, new):
+    """Users who import the pre-re-house paths get the same module and a DeprecationWarning naming the new one."""
+    import importlib
+    import subprocess
+    import sys
+
+    code = (f"import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+            f"try:\n    import {old}\nexcept DeprecationWarning as w:\n    print('warned:', w)\n"
+            f"warnings.simplefilter('ignore')\nimport {old} as a, {new} as b\nprint('same' if a is b else 'different')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=str(PACKAGE.parent))
+    assert out.returncode == 0, out.stderr
+    assert f"warned: {old} moved to {new}" in out.stdout and out.stdout.strip().endswith("same"), out.stdout
+    assert importlib.import_module(new).__name__ == new
