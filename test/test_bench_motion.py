@@ -2,6 +2,7 @@
 smoke run of the real thing that asserts only that it produced numbers (never the targets)."""
 
 import json
+import os
 import math
 
 import numpy as np
@@ -156,3 +157,10 @@ def test_smoke_run_produces_numbers(tmp_path):
     for value in (row["command_rate_hz"], row["dead_time"]["pct"], row["error"]["rms"], row["age"]["p50_ms"],
                   row["queue"]["p50"], row["period"]["p99_ms"]):
         assert _number(value), row
+
+
+def test_child_processes_import_this_package():
+    """The server and sim robot processes of the CPU part get the folder holding alfie_gr00t on PYTHONPATH
+    (it moved into tools/ once and pointed at alfie_gr00t/ itself)."""
+    first = bm._child_env(next_domain_id())["PYTHONPATH"].split(os.pathsep)[0]
+    assert os.path.isfile(os.path.join(first, "alfie_gr00t", "__init__.py")), first

@@ -26,6 +26,21 @@ def test_config_files_are_found_in_the_source_checkout():
     assert os.path.exists(launch_args.config_path("groot_client.yaml"))
 
 
+def test_config_files_are_found_without_an_installed_package(monkeypatch):
+    """A source checkout run with PYTHONPATH=. and no colcon install (no ament index entry): the
+    fallback must name the checkout's config/, not alfie_gr00t/config/."""
+    import ament_index_python.packages as packages
+
+    def not_installed(name):
+        raise packages.PackageNotFoundError(name)
+
+    monkeypatch.setattr(packages, "get_package_share_directory", not_installed)
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for name in ("groot_server.yaml", "groot_client.yaml"):
+        path = launch_args.config_path(name)
+        assert path == os.path.join(checkout, "config", name) and os.path.exists(path), path
+
+
 def test_bringup_runs_the_closed_loop(ipc_dir):
     ipc_path = os.path.join(ipc_dir, "bringup.sock")
     proc = subprocess.run(

@@ -199,6 +199,21 @@ def test_gr00t_directory_with_use_tensorrt_takes_the_dit_engine_path(tmp_path, m
         registry.create_engine(config(ckpt, use_tensorrt=True, device="cpu"))
 
 
+def test_gr00t_log_line_names_the_dit_backend_that_runs(tmp_path, monkeypatch, caplog):
+    """An ONNX DiT (dit_engine_path:=...onnx) was logged as 'DiT in PyTorch' before the swap said onnxruntime."""
+    assert registry.dit_backend_label(config("x", dit_engine_path="/m/dit_model_fp32.onnx")) == "onnxruntime"
+    assert registry.dit_backend_label(config("x", dit_engine_path="/m/dit.onnx", use_tensorrt=True)) == "onnxruntime"
+    assert registry.dit_backend_label(config("x", dit_engine_path="/m/dit_fp16.engine")) == "TensorRT"
+    assert registry.dit_backend_label(config("x", tensorrt_engine_path="/m/dit_fp16.engine")) == "TensorRT"
+    assert registry.dit_backend_label(config("x", use_tensorrt=True)) == "TensorRT"
+    assert registry.dit_backend_label(config("x")) == "PyTorch"
+    ckpt = gr00t_checkpoint(tmp_path / "ckpt")
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with caplog.at_level("INFO", logger=registry.log.name), pytest.raises(EngineError):
+        registry.create_engine(config(ckpt, device="cpu", dit_engine_path=str(tmp_path / "dit_model_fp32.onnx")))
+    assert "(DiT in onnxruntime)" in caplog.text
+
+
 def test_registry_imports_with_numpy_only(tmp_path):
     """Heavy libraries are imported lazily: the registry loads with all of them blocked."""
     script = textwrap.dedent("""

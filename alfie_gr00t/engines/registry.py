@@ -135,5 +135,13 @@ def create_engine(config: EngineConfig) -> Engine:
         return OnnxEngine(config, path)
     from alfie_gr00t.engines.gr00t_policy_engine import Gr00tPolicyEngine
 
-    log.info("engine: Isaac-GR00T Gr00tPolicy %s (DiT in %s)", path, "TensorRT" if config.use_tensorrt else "PyTorch")
+    log.info("engine: Isaac-GR00T Gr00tPolicy %s (DiT in %s)", path, dit_backend_label(config))
     return Gr00tPolicyEngine(config, path)
+
+
+def dit_backend_label(config: EngineConfig) -> str:
+    """Where the DiT of a checkpoint directory runs, as dit_swap.py picks it: dit_engine_path by its
+    suffix (whatever use_tensorrt says), else TensorRT with tensorrt_engine_path or use_tensorrt, else PyTorch."""
+    if config.dit_engine_path:
+        return "onnxruntime" if Path(config.dit_engine_path).suffix.lower() == ".onnx" else "TensorRT"
+    return "TensorRT" if (config.use_tensorrt or config.tensorrt_engine_path) else "PyTorch"

@@ -225,4 +225,6 @@ def config_path(name: str) -> str:
             return path
     except (ImportError, LookupError, ValueError, OSError):
         pass
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", name)
+    # this file is <checkout>/alfie_gr00t/nodes/launch_args.py: the checkout's config/ is three levels up
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.path.join(checkout, "config", name)

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+import alfie_gr00t  # noqa: E402
 from alfie_gr00t import layout  # noqa: E402
 from alfie_gr00t.tools import report  # noqa: E402
 from alfie_gr00t.tools.rig import NodeRig  # noqa: E402
@@ -475,7 +476,7 @@ def _self_cpu_s() -> float:
 
 
 def _child_env(domain_id: int) -> dict:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(alfie_gr00t.__file__)))  # where this package is imported from
     env = discovery.confine_to_localhost(dict(os.environ, ROS_DOMAIN_ID=str(domain_id)))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
     return env
