@@ -252,3 +252,61 @@ def test_inference_error_hold_racing_a_reactivation_leaves_active_without_motion
     finally:
         client.close()
         client.destroy_node()
+
+
+# -- 3. a reply checked for its activation, then deactivate + reactivate before it is queued ---------
+class _FakeLink:
+    last_sent = None
+
+    def __init__(self, chunk):
+        self.chunk = chunk
+
+    def exchange(self, snap, state, timer, prefix, timeout_ms):
+        from alfie_gr00t.client.links import ChunkReply
+        return ChunkReply(self.chunk.copy())
+
+
+def test_reply_of_an_old_activation_is_not_queued_into_a_new_one():
+    """The worker checks `may_play(epoch)` and then queues the chunk. If the executor handles
+    activate:false and activate:true in between (the GIL switches threads every 5 ms), the old
+    activation's chunk lands in the new activation's freshly reset schedule: the new activation's
+    first request is held back while it drains (`request_due` sees a full queue) and the new chunk
+    then crossfades in from it, so the robot first follows a plan computed from an observation taken
+    before the deactivation. The chunk must be queued atomically with its activation being current."""
+    clock = Clock(1000.0)
+    cfg, scheduler, measured, _, _ = _default_pipeline(clock)
+    posture = _posture(cfg)
+    measured.update({i: float(posture[i]) for i in range(cfg.action_dim)})
+    inputs = LatestInputs(cfg.camera_names, measured, "task", clock=clock)
+    for name in cfg.camera_names:
+        inputs.store_frame(name, np.zeros((4, 4, 3), np.uint8))
+
+    class RacingMachine(ClientStateMachine):
+        race = True
+
+        def may_play(self, epoch):
+            allowed = super().may_play(epoch)
+            if allowed and self.race:  # the executor runs here: what GrootClient._activate does
+                self.race = False
+                self.activate(False)
+                scheduler.reset()
+                scheduler.reset()
+                self.activate(True)
+            return allowed
+
+    machine = RacingMachine()
+    machine.activate(True)
+    worker = InferenceWorker(cfg, inputs, scheduler, machine, Normalizer.identity(cfg.action_dim),
+                             RefillPolicy(cfg.refill_config()), clock=clock)
+    try:
+        worker._probe = lambda epoch: True  # the server answered the ping
+        worker._link = _FakeLink(np.tile(posture, (cfg.action_horizon, 1)))
+        assert worker.step() is False
+        assert machine.state is ClientState.CONNECTING and machine.epoch == 2
+        assert scheduler.remaining_steps() == 0, (
+            "the first activation's chunk was queued into the second activation's schedule")
+        assert worker.refill.request_due(scheduler.remaining_steps())  # the new activation asks at once
+        assert worker.consecutive_failures == 0
+    finally:
+        worker._client.close()  # never started: nothing to join
+        worker._codec.close()

@@ -502,3 +502,41 @@ def test_client_node_plays_over_curve_and_names_a_refusal(ros_context, ipc_path,
     print(f"\nclient node: ACTIVE over Curve ({served} chunks); unknown key -> ERROR after {time_to_error:.2f} s "
           f"(3 failures; the request timeout is {timeout_ms} ms)")
     assert time_to_error < timeout_ms / 1000.0, "ERROR must come before the first request timeout elapsed"
+
+
+def test_refused_keys_do_not_grow_the_servers_memory(keys, free_tcp_port, caplog):
+    """Every refused handshake may bring a fresh key (a Curve key pair costs a client microseconds):
+    the server's per-key refusal log must stay bounded however many it sees, and keep counting them."""
+    import tracemalloc
+
+    import zmq
+
+    service = make_service(free_tcp_port, keys)
+    caplog.set_level(logging.WARNING, logger="alfie_gr00t")
+    with BackgroundServer(service) as server:
+        for _ in range(2):  # real refused handshakes, each with a key of its own
+            stranger = transport.CurveClientKeys(*zmq.curve_keypair(), keys.client().server_public)
+            client = ReqClient(service.config.address, TIMEOUT_MS, curve=stranger)
+            with pytest.raises(HandshakeFailed, match="refused this client's CurveZMQ public key"):
+                client.request(b"x")
+            client.close()
+            assert wait_for_log(caplog, stranger.public.decode())
+        allow_list = server.endpoint._allow_list
+        fresh = [zmq.curve_keypair()[0] for _ in range(20000)]
+        before = server.endpoint.refused_keys
+        tracemalloc.start()
+        try:
+            baseline = tracemalloc.get_traced_memory()[0]
+            for key in fresh:
+                assert allow_list.callback(transport.ZAP_DOMAIN, key) is False
+            grown = tracemalloc.get_traced_memory()[0] - baseline
+        finally:
+            tracemalloc.stop()
+        assert server.endpoint.refused_keys == before + len(fresh)
+        assert allow_list.callback(transport.ZAP_DOMAIN, keys.client().public) is True
+        client = ReqClient(service.config.address, TIMEOUT_MS, curve=keys.client())
+        try:
+            ask_ours(client, 1, jpegs())
+        finally:
+            client.close()
+    assert grown < 512 << 10, f"{grown / 1e6:.1f} MB kept for {len(fresh)} refused keys"

@@ -205,6 +205,23 @@ def test_checkpoint_layout_problems_are_precise():
         adopt_layout(upstream_modalities(action_steps=8), upstream_statistics(), CONFIG)
 
 
+def test_sizes_the_checkpoint_states_are_checked_when_others_are_missing():
+    """Statistics for only some groups: the ones present must still match (a left arm of 7 in the
+    checkpoint is not the robot's arm of 6); only the missing ones fall back to the parameters."""
+    partial = upstream_statistics([("base_velocity", 6), ("left_arm", 7), ("right_arm", 6), ("head", 3)])
+    for modality in ("state", "action"):
+        del partial[modality]["head"]
+    with pytest.raises(EngineError, match=r"left_arm"):
+        adopt_layout(upstream_modalities(), partial, CONFIG)
+    agreeing = upstream_statistics()
+    for modality in ("state", "action"):
+        del agreeing[modality]["head"]
+    adopted, served = adopt_layout(upstream_modalities(), agreeing, CONFIG)
+    assert adopted.state_groups == GROUPS and "state_groups" not in served.adopted
+    adopted, served = adopt_layout(upstream_modalities(), None, CONFIG)  # no statistics at all: the parameters'
+    assert adopted.state_groups == GROUPS
+
+
 # ---------------------------------------------------------------- the engine class, via stand-ins
 
 

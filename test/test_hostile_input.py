@@ -1039,3 +1039,65 @@ def test_pipelined_requests_cannot_queue_unbounded_memory(ipc_path):
         attacker.kill()
         attacker.wait()
         endpoint.close()
+
+
+# ============================================================== review round: multipart requests, empty giant shapes
+
+
+@pytest.mark.parametrize("first", [pack_gr00t({"endpoint": "ping"}), pack_ours(ours_tree(frame_id=3))],
+                         ids=["gr00t", "ours"])
+def test_multipart_request_gets_one_error_reply_and_the_server_keeps_serving(ipc_path, first):
+    """A REQ peer may send a request in several ZeroMQ frames; REP may only reply once all of them were
+    read, so reading just the first one left the next send in the wrong state and ended the serving thread."""
+    import zmq
+
+    svc = make_service(transport="ipc", ipc_path=ipc_path)
+    with BackgroundServer(svc) as server:
+        sock = zmq.Context.instance().socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(svc.config.address)
+        try:
+            sock.send_multipart([first, b"tail", b"more"])
+            assert sock.poll(5000), "no reply to a three-part request"
+            reply = msgpack.unpackb(sock.recv(), raw=False)
+            assert "multipart" in str(reply.get("error", reply.get("error_message", ""))), reply
+            if first.startswith(b"\x81\xa8endpoint"):
+                assert set(reply) == {"error"}
+            else:
+                assert reply["status"] == "error" and reply["actions"] == []
+        finally:
+            sock.close(0)
+        assert server._thread.is_alive()
+        client = ReqClient(svc.config.address, timeout_ms=5000)
+        try:
+            reply = protocol.parse_action_response(client.request(pack_ours(ours_tree(frame_id=4))), HORIZON, DIM)
+            assert reply.frame_id == 4
+        finally:
+            client.close()
+    assert svc.engine.calls == 1
+
+
+@pytest.mark.parametrize("generation", ["n1.6", "n1.7"])
+@pytest.mark.parametrize("where", ["language", "action_prefix"])
+def test_empty_array_with_a_giant_shape_is_refused_without_expanding_it(service, generation, where):
+    """A zero-size array may declare any shape with no data: (2e6, 0) is a few bytes on the wire, and
+    turning it into Python lists (tolist) before checking its length built 2e6 lists."""
+    empty = np.zeros((2_000_000, 0), "<U1" if where == "language" else "<f4")
+    tree = gr00t_tree()
+    if where == "language":
+        tree = replace_at(tree, ("data", "observation", "language", "task"), empty)
+    else:
+        tree = replace_at(tree, ("data", "options"), {"action_prefix": empty, "inference_delay": 0})
+    payload = gr00t_wire.to_bytes(tree, generation=generation)
+    assert len(payload) < 64 << 10
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        reply = service.respond(payload)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    decoded = gr00t_wire.from_bytes(reply)
+    assert set(decoded) == {"error"}, decoded
+    assert service.engine.calls == 0
+    assert peak < 16 << 20, f"{peak / 1e6:.1f} MB allocated for a {len(payload)}-byte request"

@@ -221,3 +221,37 @@ def test_fixed_threshold_overrides_the_latency_aware_refill():
 def test_bad_refill_config_is_refused(values, fragment):
     with pytest.raises(ValueError, match=fragment):
         RefillConfig(**values)
+
+
+def _attempts_until_a_chunk(policy, server_latency_s, max_failures=5):
+    """Drive first contact as the worker does: ping when due (answered, no figure: Isaac-GR00T's own
+    server), then an observation with timeout_ms(); failures until one waits long enough, or None."""
+    failures = 0
+    while failures < max_failures:
+        if policy.probe_due():
+            policy.probe_answered(None)
+        if policy.timeout_ms() >= server_latency_s * 1000.0:
+            policy.record(server_latency_s + 0.01, server_latency_s)
+            return failures
+        policy.request_failed()  # the observation timed out
+    return None
+
+
+def test_a_server_that_became_slower_than_the_measured_history_is_not_timed_out_forever():
+    """The client measured a fast server (40 ms); the server is restarted on a CPU (2.5 s). The
+    history would cut every first-contact observation at 250 ms: ERROR on every activation, for good.
+    Once an observation failed before the activation's first chunk (the ping proved the server alive),
+    the next one waits the cap, as when nothing is known."""
+    policy = RefillPolicy(RefillConfig(inference_timeout_ms=10000))
+    for _ in range(20):
+        policy.record(0.05, 0.04)
+    for _activation in range(3):
+        policy.activated()
+        failures = _attempts_until_a_chunk(policy, 2.5)
+        assert failures is not None and failures < 5, "every attempt timed out: the client goes to ERROR"
+        for _ in range(20):
+            policy.record(0.05, 0.04)  # back to the fast server for the next round
+    # Mid-activation (a chunk already came) the measured timeout still applies: a dead server is found
+    # in N adaptive timeouts.
+    policy.request_failed()
+    assert not policy.probe_due() and policy.timeout_ms() == MIN_TIMEOUT_MS

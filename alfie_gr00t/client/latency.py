@@ -34,12 +34,16 @@ Timeouts (one design, three cases):
   yet): the first observation waits up to `inference_timeout_ms`, the longest any request
   ever waits (default 10 s, so a 3 s CPU policy gets its first answer); its duration then
   sets the adaptive timeout. Until an activation's first chunk, every failed attempt is
-  followed by a ping again (`request_failed`).
+  followed by a ping again (`request_failed`), and the observations after it wait the cap:
+  the server answers pings but not within what was measured before (it may have been
+  restarted on a slower device), so the history no longer bounds the wait.
 
 Bounds to ERROR (max_consecutive_failures = N): a server that answers nothing: N unanswered
 pings of `min(PROBE_TIMEOUT_MS, inference_timeout_ms)` each (about 5 s at the defaults, plus
 the request pacing); a server that answers pings but never a chunk: one
-`inference_timeout_ms` wait plus N - 1 pings; with latency known: N adaptive timeouts.
+`inference_timeout_ms` wait plus N - 1 pings (with latency known from an earlier activation, the
+first wait is the adaptive one and a later one the cap); once the activation got a chunk, N
+adaptive timeouts.
 
 ROS-free and clock-free: the caller passes measurements in seconds.
 """
@@ -100,17 +104,20 @@ class RefillPolicy:
         self._probe_pending = True
         self._answered_in_activation = False
         self._reported_s: float | None = None  # a latency the server reported in its ping reply
+        self._failed_in_activation = False  # before the activation's first chunk: the history no longer bounds
 
     def activated(self) -> None:
         """A new activation: its first contact pings the server before the first observation."""
         self._probe_pending = True
         self._answered_in_activation = False
+        self._failed_in_activation = False
 
     def request_failed(self) -> None:
         """A failed exchange: until this activation got a chunk, the next attempt pings again (short),
         so a server that stopped answering is found in PROBE_TIMEOUT_MS, not the cap."""
         if not self._answered_in_activation:
             self._probe_pending = True
+            self._failed_in_activation = True  # next observation: the cap (see the module docstring)
 
     def probe_due(self) -> bool:
         """True while this activation has not yet heard from the server (no ping answered, no chunk)."""
@@ -132,6 +139,7 @@ class RefillPolicy:
         self._expected_s = max(self._latency[-1], float(np.percentile(self._latency, 95)))
         self._probe_pending = False
         self._answered_in_activation = True
+        self._failed_in_activation = False
 
     def expected_latency_s(self) -> float:
         """What the next chunk is expected to take (0 before any measurement)."""
@@ -162,7 +170,7 @@ class RefillPolicy:
     def timeout_ms(self) -> float:
         cap = float(self.config.inference_timeout_ms)
         known = self.known_latency_s()
-        if known is None:
+        if known is None or self._failed_in_activation:
             return cap
         return min(cap, max(MIN_TIMEOUT_MS, 2000.0 * known + self.config.latency_margin_ms))
 

@@ -66,6 +66,16 @@ class ClientStateMachine:
         with self._lock:
             return epoch == self.epoch and self.state in (ClientState.CONNECTING, ClientState.ACTIVE)
 
+    def play_if_current(self, epoch: int, queue):
+        """`queue()` (the chunk into the scheduler), run only while activation `epoch` may still play,
+        under the transitions' lock: every transition that leaves CONNECTING/ACTIVE moves the state
+        before the node resets the schedule, so the chunk is either cleared by that reset or never
+        queued. Returns what `queue()` returned, or None when it did not run."""
+        with self._lock:
+            if epoch != self.epoch or self.state not in (ClientState.CONNECTING, ClientState.ACTIVE):
+                return None
+            return queue()
+
     def chunk_arrived(self, epoch: int) -> bool:
         """A valid chunk for activation `epoch` was queued: CONNECTING -> ACTIVE."""
         with self._lock:

@@ -185,7 +185,12 @@ class InferenceWorker:
         if not self._machine.may_play(epoch):
             self._observe(snap, state, actions)
             return False  # deactivated while the request was in flight
-        dropped = self._scheduler.add_chunk(actions, snap.state_time)
+        # Queued atomically with the state: a deactivation after the check above (and a reactivation)
+        # must not find this activation's chunk in the next activation's schedule.
+        dropped = self._machine.play_if_current(epoch, lambda: self._scheduler.add_chunk(actions, snap.state_time))
+        if dropped is None:
+            self._observe(snap, state, actions)
+            return False
         self.last_steps_skipped = dropped
         if dropped >= len(actions):
             self.requests_late += 1

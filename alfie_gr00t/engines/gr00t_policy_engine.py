@@ -221,8 +221,8 @@ def adopt_layout(modality_configs: dict, statistics: dict | None, config: Engine
         if tuple(groups) == tuple(_DEFAULTS.state_groups):
             if any(size is None for _, size in ckpt):
                 by_name = dict(ours)
-                if set(sizes) == set(by_name):  # the same names: keep our sizes, they cannot be checked
-                    ckpt = [(name, by_name[name]) for name, _ in ckpt]
+                if set(sizes) == set(by_name):  # the same names: our sizes where the checkpoint has none
+                    ckpt = [(name, by_name[name] if size is None else size) for name, size in ckpt]
                     log.warning("the checkpoint has no statistics for %s: state/action sizes are not checked",
                                 [n for n, s in sizes.items() if s is None])
                 else:

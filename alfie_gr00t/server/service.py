@@ -75,6 +75,21 @@ class PolicyService:
         self.request_ms.add(timer.total_ms())
         return reply
 
+    def refuse(self, payload, message: str) -> bytes:
+        """An error reply without serving the request (e.g. one sent in several ZeroMQ frames), in the
+        protocol its first frame shows: Isaac-GR00T when it is a map with an "endpoint" key."""
+        self.total_requests += 1
+        gr00t = _starts_with_endpoint(payload)
+        if not gr00t:
+            try:
+                decoded = protocol.unpack_message(payload, self._limits.max_message_bytes)
+                gr00t = isinstance(decoded, dict) and "endpoint" in decoded
+            except protocol.ProtocolError:
+                pass
+        if gr00t:
+            return gr00t_protocol.pack({"error": self._record_error(message)})
+        return self._fail(message, None)
+
     # -- our protocol ------------------------------------------------------------
     def _respond_observation(self, message, timer: StageTimer) -> bytes:
         frame_id = message.get("frame_id") if isinstance(message, dict) else None
@@ -290,7 +305,13 @@ def serve_pending(endpoint: RepEndpoint, service: PolicyService, wait_ms: int = 
     served = 0
     payload = endpoint.receive(wait_ms)
     while payload is not None:
-        endpoint.send(service.respond(payload))
+        parts = getattr(endpoint, "last_parts", 1)
+        if parts > 1:
+            reply = service.refuse(payload, f"multipart requests are not supported: got {parts} ZeroMQ frames, "
+                                            "send the msgpack message as one frame")
+        else:
+            reply = service.respond(payload)
+        endpoint.send(reply)
         served += 1
         if served >= max_requests or service.kill_requested:
             break

@@ -214,6 +214,11 @@ def _state(where: str, value: Any, size: int, batch: _BatchSize) -> np.ndarray:
 def _language(where: str, value: Any, batch: _BatchSize) -> tuple[str, ...]:
     limits = batch.limits
     if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.ndim in (1, 2):
+        # sizes first: an empty array can declare any shape, and tolist() would build every list of it
+        batch.check(where, value.shape[0])
+        if value.ndim == 2 and not 1 <= value.shape[1] <= limits.max_frames:
+            raise Gr00tProtocolError(f"{where}: expected 1..{limits.max_frames} strings per observation, "
+                                     f"got {value.shape[1]}")
         value = value.tolist()
     if not isinstance(value, (list, tuple)):
         raise Gr00tProtocolError(

@@ -149,6 +149,10 @@ def parse_prefix(actions: Any, delay_steps: Any, horizon: int, dim: int) -> Chun
     if actions is None:
         return None
     if isinstance(actions, np.ndarray):
+        # shape first: an empty array can declare any shape, and tolist() would build every list of it
+        if actions.ndim != 2 or not 0 < actions.shape[0] <= horizon or actions.shape[1] != dim:
+            raise ProtocolError(f"'action_prefix' must be a (1..{horizon}, {dim}) array, got shape "
+                                f"{actions.shape}"[:200])
         actions = actions.tolist()
     if not isinstance(actions, (list, tuple)) or not 0 < len(actions) <= horizon:
         raise ProtocolError(f"'action_prefix' must be a list of 1..{horizon} steps")

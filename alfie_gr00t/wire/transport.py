@@ -39,6 +39,8 @@ _HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_
                      | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 _SETTLE_S = 0.4  # after a vague handshake failure, wait this long for a specific one (reconnects every ~0.1 s)
 _REPORT_EVERY_S = 10.0  # the server logs each kind of refused peer at most this often (with a count)
+_MAX_TRACKED_KEYS = 256  # refused client keys logged one by one; more distinct keys are counted together
+_OTHER_KEYS = b"(other keys)"
 
 
 class AddressInUse(RuntimeError):
@@ -224,13 +226,25 @@ class _AllowList:
             return True
         self.refused += 1
         now = time.monotonic()
-        seen = self._refused.setdefault(key, [-_REPORT_EVERY_S, 0])
+        slot = key
+        if key not in self._refused and len(self._refused) >= _MAX_TRACKED_KEYS:
+            # a fresh key per handshake costs a client nothing: keep only the keys reported recently,
+            # and count the rest together (one table entry, one rate-limited line)
+            self._refused = {k: v for k, v in self._refused.items() if now - v[0] < _REPORT_EVERY_S}
+            if len(self._refused) >= _MAX_TRACKED_KEYS:
+                slot = _OTHER_KEYS
+        seen = self._refused.setdefault(slot, [-_REPORT_EVERY_S, 0])
         seen[1] += 1
         if now - seen[0] >= _REPORT_EVERY_S:
-            log.warning("refused a CurveZMQ client on %s: public key %s is not in curve_allowed_clients=%s "
-                        "(%d refusal(s) of this key since the last report); to allow it, copy its .key file "
-                        "there and restart the server", self._address, key.decode("ascii", "replace"),
-                        self._keys.allowed_dir, seen[1])
+            if slot is _OTHER_KEYS:
+                log.warning("refused %d CurveZMQ client(s) on %s with keys not in curve_allowed_clients=%s since "
+                            "the last report, too many distinct keys to name each (the latest: %s)", seen[1],
+                            self._address, self._keys.allowed_dir, key.decode("ascii", "replace"))
+            else:
+                log.warning("refused a CurveZMQ client on %s: public key %s is not in curve_allowed_clients=%s "
+                            "(%d refusal(s) of this key since the last report); to allow it, copy its .key file "
+                            "there and restart the server", self._address, key.decode("ascii", "replace"),
+                            self._keys.allowed_dir, seen[1])
             seen[0], seen[1] = now, 0
         return False
 
@@ -263,6 +277,8 @@ class RepEndpoint:
         self.max_message_bytes = int(max_message_bytes)
         self.dropped_connections = 0  # closed by the peer, or by ZeroMQ after a message over the limit
         self.refused_handshakes = 0  # Curve/plain mismatches, wrong keys, unknown clients
+        self.multipart_requests = 0  # requests sent in more than one ZeroMQ frame (each refused)
+        self.last_parts = 1  # frames of the request `receive` returned last
         self.curve = curve
         self._ipc_path = ipc_path_of(address)
         self._ipc_inode = None
@@ -316,17 +332,30 @@ class RepEndpoint:
         return self._allow_list.refused if self._allow_list is not None else 0
 
     def receive(self, timeout_ms: int = 0):
-        """The next request as a buffer, or None if none arrives within `timeout_ms` (0 = don't wait)."""
+        """The next request as a buffer, or None if none arrives within `timeout_ms` (0 = don't wait).
+
+        A request sent in several ZeroMQ frames is read whole (REP can send its reply only after the
+        last frame); its first frame is returned and `last_parts` says how many there were, so the
+        caller can refuse it (serve_pending does)."""
         self._log_disconnects()
+        self.last_parts = 1
         if timeout_ms == 0:
             try:
-                return self._socket.recv(zmq.NOBLOCK, copy=False).buffer
+                frame = self._socket.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return None
-        if not self._poller.poll(timeout_ms):
-            self._log_disconnects()
-            return None
-        return self._socket.recv(copy=False).buffer
+        else:
+            if not self._poller.poll(timeout_ms):
+                self._log_disconnects()
+                return None
+            frame = self._socket.recv(copy=False)
+        while self._socket.getsockopt(zmq.RCVMORE):  # the rest of the message is already here (atomic)
+            self._socket.recv(copy=False)
+            self.last_parts += 1
+        if self.last_parts > 1:
+            self.multipart_requests += 1
+            self._report_refused("a request in several ZeroMQ frames (refused with an error reply)")
+        return frame.buffer
 
     def _log_disconnects(self) -> None:
         while self._monitor is not None and self._monitor.poll(0):
