@@ -9,48 +9,8 @@
 This module re-exports their public names; ``alfie_gr00t.gr00t_protocol`` is a deprecated alias of it.
 """
 
-from alfie_gr00t.wire.gr00t_codec import (
-    ENDPOINTS,
-    GENERATIONS,
-    MODALITY_CONFIG_MARKER,
-    MODALITY_CONFIG_MARKER_N17,
-    N16,
-    N17,
-    NDARRAY_MARKER,
-    Gr00tLimits,
-    Gr00tProtocolError,
-    modality_markers,
-    pack,
-    unpack,
-    unpack_generation,
-)
-from alfie_gr00t.wire.gr00t_convert import (
-    action_dict,
-    chunk_from_action_dict,
-    modality_config,
-    observation_batch,
-    observation_dict,
-    parse_modality_config,
-)
+from alfie_gr00t.wire import gr00t_codec, gr00t_convert
+from alfie_gr00t.wire.gr00t_codec import *  # noqa: F401,F403 - the codec's public names
+from alfie_gr00t.wire.gr00t_convert import *  # noqa: F401,F403 - the conversions' public names
 
-__all__ = [
-    "Gr00tProtocolError",
-    "Gr00tLimits",
-    "N16",
-    "N17",
-    "GENERATIONS",
-    "NDARRAY_MARKER",
-    "MODALITY_CONFIG_MARKER",
-    "MODALITY_CONFIG_MARKER_N17",
-    "ENDPOINTS",
-    "pack",
-    "unpack",
-    "unpack_generation",
-    "modality_markers",
-    "modality_config",
-    "observation_batch",
-    "action_dict",
-    "observation_dict",
-    "chunk_from_action_dict",
-    "parse_modality_config",
-]
+__all__ = [*gr00t_codec.__all__, *gr00t_convert.__all__]
