@@ -198,6 +198,14 @@ class ActionScheduler:
                 self._open = (now, self._plan_total())
             return dropped
 
+    def newest_start(self) -> float | None:
+        """Clock time at which the newest chunk's first kept step plays (None: nothing queued)."""
+        with self._lock:
+            if not self._layers:
+                return None
+            newest = self._layers[-1]
+            return newest.origin + newest.offset / self._hz
+
     def plan_time(self, now: float | None = None) -> float:
         """Seconds the robot spent playing chunks up to `now` (default: the clock)."""
         with self._lock:

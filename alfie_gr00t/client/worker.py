@@ -219,11 +219,7 @@ class InferenceWorker:
                 return
             kept = first = None
             if queued:
-                kept = actions[dropped:]
-                # Step k of the chunk plays at (arrival - plan time moved since capture) + k / hz (scheduler).
-                now = self._clock()
-                moved = self._scheduler.plan_time(now) - self._scheduler.plan_time(min(snap.state_time, now))
-                first = now - moved + dropped / self._cfg.action_step_hz
+                kept, first = actions[dropped:], self._scheduler.newest_start()
             observer(ExchangeRecord(snap.state_time, sent_frames, np.asarray(state, dtype=np.float64),
                                     snap.language, actions, kept, dropped, first))
         except Exception as exc:  # noqa: BLE001 - debugging output must never cost the robot a chunk
