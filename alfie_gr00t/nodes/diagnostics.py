@@ -282,17 +282,22 @@ def to_diagnostic_array(diagnostics, stamp=None):
     return array
 
 
-def attach_diagnostics(node, status_fn, builder, period_s: float = 1.0, topic: str = "/diagnostics"):
+def attach_diagnostics(node, status_fn, builder, period_s: float = 1.0, topic: str = "/diagnostics",
+                       on_publish=None):
     """Publish `builder(status_fn())` on `/diagnostics` every `period_s` (returns the publisher).
 
-    `builder` is a `ServerDiagnostics`/`ClientDiagnostics` (or any status -> Diagnostic).
+    `builder` is a `ServerDiagnostics`/`ClientDiagnostics` (or any status -> Diagnostic);
+    `on_publish(topic_name, msg)`, when given, sees every array published (the client records them).
     """
     from diagnostic_msgs.msg import DiagnosticArray
 
     publisher = node.create_publisher(DiagnosticArray, topic, 10)
 
     def publish():
-        publisher.publish(to_diagnostic_array(builder(status_fn()), node.get_clock().now().to_msg()))
+        msg = to_diagnostic_array(builder(status_fn()), node.get_clock().now().to_msg())
+        publisher.publish(msg)
+        if on_publish is not None:
+            on_publish(publisher.topic_name, msg)
 
     node.create_timer(period_s, publish)
     return publisher

@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 from builtin_interfaces.msg import Duration
-from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import ClockChange, JumpThreshold
@@ -33,7 +32,7 @@ from alfie_gr00t.client.state_machine import ClientState, ClientStateMachine
 from alfie_gr00t.client.worker import InferenceWorker
 from alfie_gr00t.client.config import ClientConfig
 from alfie_gr00t.nodes.debug_topics import DebugTopics
-from alfie_gr00t.nodes.diagnostics import ClientDiagnostics, to_diagnostic_array
+from alfie_gr00t.nodes.diagnostics import ClientDiagnostics, attach_diagnostics
 from alfie_gr00t.nodes.recorder import SessionRecorder
 from alfie_gr00t.client.latency import RefillPolicy
 from alfie_gr00t.layout import BASE_DIMS, JOINT_DIMS
@@ -147,10 +146,8 @@ class GrootClient(Node):
         self.create_timer(1.0, self._publish_status)
         self.create_timer(0.5, self._watch_latched_estop)
         self._watch_latched_estop()
-        self._diagnostics = ClientDiagnostics(self.get_name())
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(1.0, self._publish_diagnostics)
-        self.debug = DebugTopics(self, cfg, record=self._record_at, recording=lambda: self._session_open)
+        attach_diagnostics(self, self.status, ClientDiagnostics(self.get_name()), on_publish=self._record)
+        self.debug = DebugTopics(self, cfg, record=self._record, recording=lambda: self._session_open)
         self._topics = {name: self.resolve_topic_name(name) for name in (
             cfg.state_topic, cfg.base_velocity_topic, "~/task_description")}
         if self.recorder is not None:
@@ -170,14 +167,12 @@ class GrootClient(Node):
             self.get_logger().info(message)
 
     # -- recording ------------------------------------------------------------------------------
-    def _record(self, topic: str, msg) -> None:
-        """Into the open session (never blocks: the recorder queues or drops and counts)."""
+    def _record(self, topic: str, msg, publish_time_ns: int | None = None) -> None:
+        """Into the open session (never blocks: the recorder queues or drops and counts); the publish time
+        is now unless given (observation messages carry their capture time)."""
         if self._session_open:
-            now = self.get_clock().now().nanoseconds
-            self.recorder.record(topic, msg, now)
-
-    def _record_at(self, topic: str, msg, publish_time_ns: int) -> None:
-        if self._session_open:
+            if publish_time_ns is None:
+                publish_time_ns = self.get_clock().now().nanoseconds
             self.recorder.record(topic, msg, publish_time_ns)
 
     def _start_session(self) -> None:
@@ -485,10 +480,6 @@ class GrootClient(Node):
         self.status_pub.publish(msg)
         self._record(self.status_pub.topic_name, msg)
 
-    def _publish_diagnostics(self) -> None:
-        msg = to_diagnostic_array(self._diagnostics(self.status()), self.get_clock().now().to_msg())
-        self.diagnostics_pub.publish(msg)
-        self._record(self.diagnostics_pub.topic_name, msg)
 
     def close(self) -> None:
         """Shutdown: a stop (zero base velocity at once) while the context is still valid, then the
