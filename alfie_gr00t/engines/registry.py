@@ -142,6 +142,12 @@ def create_engine(config: EngineConfig) -> Engine:
 def dit_backend_label(config: EngineConfig) -> str:
     """Where the DiT of a checkpoint directory runs, as dit_swap.py picks it: dit_engine_path by its
     suffix (whatever use_tensorrt says), else TensorRT with tensorrt_engine_path or use_tensorrt, else PyTorch."""
+    from alfie_gr00t.engines import dit_swap
+
     if config.dit_engine_path:
-        return "onnxruntime" if Path(config.dit_engine_path).suffix.lower() == ".onnx" else "TensorRT"
+        try:
+            backend = dit_swap.backend_of(Path(config.dit_engine_path))
+        except EngineError:
+            return "a file of unknown type"  # the engine refuses it next, naming the suffixes
+        return "onnxruntime" if backend == "onnxruntime" else "TensorRT"
     return "TensorRT" if (config.use_tensorrt or config.tensorrt_engine_path) else "PyTorch"
