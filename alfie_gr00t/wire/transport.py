@@ -264,6 +264,17 @@ def _handshake_server_message(event: int, value: int, curve: bool) -> str:
     return f"handshake failed (event {event}, value {value})"
 
 
+def _close_with_monitor(socket, monitor) -> None:
+    """Close a socket and the monitor watching it (linger 0), the monitor first."""
+    if monitor is not None:
+        try:
+            socket.disable_monitor()
+        except zmq.ZMQError:  # the socket is already going away
+            pass
+        monitor.close(0)
+    socket.close(0)
+
+
 class RepEndpoint:
     """The server's bound REP socket. One recv is always followed by exactly one send.
 
@@ -416,11 +427,8 @@ class RepEndpoint:
 
     def close(self) -> None:
         """Close the socket and remove our own IPC file (never a file another server re-created)."""
-        if self._monitor is not None:
-            self._socket.disable_monitor()
-            self._monitor.close(0)
-            self._monitor = None
-        self._socket.close(0)
+        _close_with_monitor(self._socket, self._monitor)
+        self._monitor = None
         self._stop_auth()
         if self._ipc_path and self._ipc_inode is not None:
             try:
@@ -529,14 +537,8 @@ class ReqClient:
         raise RequestTimeout(f"no reply from {self.address} within {timeout} ms")
 
     def _close_socket(self) -> None:
-        if self._monitor is not None:
-            try:
-                self._socket.disable_monitor()
-            except zmq.ZMQError:
-                pass
-            self._monitor.close(0)
-            self._monitor = None
-        self._socket.close(0)
+        _close_with_monitor(self._socket, self._monitor)
+        self._monitor = None
         self._socket = None
         self._poller = None
 
