@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from alfie_gr00t import layout
+from alfie_gr00t import layout, stats
 from alfie_gr00t.client.config import ClientConfig
 from alfie_gr00t.client.inputs import Snapshot
 from alfie_gr00t.client.links import AlfieLink, Gr00tLink
@@ -153,11 +153,10 @@ def compare(session, result: ReplayResult, groups=layout.LAYOUT_GROUPS) -> dict:
 
 
 def percentiles(values) -> dict:
+    """p50/p95/p99 (alfie_gr00t.stats) plus mean and count; {} when there is nothing."""
     if not values:
         return {}
-    v = np.asarray(values, dtype=np.float64)
-    return {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)),
-            "p99": float(np.percentile(v, 99)), "mean": float(v.mean()), "n": int(v.size)}
+    return {**stats.percentiles(values), "mean": float(np.mean(values)), "n": len(values)}
 
 
 def format_report(report: dict) -> str:
