@@ -29,6 +29,7 @@ from sensor_msgs.msg import CompressedImage, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from alfie_gr00t.wire import images
 from alfie_gr00t.client.links import SentFrames
 from alfie_gr00t.client.safety import Command, CommandKind
 from alfie_gr00t.client.worker import ExchangeObserver, ExchangeRecord
@@ -53,7 +54,7 @@ def image_message(camera: str, sent: SentFrames, capture_time: float) -> Compres
     msg = CompressedImage()
     msg.header.stamp = stamp(capture_time)
     msg.header.frame_id = camera
-    msg.format = "jpeg" if sent.encoding == "jpeg" else f"rgb8; raw {sent.width}x{sent.height}"
+    msg.format = "jpeg" if sent.encoding == "jpeg" else images.raw_format(sent.width, sent.height)
     msg.data = array.array("B", sent.data(camera))
     return msg
 

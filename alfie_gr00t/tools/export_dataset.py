@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 from alfie_gr00t import layout
+from alfie_gr00t.wire import images
 
 CODEBASE_VERSION = "v2.1"
 ROBOT_TYPE = "alfie"
@@ -185,12 +186,7 @@ def resample(session, fps: float = DEFAULT_FPS) -> Episode:
 
 def raw_size_of(fmt: str, default: tuple[int, int]) -> tuple[int, int]:
     """(width, height) from a debug image format "rgb8; raw WxH"; `default` when it names none."""
-    words = fmt.replace(";", " ").split()
-    for word in words:
-        parts = word.lower().split("x")
-        if len(parts) == 2 and all(p.isdigit() for p in parts):
-            return int(parts[0]), int(parts[1])
-    return default
+    return images.parse_raw_format(fmt) or default
 
 
 def decode_frame(data: bytes, raw_size: tuple[int, int], fmt: str = "") -> np.ndarray:

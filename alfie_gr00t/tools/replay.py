@@ -34,9 +34,6 @@ from alfie_gr00t.tools.session import SessionError, read_session
 from alfie_gr00t.wire import images, protocol
 from alfie_gr00t.wire.transport import ReqClient, RequestTimeout
 
-_RAW = re.compile(r"rgb8; raw (\d+)x(\d+)")
-
-
 class ReplayError(RuntimeError):
     """The replay cannot go on (exit status 2)."""
 
@@ -55,23 +52,22 @@ def server_address(text: str) -> str:
 def frame_message(data: bytes, fmt: str):
     """A recorded frame as the object the links take: a CompressedImage-like JPEG (passed through
     untouched at model size) or an Image-like rgb8 frame."""
-    raw = _RAW.fullmatch(fmt or "")
+    raw = images.parse_raw_format(fmt)
     if raw:
-        width, height = int(raw.group(1)), int(raw.group(2))
+        width, height = raw
         return SimpleNamespace(encoding="rgb8", width=width, height=height, step=3 * width, data=data)
     return SimpleNamespace(format=fmt or "jpeg", data=data)
 
 
 def frame_size(data: bytes, fmt: str) -> tuple[int, int]:
-    raw = _RAW.fullmatch(fmt or "")
-    return (int(raw.group(1)), int(raw.group(2))) if raw else images.jpeg_dimensions(data)
+    return images.parse_raw_format(fmt) or images.jpeg_dimensions(data)
 
 
 def client_config(session, protocol_name: str, api_token: str, timeout_ms: int) -> ClientConfig:
     first = session.observations[0]
     cameras = tuple(first.frames)
     width, height = frame_size(first.frames[cameras[0]], first.formats.get(cameras[0], "jpeg"))
-    raw = bool(_RAW.fullmatch(first.formats.get(cameras[0], "jpeg") or ""))
+    raw = images.parse_raw_format(first.formats.get(cameras[0], "jpeg")) is not None
     names = tuple(first.joint_names) if len(first.joint_names) == layout.ACTION_DIM else layout.JOINT_NAMES
     horizon = next((len(o.chunk) for o in session.observations if o.chunk is not None), layout.ACTION_HORIZON)
     if first.state.shape != (layout.ACTION_DIM,):

@@ -9,6 +9,7 @@ thread pool runs the four cameras side by side.
 
 from __future__ import annotations
 
+import re
 import struct
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,6 +27,7 @@ JPEG_CODEC = "simplejpeg" if simplejpeg is not None else "cv2"
 
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
 # Start-of-frame markers carry the dimensions; C4 (DHT), C8 (JPG) and CC (DAC) do not.
+_RAW_FORMAT = re.compile(r"rgb8; raw (\d+)x(\d+)")
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Progressive JPEGs hold ~10 scans; thousands of tiny repeated scans cost seconds to decode.
 MAX_JPEG_SCANS = 64
@@ -33,6 +35,17 @@ MAX_JPEG_SCANS = 64
 
 class ImageError(ValueError):
     """An image that cannot be used; the message names the camera when known."""
+
+
+def raw_format(width: int, height: int) -> str:
+    """How a recorded or debug CompressedImage names the raw rgb8 frames sent (image_encoding raw)."""
+    return f"rgb8; raw {width}x{height}"
+
+
+def parse_raw_format(fmt: str) -> tuple[int, int] | None:
+    """(width, height) of a `raw_format` string, None for anything else (e.g. "jpeg")."""
+    match = _RAW_FORMAT.fullmatch(fmt or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def jpeg_dimensions(data) -> tuple[int, int]:
