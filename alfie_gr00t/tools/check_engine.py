@@ -47,18 +47,25 @@ DEFAULT_MAX_ABS_DIFF = 0.05  # robot units (rad for the joints) on decoded actio
 # ---------------------------------------------------------------- pure helpers
 
 
+def cosine(a, b) -> float:
+    """Cosine similarity of two arrays, flattened (1.0 for two equal all-zero arrays, NaN-safe: NaN fails)."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if a.shape != b.shape:
+        raise EngineError(f"compared tensors differ in size: {a.size} vs {b.size}")
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    if denom == 0:
+        return 1.0 if np.array_equal(a, b) else 0.0
+    return float(np.dot(a, b) / denom)
+
+
 def compare(eager: np.ndarray, trt: np.ndarray) -> dict:
     """Cosine similarity (all chunks flattened, and the worst single chunk) and max abs difference."""
     eager, trt = np.asarray(eager, np.float64), np.asarray(trt, np.float64)
     if eager.shape != trt.shape:
         raise EngineError(f"eager chunks {eager.shape} and TensorRT chunks {trt.shape} differ in shape")
 
-    def cosine(a, b):
-        denom = np.linalg.norm(a) * np.linalg.norm(b)
-        return 1.0 if denom == 0 and np.array_equal(a, b) else float(np.dot(a, b) / denom) if denom else 0.0
-
-    per_chunk = [cosine(a.ravel(), b.ravel()) for a, b in zip(eager, trt)]
-    return {"cosine": cosine(eager.ravel(), trt.ravel()), "worst_chunk_cosine": min(per_chunk),
+    per_chunk = [cosine(a, b) for a, b in zip(eager, trt)]
+    return {"cosine": cosine(eager, trt), "worst_chunk_cosine": min(per_chunk),
             "max_abs_diff": float(np.max(np.abs(eager - trt))), "chunks": len(per_chunk)}
 
 
@@ -127,17 +134,6 @@ def random_observations(count: int, seed: int, config, task: str) -> list[Observ
 
 
 # ---------------------------------------------------------------- what the DiT decides
-
-
-def cosine(a, b) -> float:
-    """Cosine similarity of two arrays, flattened (1.0 for two equal all-zero arrays, NaN-safe: NaN fails)."""
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    if a.shape != b.shape:
-        raise EngineError(f"compared tensors differ in size: {a.size} vs {b.size}")
-    denom = np.linalg.norm(a) * np.linalg.norm(b)
-    if denom == 0:
-        return 1.0 if np.array_equal(a, b) else 0.0
-    return float(np.dot(a, b) / denom)
 
 
 def step_stats(pairs) -> dict:
