@@ -42,6 +42,8 @@ class ClientConfig:
     action_dim: int = layout.ACTION_DIM
     refill_threshold_steps: float = 0.0
     min_refill_steps: float = 8.0
+    replan_every_steps: float = 4.0  # against a server that inpaints: a request every this many executed steps
+    splice_tolerance: float = 0.01  # a reply's frozen steps within this of the prefix sent are spliced
     latency_margin_ms: float = 60.0
     send_action_prefix: bool = True
     crossfade_steps: int = 3
@@ -58,6 +60,9 @@ class ClientConfig:
     record_dir: str = ""  # MCAP session recording: one file per activation in this directory; "" = off
     record_max_mb: float = 2048.0  # a session file ends at this size (dropping until the next activation)
     record_max_files: int = 50  # the oldest session files in record_dir are deleted beyond this many (0 = no cap)
+    deadman_topic: str = ""  # heartbeat topic (any message type): move only while it is fresh; "" = off
+    deadman_timeout_ms: float = 500.0  # silence on deadman_topic beyond this holds the robot
+    command_thread_priority: int = 0  # SCHED_FIFO priority (1-99) for the 100 Hz command thread; 0 = normal
 
     def __post_init__(self):
         check_choice("transport", self.transport, ("ipc", "tcp"))
@@ -77,7 +82,11 @@ class ClientConfig:
             require(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
         require(self.max_consecutive_failures > 0, "max_consecutive_failures must be positive")
         require(self.record_max_mb > 0, f"record_max_mb must be positive, got {self.record_max_mb}")
+        require(self.deadman_timeout_ms > 0, f"deadman_timeout_ms must be positive, got {self.deadman_timeout_ms}")
+        require(0 <= self.command_thread_priority <= 99,
+                f"command_thread_priority must be 0 (off) or a SCHED_FIFO priority 1..99, got {self.command_thread_priority}")
         require(self.record_max_files >= 0, f"record_max_files must be >= 0 (0 = no cap), got {self.record_max_files}")
+        require(self.splice_tolerance >= 0, f"splice_tolerance must be >= 0, got {self.splice_tolerance}")
         require(1 <= self.jpeg_quality <= 100, f"jpeg_quality must be 1..100, got {self.jpeg_quality}")
         require(0.0 < self.ema_alpha <= 1.0, f"ema_alpha must be in (0, 1], got {self.ema_alpha}")
         require(0 < self.action_horizon and 0 <= self.crossfade_steps < self.action_horizon,
@@ -100,7 +109,8 @@ class ClientConfig:
         from alfie_gr00t.client.latency import RefillConfig
 
         return RefillConfig(self.action_step_hz, self.action_horizon, self.refill_threshold_steps,
-                            self.min_refill_steps, self.latency_margin_ms, self.inference_timeout_ms)
+                            self.min_refill_steps, self.latency_margin_ms, self.inference_timeout_ms,
+                            self.replan_every_steps)
 
     def motion_limits(self):
         from alfie_gr00t.client.safety import MotionLimits
