@@ -11,6 +11,11 @@ so a reply that comes while the robot holds is never "late".
   ones (an observation's capture to its chunk being queued);
 - request due: time left <= max(expected + margin, min_refill_steps / step rate), or, with
   a fixed `refill_threshold_steps` > 0, steps left < that threshold;
+- replanning (real-time chunking): when the server advertises that it inpaints the prefix a
+  request carries (its ping reply says so), a request is also due every `replan_every_steps`
+  steps the robot executed since the last one (one request in flight still), so the robot acts
+  on fresher observations; the scheduler splices those chunks without a crossfade. Off against
+  a server without it, with `replan_every_steps: 0`, and for a policy slower than its chunk;
 - a policy slower than its chunk (expected + margin >= chunk duration: `too_slow`) runs
   synchronously: overlapping would only make the robot execute, while the policy computes,
   the steps of the chunk that is being computed from an observation taken before them. So the
@@ -69,6 +74,7 @@ class RefillConfig:
     min_refill_steps: float = 8.0  # re-plan at least this often (steps left), even at low latency
     latency_margin_ms: float = 60.0
     inference_timeout_ms: float = 10000.0  # the longest a request waits: the cap, and the wait when nothing is known
+    replan_every_steps: float = 4.0  # against a server that inpaints: a request every this many executed steps (0 = off)
 
     def __post_init__(self):
         horizon = self.action_horizon
@@ -82,6 +88,9 @@ class RefillConfig:
         if not (math.isfinite(self.latency_margin_ms) and 0 <= self.latency_margin_ms * 1e-3 < self.chunk_duration_s):
             raise ValueError(f"latency_margin_ms must be in [0, chunk duration {self.chunk_duration_s * 1e3:.0f} ms), "
                              f"got {self.latency_margin_ms}")
+        if not 0 <= self.replan_every_steps <= horizon:
+            raise ValueError(f"replan_every_steps must be 0 (off) or in (0, action_horizon={horizon}], "
+                             f"got {self.replan_every_steps}")
         if not self.inference_timeout_ms >= MIN_TIMEOUT_MS:
             raise ValueError(f"inference_timeout_ms must be at least {MIN_TIMEOUT_MS:.0f} "
                              f"(GR00T takes 35-550 ms per chunk), got {self.inference_timeout_ms}")
@@ -105,6 +114,7 @@ class RefillPolicy:
         self._answered_in_activation = False
         self._reported_s: float | None = None  # a latency the server reported in its ping reply
         self._failed_in_activation = False  # before the activation's first chunk: the history no longer bounds
+        self._server_rtc = False  # the server's ping reply advertised real-time chunking (it inpaints the prefix)
 
     def activated(self) -> None:
         """A new activation: its first contact pings the server before the first observation."""
@@ -126,9 +136,11 @@ class RefillPolicy:
     def probe_timeout_ms(self) -> float:
         return min(PROBE_TIMEOUT_MS, float(self.config.inference_timeout_ms))
 
-    def probe_answered(self, reported_latency_s: float | None = None) -> None:
-        """The server answered the ping; `reported_latency_s`: the latency it reported, if any."""
+    def probe_answered(self, reported_latency_s: float | None = None, rtc: bool = False) -> None:
+        """The server answered the ping; `reported_latency_s`: the latency it reported, if any; `rtc`:
+        whether it advertised real-time chunking (every ping answer sets it again)."""
         self._probe_pending = False
+        self._server_rtc = bool(rtc)
         if reported_latency_s is not None and math.isfinite(reported_latency_s) and reported_latency_s > 0:
             self._reported_s = float(reported_latency_s)
 
@@ -156,6 +168,20 @@ class RefillPolicy:
         if self.synchronous():  # slower than the chunk: ask as the queue runs dry, hold while it computes
             return remaining_steps / self._hz <= self._margin_s
         return remaining_steps / self._hz <= self.lead_s()
+
+    @property
+    def server_rtc(self) -> bool:
+        """The last ping answer advertised real-time chunking."""
+        return self._server_rtc
+
+    def replanning(self) -> bool:
+        """Replan every `replan_every_steps` and splice: the server inpaints, the parameter is on, and
+        the policy is not slower than its chunk (then it runs synchronously, as without RTC)."""
+        return self._server_rtc and self.config.replan_every_steps > 0 and self.budget() != "too_slow"
+
+    def replan_due(self, executed_steps: float) -> bool:
+        """While replanning: the robot executed `replan_every_steps` since the last request left."""
+        return self.replanning() and executed_steps >= self.config.replan_every_steps - 1e-9
 
     def synchronous(self) -> bool:
         """The latency-aware refill runs execute-hold-execute (the policy is too slow to overlap)."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from alfie_gr00t.client import rtc
 from alfie_gr00t.client.config import ClientConfig
 from alfie_gr00t.client.inputs import Snapshot, frame_to_jpeg, frame_to_model_rgb
 
@@ -45,6 +46,7 @@ class ChunkReply:
     actions: np.ndarray  # (horizon, dim) in model units
     server_inference_ms: float = 0.0
     server_stages: dict = field(default_factory=dict)
+    rtc_frozen_steps: int | None = None  # what the reply says the server froze (0: not applied; None: silent)
 
 
 class AlfieLink:
@@ -81,8 +83,9 @@ class AlfieLink:
         reply = protocol.parse_action_response(raw, cfg.action_horizon, cfg.action_dim)
         if reply.frame_id is not None and reply.frame_id != self._frame_id:
             raise protocol.ProtocolError(f"reply for frame {reply.frame_id}, expected {self._frame_id}")
+        frozen = _reported_frozen(raw) if prefix is not None else None
         timer.mark("unpack")
-        return ChunkReply(reply.actions, reply.inference_time_ms, reply.stages_ms)
+        return ChunkReply(reply.actions, reply.inference_time_ms, reply.stages_ms, frozen)
 
 
 class Gr00tLink:
@@ -147,5 +150,14 @@ class Gr00tLink:
         # N1.7 servers may send a numpy scalar (msgpack-numpy carries them)
         finite = isinstance(ms, (int, float, np.integer, np.floating)) and not isinstance(ms, bool) \
             and math.isfinite(ms)
-        return ChunkReply(actions, float(ms) if finite else 0.0)
+        return ChunkReply(actions, float(ms) if finite else 0.0,
+                          rtc_frozen_steps=rtc.reported_frozen_steps(info) if prefix is not None else None)
+
+
+def _reported_frozen(raw) -> int | None:
+    """The `rtc` map of one of our replies (already validated by parse_action_response), read again."""
+    try:
+        return rtc.reported_frozen_steps(protocol.unpack_message(raw, 1 << 20))
+    except protocol.ProtocolError:
+        return None
 

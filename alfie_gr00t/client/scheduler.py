@@ -17,6 +17,12 @@ command every control tick (100 Hz). The scheduler sits in between:
   extrapolated);
 - a new chunk that arrives while another is playing fades in over `crossfade_steps`
   steps, so the switch has no jump;
+- splice (real-time chunking): a chunk whose first `frozen_steps` steps are known to equal what
+  is playing (the server froze the prefix the request carried, and the worker checked it) takes
+  over at once, without a crossfade, when it arrives while the robot is still inside those
+  steps: from there to the end of the frozen steps old and new are the same motion, and after
+  them the new chunk continues its own inpainted steps. One that arrives after the robot passed
+  its frozen steps fades in as any other chunk (`splices_late`);
 - `preview(times)` reads the schedule ahead without changing it: the prefix a request
   carries for real-time chunking (rows stop where the queue would run dry: those steps
   are exactly the ones the robot executes before the reply, so the ones the new chunk skips);
@@ -135,6 +141,8 @@ class ActionScheduler:
         self._chunks_received = 0
         self._chunks_stale = 0
         self._steps_dropped_total = 0
+        self._splices = 0
+        self._splices_late = 0
         # Plan time (s the robot spent playing a chunk): closed segments (wall start, wall end, plan
         # time at start) and the open one (wall start, plan time at start); it ends at _play_until().
         self._segments: deque[tuple[float, float, float]] = deque(maxlen=_MAX_SEGMENTS)
@@ -159,13 +167,26 @@ class ActionScheduler:
         """Steps skipped for latency compensation, over all chunks."""
         return self._steps_dropped_total
 
-    def add_chunk(self, actions: np.ndarray, observation_time: float) -> int:
+    @property
+    def splices(self) -> int:
+        """Chunks that took over without a crossfade inside their frozen steps (real-time chunking)."""
+        return self._splices
+
+    @property
+    def splices_late(self) -> int:
+        """Chunks with frozen steps that arrived after the robot had passed them, and were crossfaded."""
+        return self._splices_late
+
+    def add_chunk(self, actions: np.ndarray, observation_time: float, frozen_steps: int = 0) -> int:
         """Queue a chunk computed from an observation captured at `observation_time` (clock time).
 
         The steps the robot executed since then (plan time, not wall time: a held robot executed
         none) are dropped; the number dropped is returned. A chunk whose every step was executed
         is ignored and does not feed the watchdog. If another chunk is still playing, the new one
-        fades in over `crossfade_steps` steps. The array is copied (callers may reuse buffers).
+        fades in over `crossfade_steps` steps, unless `frozen_steps` > 0 says its first steps equal
+        the schedule on the observation's step grid (checked by the caller) and the robot has not
+        yet passed the last of them: then it replaces the schedule at once (a splice). The array is
+        copied (callers may reuse buffers).
         """
         chunk = self._validated(actions, observation_time)
         now = self._clock()
@@ -186,7 +207,13 @@ class ActionScheduler:
             playing = self._playing(now)
             if not playing:
                 self._close_segment(now)
-            if self._fade_s > 0 and playing:
+            splice = playing and frozen_steps > 0 and moved * self._hz <= frozen_steps - 1 + _STEP_EPS
+            if playing and frozen_steps > 0:
+                if splice:
+                    self._splices += 1
+                else:
+                    self._splices_late += 1
+            if self._fade_s > 0 and playing and not splice:
                 self._prune(now)
                 if len(self._layers) >= _MAX_LAYERS:
                     del self._layers[0]

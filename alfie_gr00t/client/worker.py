@@ -18,6 +18,7 @@ from alfie_gr00t.client.inputs import LatestInputs, Snapshot, StaleInputs
 from alfie_gr00t.client.latency import RefillPolicy
 from alfie_gr00t.client.links import AlfieLink, Gr00tLink, SentFrames
 from alfie_gr00t.client.normalization import Normalizer
+from alfie_gr00t.client import rtc
 from alfie_gr00t.client.scheduler import ActionScheduler
 from alfie_gr00t.client.state_machine import ClientStateMachine
 from alfie_gr00t.stats import RollingStats, StageStats, StageTimer
@@ -72,7 +73,12 @@ class InferenceWorker:
     (plan time, not wall time: a robot that held still executed none) is a failure too ("late").
 
     The first contact of an activation is a `ping` (latency.py: it proves the server alive with
-    a short timeout and may carry the server's latency); then observations follow."""
+    a short timeout and may carry the server's latency); then observations follow.
+
+    Against a server whose ping advertises real-time chunking (rtc.py), a request also leaves every
+    `replan_every_steps` executed steps, carries the whole schedule that will still play with the
+    steps that will have played (frozen) before the reply is expected, and a reply whose frozen steps
+    are what was sent is spliced by the scheduler; any other reply is crossfaded and counted."""
 
     def __init__(self, config: ClientConfig, inputs: LatestInputs, scheduler: ActionScheduler,
                  machine: ClientStateMachine, normalizer: Normalizer, refill: RefillPolicy, on_error=None,
@@ -107,6 +113,9 @@ class InferenceWorker:
         self.last_error = ""
         self.last_steps_skipped = 0
         self.pings_ok = 0
+        self.rtc = rtc.RtcCounters()
+        self._sent_prefix: rtc.SentPrefix | None = None  # of the exchange in flight
+        self._plan_at_request: float | None = None  # plan time when the last request left
         self._request_timeout_ms = float(config.inference_timeout_ms)  # of the exchange in flight
         self.round_trip_ms = RollingStats()
         self.latency_ms = RollingStats()  # capture -> chunk queued
@@ -133,8 +142,7 @@ class InferenceWorker:
             now = self._clock()
             if next_allowed - now > period:  # the clock jumped back: pace from now
                 next_allowed = now
-            if (not self._machine.wants_inference or now < next_allowed
-                    or not self.refill.request_due(self._scheduler.remaining_steps(now))):
+            if not self._machine.wants_inference or now < next_allowed or not self._due(now):
                 self._stop.wait(0.002)
                 continue
             next_allowed = now + period
@@ -143,12 +151,25 @@ class InferenceWorker:
             except Exception as exc:  # noqa: BLE001 - the thread must survive anything; step() counts it
                 self._log("error", f"inference thread: unexpected {type(exc).__name__}: {exc}")
 
+    def _due(self, now: float) -> bool:
+        """The refill policy wants the next chunk, or (replanning) enough steps were executed."""
+        if self.refill.request_due(self._scheduler.remaining_steps(now)):
+            return True
+        return self._plan_at_request is not None and self.refill.replan_due(self.executed_steps_since_request(now))
+
+    def executed_steps_since_request(self, now: float) -> float:
+        """Steps the robot executed (plan time) since the last request left; inf before the first."""
+        if self._plan_at_request is None:
+            return math.inf
+        return (self._scheduler.plan_time(now) - self._plan_at_request) * self._cfg.action_step_hz
+
     def step(self) -> bool:
         """One observation -> chunk exchange; True when a chunk was queued."""
         epoch = self._machine.epoch
         if epoch != self._epoch_seen:
             self._epoch_seen = epoch
             self.refill.activated()
+            self._plan_at_request = None
         if self.refill.probe_due() and not self._probe(epoch):
             return False
         try:
@@ -169,7 +190,11 @@ class InferenceWorker:
             timer.mark("deserialize")
             state = self._normalizer.normalize_state(snap.state)
             self._request_timeout_ms = self.refill.timeout_ms()
-            reply = self._link.exchange(snap, state, timer, self._prefix(snap.state_time), self._request_timeout_ms)
+            prefix = self._prefix(snap.state_time)
+            self._plan_at_request = self._scheduler.plan_time(sent)
+            if self.refill.replanning():
+                self.rtc.replans += 1
+            reply = self._link.exchange(snap, state, timer, prefix, self._request_timeout_ms)
             actions = self._normalizer.denormalize_action(reply.actions)
             self._check_limits(actions)
         except Exception as exc:  # noqa: BLE001 - every failure is counted; the thread lives on
@@ -187,7 +212,12 @@ class InferenceWorker:
             return False  # deactivated while the request was in flight
         # Queued atomically with the state: a deactivation after the check above (and a reactivation)
         # must not find this activation's chunk in the next activation's schedule.
-        dropped = self._machine.play_if_current(epoch, lambda: self._scheduler.add_chunk(actions, snap.state_time))
+        frozen = self._frozen_to_splice(actions, reply.rtc_frozen_steps)
+        if frozen:
+            queue = lambda: self._scheduler.add_chunk(actions, snap.state_time, frozen_steps=frozen)  # noqa: E731
+        else:
+            queue = lambda: self._scheduler.add_chunk(actions, snap.state_time)  # noqa: E731
+        dropped = self._machine.play_if_current(epoch, queue)
         if dropped is None:
             self._observe(snap, state, actions)
             return False
@@ -243,23 +273,64 @@ class InferenceWorker:
             self._record_failure(epoch, f"ping: {message}")
             return False
         self.pings_ok += 1
-        self.refill.probe_answered(_reported_latency_s(raw))
+        answer = _unpacked(raw)
+        self.refill.probe_answered(_reported_latency_s(answer), rtc=rtc.advertised(answer))
         return True
 
     def _prefix(self, capture: float) -> ChunkPrefix | None:
         """The steps of the current schedule that will still play, aligned to this observation's step
         grid, up to the expected delay (only while something is playing). When the queue will run dry
-        before the reply is expected, only the steps it still covers: those are what will execute."""
+        before the reply is expected, only the steps it still covers: those are what will execute.
+
+        Replanning (a server that inpaints): every step the schedule still covers (the server inpaints
+        the ones after the frozen steps toward them), and one frozen step more than the expected delay:
+        the robot interpolates toward the step after the one it passed, so that one is committed too.
+        Then a reply inside the expected latency lands while the robot is still inside its frozen steps."""
+        self._sent_prefix = None
         if not self._cfg.send_action_prefix:
             return None
-        delay = min(self.refill.delay_steps(), self._cfg.action_horizon)
+        horizon = self._cfg.action_horizon
+        replanning = self.refill.replanning()
+        delay = min(self.refill.delay_steps() + (1 if replanning else 0), horizon)
         if delay <= 0:
             return None
         hz = self._cfg.action_step_hz
-        planned = self._scheduler.preview([capture + k / hz for k in range(delay)])
+        planned = self._scheduler.preview([capture + k / hz for k in range(horizon if replanning else delay)])
         if planned is None or len(planned) == 0:
             return None
-        return ChunkPrefix(self._normalizer.normalize_action(planned).astype(np.float32), len(planned))
+        frozen = min(delay, len(planned))
+        if replanning:
+            self._sent_prefix = rtc.SentPrefix(planned, frozen)
+        return ChunkPrefix(self._normalizer.normalize_action(planned).astype(np.float32), frozen)
+
+    def _frozen_to_splice(self, actions: np.ndarray, reported: int | None) -> int:
+        """How many leading steps of this reply may be spliced (0: crossfade as without real-time
+        chunking). The frozen steps must equal what was sent within `splice_tolerance`, whatever the
+        server claims; a reply that says it froze fewer is checked on those."""
+        sent = self._sent_prefix
+        if sent is None:
+            return 0
+        frozen = sent.frozen_steps if reported is None else min(sent.frozen_steps, reported)
+        if frozen <= 0:
+            self.rtc.fallback("the server did not apply real-time chunking to this request")
+            return 0
+        deviation = rtc.frozen_deviation(actions, sent, frozen)
+        self.rtc.frozen_max_deviation = max(self.rtc.frozen_max_deviation, deviation)
+        if deviation > self._cfg.splice_tolerance:
+            self.rtc.fallback(f"frozen steps moved by {deviation:.4f} (> splice_tolerance "
+                              f"{self._cfg.splice_tolerance}) from the prefix sent: crossfaded")
+            return 0
+        self.rtc.spliceable += 1
+        return frozen
+
+    def rtc_status(self) -> dict:
+        """Replanning facts for the status JSON."""
+        c = self.rtc
+        return {"server": self.refill.server_rtc, "replanning": self.refill.replanning(),
+                "replan_every_steps": self._cfg.replan_every_steps, "replans": c.replans,
+                "splices": self._scheduler.splices, "late_crossfades": self._scheduler.splices_late,
+                "fallback_crossfades": c.fallback_crossfades, "last_fallback": c.last_fallback,
+                "frozen_max_deviation": round(c.frozen_max_deviation, 6)}
 
     def _check_limits(self, actions: np.ndarray) -> None:
         if not np.isfinite(actions).all():
@@ -290,12 +361,16 @@ class InferenceWorker:
 _REPORTED_KEYS = ("inference_p95_ms", "last_inference_ms", "average_inference_ms")
 
 
-def _reported_latency_s(raw) -> float | None:
-    """The server's own latency figure in a ping reply (ms keys in seconds), None when it has none."""
+def _unpacked(raw):
+    """A ping reply as a Python object (None when it is not one we can read: it still proves the server alive)."""
     try:
-        reply = gr00t_protocol.unpack(bytes(raw))
-    except Exception:  # noqa: BLE001 - any reply proves the server alive; the figure is optional
+        return gr00t_protocol.unpack(bytes(raw))
+    except Exception:  # noqa: BLE001 - any reply proves the server alive; its contents are optional
         return None
+
+
+def _reported_latency_s(reply) -> float | None:
+    """The server's own latency figure in a ping reply (ms keys in seconds), None when it has none."""
     if not isinstance(reply, dict):
         return None
     for key in _REPORTED_KEYS:
