@@ -446,6 +446,7 @@ class GrootClient(Node):
             "chunk_duration_ms": round(self.scheduler.chunk_duration_s * 1000.0, 1),
             "plan_time_s": round(self.scheduler.plan_time(), 3),
             "pings_ok": w.pings_ok,
+            "rtc": w.rtc_status(),
             "policy_too_slow": self._budget_text(budget) if budget == "too_slow" else False,
             "server_inference_ms": round(w.server_inference_ms.last, 3),
             "chunks_received": self.scheduler.chunks_received,
