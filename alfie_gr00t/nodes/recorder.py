@@ -1,148 +1,73 @@
-"""Session recording: ROS 2 messages into MCAP files (ROS 2 CDR, profile "ros2"), off the 100 Hz tick.
+"""Session recording: ROS 2 messages into a rosbag2 bag (MCAP storage), off the 100 Hz tick.
 
 `SessionRecorder.record()` only appends to a bounded queue and returns at once; one writer thread
-serializes (rclpy.serialization, real CDR) and writes (the `mcap` library). When the queue is full the
-message is dropped and counted: the tick is never delayed by the disk.
+serializes and writes. When the queue is full the message is dropped and counted: the tick is never
+delayed by the disk.
 
-- One file per session: `start_session(name)` opens `<directory>/<name>.mcap` (a `_2`, `_3`... suffix
-  when that name exists), closing any open one. With `max_files > 0` the OLDEST `*.mcap` files in the
-  directory are deleted first so that at most `max_files` remain with the new one (each deletion logged):
-  `directory` belongs to the recorder.
-- Size cap: a message that would take the file past `max_bytes` ends the session file (summary written,
+- One bag per session: `start_session(name)` creates the directory `<directory>/<name>` (a `_2`,
+  `_3`... suffix when it exists) holding `<name>_0.mcap` (then `_1`, `_2`... past `split_bytes`) and, once
+  the session ends, `metadata.yaml`: a rosbag2 bag as `ros2 bag record -s mcap` writes it
+  (alfie_gr00t.bag.writer), which `ros2 bag info/play` and rosbags open. With `max_files > 0` the OLDEST
+  sessions in the directory are deleted first so that at most `max_files` remain with the new one
+  (each deletion logged): `directory` belongs to the recorder.
+- Exact bytes: a message object is serialized with rclpy and cut at its CDR end (alfie_gr00t.bag.cdr:
+  the middleware's buffer is its estimated size, with uninitialized bytes after the end); bytes given
+  with `msg_type=` (a raw subscription) are stored as received.
+- Per-topic offered QoS: `qos_of(topic)` (the node's publishers' profiles, rosbag2 form) when given,
+  else the ROS 2 default profile.
+- Size cap: a message that would take the session past `max_bytes` ends the session (bag finished,
   logged); later messages are dropped and counted until the next `start_session`.
 - Crash safety: the current chunk is finalized and the file flushed every `flush_interval_s` (and when a
-  chunk reaches `chunk_bytes`), so a killed process leaves a file readable up to its last complete chunk
-  (`alfie_gr00t.tools.session.read_session` reads it, with a warning; `mcap recover` rewrites it whole).
-- Schemas: encoding "ros2msg", the type's .msg text followed by each dependency as a
-  "=====...\\nMSG: pkg/Type" block, as rosbag2 writes them, read from `<prefix>/share/<pkg>/msg/`.
-- `end_session()` and `close()` wait (bounded) for the writer to finish the file; pass `wait=False` to
+  chunk reaches `chunk_bytes`), so a killed process leaves a bag readable up to its last complete chunk,
+  without metadata.yaml: `alfie_gr00t.bag.recover.reindex` (`groot_bag reindex`) makes it whole.
+- `end_session()` and `close()` wait (bounded) for the writer to finish the bag; pass `wait=False` to
   `end_session()` from a thread that must not wait.
-- `stats()` counts are per session (reset by `start_session`): written, dropped, bytes; files = session
-  files in the directory.
+- `stats()` counts are per session (reset by `start_session`): written, dropped, bytes; files = sessions
+  in the directory.
+- One log line per session event: "recording session to <dir>" and "recording ended (...)".
 """
 
 from __future__ import annotations
 
 import collections
-import glob
 import os
-import sys
+import shutil
 import threading
 import time
 from typing import Callable
 
-# ROS 2 built-in .msg field types: never a dependency.
-_PRIMITIVES = {
-    "bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
-    "int64", "uint64", "string", "wstring",
-}
-_SEPARATOR = "=" * 80
+from alfie_gr00t.bag import metadata as bagmeta
+from alfie_gr00t.bag.cdr import exact_cdr
+from alfie_gr00t.bag.definitions import message_definition, type_hash, type_name  # noqa: F401 (re-exported)
+from alfie_gr00t.bag.writer import BagWriter
 
 
-def type_name(msg) -> str:
-    """'sensor_msgs/msg/CompressedImage' for a generated ROS 2 message instance (or class)."""
-    cls = msg if isinstance(msg, type) else type(msg)
-    package = cls.__module__.split(".")[0]
-    return f"{package}/msg/{cls.__name__}"
+def default_qos() -> list[dict]:
+    """The ROS 2 default publisher profile (keep_last 10, reliable, volatile) in rosbag2's form."""
+    return [bagmeta.qos_profile()]
 
 
-def _share_prefixes(package: str) -> list[str]:
-    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-    module = sys.modules.get(package)
-    if module is None:
-        try:
-            module = __import__(package)
-        except ImportError:
-            module = None
-    if module is not None and getattr(module, "__file__", None):
-        # <prefix>/lib/pythonX.Y/site-packages/<pkg>/__init__.py -> <prefix>
-        prefixes.append(os.path.abspath(os.path.join(os.path.dirname(module.__file__), "..", "..", "..", "..")))
-    prefixes.append(sys.prefix)
-    return prefixes
+def qos_from_rclpy(profile) -> dict:
+    """An rclpy QoSProfile as rosbag2 stores an offered profile."""
+    def duration(d):
+        ns = int(getattr(d, "nanoseconds", 0))
+        if ns <= 0 or ns >= 2 ** 63 - 1:
+            return None  # default / infinite
+        return {"sec": ns // 1_000_000_000, "nsec": ns % 1_000_000_000}
+
+    def name(policy):
+        return policy.name.lower()
+
+    return bagmeta.qos_profile(
+        history=name(profile.history), depth=profile.depth, reliability=name(profile.reliability),
+        durability=name(profile.durability), liveliness=name(profile.liveliness), deadline=duration(profile.deadline),
+        lifespan=duration(profile.lifespan), liveliness_lease_duration=duration(profile.liveliness_lease_duration),
+        avoid_ros_namespace_conventions=profile.avoid_ros_namespace_conventions)
 
 
-def _msg_file(package: str, name: str) -> str:
-    for prefix in _share_prefixes(package):
-        path = os.path.join(prefix, "share", package, "msg", f"{name}.msg")
-        if os.path.isfile(path):
-            return path
-    raise FileNotFoundError(f"no {package}/msg/{name}.msg under share/ of {_share_prefixes(package)}")
-
-
-def _dependencies(package: str, text: str) -> list[tuple[str, str]]:
-    """The (package, Type) of every non-primitive field of a .msg text, in order of appearance."""
-    found = []
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        parts = line.split()
-        if len(parts) < 2 or "=" in parts[0]:
-            continue
-        field_type = parts[0].split("[", 1)[0].split("<=", 1)[0]
-        if field_type in _PRIMITIVES:
-            continue
-        if "/" in field_type:
-            bits = field_type.split("/")
-            dep = (bits[0], bits[-1])
-        else:
-            dep = (package, field_type)
-        if dep not in found:
-            found.append(dep)
-    return found
-
-
-_DEFINITIONS: dict[str, str] = {}
-_DEFINITIONS_LOCK = threading.Lock()
-
-
-def message_definition(full_type: str) -> str:
-    """The ros2msg schema text of 'pkg/msg/Type' as rosbag2 writes it: the type's .msg text, then each
-    (transitive) dependency once as '====...\\nMSG: pkg/Type\\n<its .msg text>'."""
-    with _DEFINITIONS_LOCK:
-        if full_type in _DEFINITIONS:
-            return _DEFINITIONS[full_type]
-    package, _, name = full_type.split("/")
-    with open(_msg_file(package, name), encoding="utf-8") as f:
-        root = f.read()
-    parts = [root.rstrip("\n")]
-    seen = {(package, name)}
-    todo = list(_dependencies(package, root))
-    while todo:
-        dep = todo.pop(0)
-        if dep in seen:
-            continue
-        seen.add(dep)
-        with open(_msg_file(*dep), encoding="utf-8") as f:
-            text = f.read()
-        parts.append(f"{_SEPARATOR}\nMSG: {dep[0]}/{dep[1]}\n{text.rstrip(chr(10))}")
-        todo.extend(d for d in _dependencies(dep[0], text) if d not in seen)
-    definition = "\n".join(parts) + "\n"
-    with _DEFINITIONS_LOCK:
-        _DEFINITIONS[full_type] = definition
-    return definition
-
-
-class _CountingFile:
-    """The session file as the mcap Writer sees it; counts the bytes written through it."""
-
-    def __init__(self, raw):
-        self.raw = raw
-        self.count = 0
-
-    def write(self, data) -> int:
-        n = self.raw.write(data)
-        self.count += len(data)
-        return n if n is not None else len(data)
-
-    def tell(self) -> int:
-        return self.count
-
-    def flush(self) -> None:
-        self.raw.flush()
-
-    def close(self) -> None:
-        self.raw.close()
+def publisher_qos(node, topic: str) -> list[dict]:
+    """The offered QoS of every publisher of `topic` in the graph (what `ros2 bag record` stores)."""
+    return [qos_from_rclpy(info.qos_profile) for info in node.get_publishers_info_by_topic(topic)]
 
 
 _START, _MSG, _END, _FLUSH, _STOP = range(5)
@@ -151,9 +76,12 @@ _START, _MSG, _END, _FLUSH, _STOP = range(5)
 class SessionRecorder:
     def __init__(self, directory: str, *, max_bytes: int, max_files: int, queue_size: int = 2000, log=None,
                  clock_ns: Callable[[], int] = time.time_ns, flush_interval_s: float = 0.5,
-                 chunk_bytes: int = 256 * 1024, opener: Callable[[str], object] | None = None):
+                 chunk_bytes: int = 256 * 1024, split_bytes: int = 0, opener: Callable[[str], object] | None = None,
+                 qos_of: Callable[[str], list] | None = None):
         """`log(str)` receives one line per session event; `clock_ns` gives log_time (the node's clock);
-        `opener(path)` opens a session file for binary writing (tests inject a slow disk)."""
+        `split_bytes` starts the bag's next storage file past that size (0: one file); `opener(path)`
+        opens a storage file for binary writing (tests inject a slow disk); `qos_of(topic)` gives the
+        offered QoS profiles stored for a topic (rosbag2 form; called once per topic, on the writer thread)."""
         if queue_size < 1:
             raise ValueError("queue_size must be >= 1")
         self.directory = directory
@@ -164,7 +92,9 @@ class SessionRecorder:
         self._clock_ns = clock_ns
         self._flush_interval_s = float(flush_interval_s)
         self._chunk_bytes = int(chunk_bytes)
-        self._opener = opener or (lambda path: open(path, "xb"))
+        self._split_bytes = int(split_bytes)
+        self._opener = opener
+        self._qos_of = qos_of
         self._cond = threading.Condition()
         self._items: collections.deque = collections.deque()
         self._queued_messages = 0
@@ -183,14 +113,16 @@ class SessionRecorder:
 
     # ----------------------------------------------------------------- caller side (never blocks)
     def start_session(self, name: str) -> str:
+        """A new bag `<directory>/<name>` (suffixed when taken); returns its path."""
         if not name or os.sep in name or name.startswith("."):
             raise ValueError(f"session name {name!r} must be a plain file name")
         os.makedirs(self.directory, exist_ok=True)
-        path = os.path.join(self.directory, f"{name}.mcap")
+        path = os.path.join(self.directory, name)
         n = 2
-        while os.path.exists(path):
-            path = os.path.join(self.directory, f"{name}_{n}.mcap")
+        while os.path.exists(path) or os.path.exists(path + ".mcap"):
+            path = os.path.join(self.directory, f"{name}_{n}")
             n += 1
+        os.makedirs(path)  # claimed now: a second start_session before the writer opens it picks another
         with self._cond:
             if self._closed:
                 raise RuntimeError("SessionRecorder is closed")
@@ -204,9 +136,14 @@ class SessionRecorder:
             self._cond.notify()
         return path
 
-    def record(self, topic: str, msg, publish_time_ns: int) -> bool:
-        """Enqueue one message; False (and counted as dropped) when the queue is full or the session was
-        capped or failed; False (not counted) when no session is open. Never blocks on the disk."""
+    def record(self, topic: str, msg, publish_time_ns: int, msg_type: str = "") -> bool:
+        """Enqueue one message (a ROS message object, or its serialized bytes as a raw subscription got
+        them, with `msg_type` 'pkg/msg/Type'); False (and counted as dropped) when the queue is full or
+        the session was capped or failed; False (not counted) when no session is open. Never blocks."""
+        if isinstance(msg, (bytes, bytearray, memoryview)):
+            if not msg_type:
+                raise ValueError("serialized bytes need msg_type ('pkg/msg/Type')")
+            msg = (msg_type, bytes(msg))
         with self._cond:
             if not self._accepting:
                 if self._cut_short:
@@ -275,13 +212,9 @@ class SessionRecorder:
         from rclpy.serialization import serialize_message
 
         self._serialize = serialize_message
-        self._file = None
-        self._writer = None
+        self._writer: BagWriter | None = None
         self._path = ""
         self._session = 0
-        self._schemas: dict[str, int] = {}
-        self._channels: dict[tuple[str, str], int] = {}
-        self._pending = 0
         self._last_flush = time.monotonic()
         while True:
             with self._cond:
@@ -335,14 +268,10 @@ class SessionRecorder:
             self._abandon()
 
     def _abandon(self) -> None:
-        """The file cannot be written any more: drop it (what reached the disk stays readable)."""
-        writer, raw = self._writer, self._file
-        self._writer = self._file = None
-        if raw is not None:
-            try:
-                raw.close()
-            except Exception:
-                pass
+        """The bag cannot be written any more: drop it (what reached the disk stays readable)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.abort()
         with self._cond:
             if self._session == self._generation and writer is not None and self._accepting:
                 self._accepting = False
@@ -350,52 +279,66 @@ class SessionRecorder:
             self._stats["recording"] = False
 
     def _open(self, generation: int, path: str) -> None:
-        from mcap.writer import CompressionType, Writer
-
         self._session = generation
         self._enforce_max_files(path)
-        self._file = _CountingFile(self._opener(path))
-        self._writer = Writer(self._file, chunk_size=self._chunk_bytes, compression=CompressionType.ZSTD)
-        self._writer.start(profile="ros2", library="alfie_gr00t SessionRecorder (mcap python)")
+        self._writer = BagWriter(path, split_bytes=self._split_bytes, chunk_bytes=self._chunk_bytes,
+                                 opener=self._opener)
         self._path = path
-        self._schemas, self._channels, self._pending = {}, {}, 0
         self._last_flush = time.monotonic()
         self._log(f"recording session to {path}")
         with self._cond:
-            self._stats["files"] = len(self._session_files())
+            self._stats["files"] = len(self._sessions())
 
-    def _session_files(self) -> list[str]:
-        return glob.glob(os.path.join(glob.escape(self.directory), "*.mcap"))
+    def _sessions(self) -> list[str]:
+        """The sessions in the directory: bag directories (metadata.yaml or .mcap storage), older bare .mcap files."""
+        found = []
+        for entry in os.scandir(self.directory):
+            if entry.is_file() and entry.name.endswith(".mcap"):
+                found.append(entry.path)
+            elif entry.is_dir() and _is_bag(entry.path):
+                found.append(entry.path)
+        return found
 
     def _enforce_max_files(self, new_path: str) -> None:
         if self.max_files <= 0:
             return
-        files = [f for f in self._session_files() if os.path.abspath(f) != os.path.abspath(new_path)]
-        files.sort(key=lambda f: (os.path.getmtime(f), f))
-        while len(files) >= self.max_files:
-            oldest = files.pop(0)
-            os.remove(oldest)
+        sessions = [f for f in self._sessions() if os.path.abspath(f) != os.path.abspath(new_path)]
+        sessions.sort(key=lambda f: (os.path.getmtime(f), f))
+        while len(sessions) >= self.max_files:
+            oldest = sessions.pop(0)
+            if os.path.isdir(oldest):
+                shutil.rmtree(oldest)
+            else:
+                os.remove(oldest)
             self._log(f"recorder: record_max_files={self.max_files} reached: deleted the oldest session {oldest}")
 
+    def _serialized(self, msg) -> tuple[str, bytes, str]:
+        """(type, exact CDR bytes, definition or "" when the topic is known) of a queued message."""
+        if isinstance(msg, tuple):  # (type, bytes) from a raw subscription: as received
+            return msg[0], msg[1], ""
+        full_type = type_name(msg)
+        return full_type, exact_cdr(type(msg), self._serialize(msg)), ""
+
     def _write(self, generation: int, topic: str, msg, publish_ns: int, log_ns: int) -> None:
-        if self._writer is None or generation != self._session:
+        writer = self._writer
+        if writer is None or generation != self._session:
             with self._cond:
                 if generation == self._generation:
                     self._stats["dropped"] += 1
             return
         try:
-            full_type = type_name(msg)
-            data = self._serialize(msg)
-            schema_id = self._schemas.get(full_type)
-            if schema_id is None:
-                definition = message_definition(full_type).encode()
+            full_type, data, _ = self._serialized(msg)
+            if not writer.has_topic(topic):
+                qos = self._qos_of(topic) if self._qos_of is not None else None
+                writer.add_topic(topic, full_type, message_definition(full_type), qos=qos or default_qos(),
+                                 type_hash=type_hash(full_type))
         except Exception as exc:  # not a ROS message, or a type without a .msg file: drop it, say why
             with self._cond:
                 self._stats["dropped"] += 1
                 self._stats["last_error"] = f"{topic}: {type(exc).__name__}: {exc}"
             return
-        if self.max_bytes > 0 and self._file.count + self._pending + len(data) + 64 > self.max_bytes:
-            self._log(f"recorder: {self._path} reached record_max_mb ({self.max_bytes} bytes): session file "
+        if self.max_bytes > 0 and writer.bytes + len(data) + 64 > self.max_bytes:
+            self._log(f"recorder: {self._path} reached record_max_mb ({self.max_bytes} bytes): session "
                       f"ended, dropping until the next activation")
             with self._cond:
                 if self._generation == generation and self._accepting:
@@ -404,42 +347,38 @@ class SessionRecorder:
                 self._stats["dropped"] += 1
             self._finish("size cap")
             return
-        if schema_id is None:
-            schema_id = self._writer.register_schema(full_type, "ros2msg", definition)
-            self._schemas[full_type] = schema_id
-        channel_id = self._channels.get((topic, full_type))
-        if channel_id is None:
-            channel_id = self._writer.register_channel(topic, "cdr", schema_id)
-            self._channels[(topic, full_type)] = channel_id
-        before = self._file.count
-        self._writer.add_message(channel_id, log_ns, data, publish_ns)
-        # a chunk the writer finalized on its own holds everything pending, this message included
-        self._pending = 0 if self._file.count != before else self._pending + len(data) + 32
+        writer.write(topic, data, log_ns, publish_ns)
         with self._cond:
             self._stats["written"] += 1
-            self._stats["bytes"] = self._file.count + self._pending
+            self._stats["bytes"] = writer.bytes
 
     def _flush_chunk(self) -> None:
         self._last_flush = time.monotonic()
         if self._writer is None:
             return
         self._writer.flush()
-        self._pending = 0
         with self._cond:
-            self._stats["bytes"] = self._file.count
+            self._stats["bytes"] = self._writer.bytes
 
     def _finish(self, why: str) -> None:
-        writer, raw = self._writer, self._file
+        writer, self._writer = self._writer, None
         if writer is None:
             return
-        self._writer = self._file = None
         try:
-            writer.finish()
-            raw.flush()
+            writer.close()
         finally:
-            raw.close()
             with self._cond:
                 self._stats["recording"] = False
-                self._stats["bytes"] = raw.count
+                self._stats["bytes"] = writer.bytes
                 written = self._stats["written"]
-            self._log(f"recording ended ({why}): {self._path}, {written} messages, {raw.count} bytes")
+            self._log(f"recording ended ({why}): {self._path}, {written} messages, {writer.bytes} bytes in "
+                      f"{len(writer.paths)} file(s)")
+
+
+def _is_bag(path: str) -> bool:
+    """A directory the recorder wrote: metadata.yaml or .mcap storage files, nothing else."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return False
+    return bool(names) and all(n == bagmeta.FILE_NAME or n.endswith(".mcap") for n in names)
