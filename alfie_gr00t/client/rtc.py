@@ -67,7 +67,7 @@ class RtcCounters:
     """What the status reports about replanning (`rtc` in the client's status)."""
 
     def __init__(self):
-        self.replans = 0  # requests sent while replanning (a server that inpaints)
+        self.replans = 0  # requests that carried a prefix to freeze (replanning against a server that inpaints)
         self.spliceable = 0  # replies whose frozen steps matched what was sent
         self.fallback_crossfades = 0  # replies whose frozen steps did not match (or were not applied)
         self.last_fallback = ""

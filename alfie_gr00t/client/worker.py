@@ -192,7 +192,7 @@ class InferenceWorker:
             self._request_timeout_ms = self.refill.timeout_ms()
             prefix = self._prefix(snap.state_time)
             self._plan_at_request = self._scheduler.plan_time(sent)
-            if self.refill.replanning():
+            if self._sent_prefix is not None:
                 self.rtc.replans += 1
             reply = self._link.exchange(snap, state, timer, prefix, self._request_timeout_ms)
             actions = self._normalizer.denormalize_action(reply.actions)
