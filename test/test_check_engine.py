@@ -15,11 +15,21 @@ from alfie_gr00t.engines.base import EngineConfig, EngineError
 from onnx_policy import random_batch
 
 
+def full_result(eager, engine, step_pairs=None) -> dict:
+    """A check result as compare_dit returns it: DiT steps from `step_pairs` (default: the chunks
+    themselves), the normalized prediction and the decoded actions from the two chunk arrays."""
+    pairs = step_pairs if step_pairs is not None else list(zip(eager, engine))
+    steps = check_engine.step_stats(pairs)
+    return {"same_inputs": steps, "free_running": steps,
+            "action_pred": {"cosine": steps["worst_cosine"], "max_abs_diff": steps["max_abs_diff"]},
+            "decoded": check_engine.compare(eager, engine)}
+
+
 def test_identical_chunks_pass():
     chunks = np.random.default_rng(0).standard_normal((4, 16, 21))
     result = check_engine.compare(chunks, chunks.copy())
     assert result["cosine"] == pytest.approx(1.0) and result["max_abs_diff"] == 0.0
-    assert check_engine.verdict(result, 0.99, None) == []
+    assert check_engine.dit_verdict(full_result(chunks, chunks.copy()), 0.99, None) == []
 
 
 def test_a_drifting_engine_is_refused():
@@ -28,16 +38,21 @@ def test_a_drifting_engine_is_refused():
     drifted = eager + rng.standard_normal(eager.shape) * 0.8  # cosine ~0.78
     result = check_engine.compare(eager, drifted)
     assert result["cosine"] < 0.9 and result["worst_chunk_cosine"] <= result["cosine"] + 0.1
-    assert check_engine.verdict(result, 0.99, None) == [f"cosine {result['cosine']:.5f} < 0.99"]
+    reasons = check_engine.dit_verdict(full_result(eager, drifted), 0.99, None)
+    worst = min(check_engine.cosine(a, b) for a, b in zip(eager, drifted))
+    assert reasons[0] == f"DiT step, same inputs: worst cosine {worst:.5f} < 0.99"
+    assert any(r.startswith("normalized action prediction: cosine") for r in reasons)
 
 
 def test_max_abs_diff_threshold_and_nan():
     eager = np.ones((1, 16, 21))
     close = eager + 0.01
-    assert check_engine.verdict(check_engine.compare(eager, close), 0.99, 0.001)[0].startswith("max abs diff 0.01")
+    same_steps = [(eager, eager)]
+    reasons = check_engine.dit_verdict(full_result(eager, close, same_steps), 0.99, 0.001)
+    assert reasons == ["decoded actions: max |diff| 0.01000 > 0.001"]
     broken = eager.copy()
     broken[0, 0, 0] = np.nan
-    assert check_engine.verdict(check_engine.compare(eager, broken), 0.99, None), "NaN never passes"
+    assert check_engine.dit_verdict(full_result(eager, broken, same_steps), 0.99, None), "NaN never passes"
 
 
 def test_shape_mismatch_is_an_error():
@@ -110,7 +125,7 @@ def _double_check(tmp_path, monkeypatch, capsys, wrong: bool, *extra):
     policy = dit_double.Gr00tPolicyDouble(config, seed=11)
     dit = policy.model.action_head.model
     path = dit_double.export_dit(dit_double.perturbed(dit) if wrong else dit, tmp_path / "dit_model_fp32.onnx")
-    monkeypatch.setattr(check_engine, "_load_policy", lambda cfg, checkpoint: (torch, policy, cfg))
+    monkeypatch.setattr(check_engine, "_load_policy", lambda cfg, checkpoint: (torch, policy, cfg, None))
     code = check_engine.main([str(tmp_path), "--engine", str(path), "--device", "cpu", "--samples", "3", "--json",
                               *extra])
     import json

@@ -190,6 +190,7 @@ def test_status_and_diagnostics_carry_the_layout(fake_gr00t, checkpoint):
     status = service.status()
     assert status["layout"] == {
         "source": "checkpoint", "language_key": "annotation.human.task_description",
+        "language_keys": ["annotation.human.task_description"],
         "video_keys": {cam: cam for cam in layout.CAMERA_NAMES},
         "groups": {"base_velocity": 6, "left_arm": 6, "right_arm": 6, "head": 3}, "adopted": ["language_key"]}
     values = dict(server_diagnostics(status).values)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from alfie_gr00t import layout
+from alfie_gr00t.engines import gr00t_generation
 from alfie_gr00t.engines.base import (Engine, EngineConfig, EngineError, EngineOutput, ObservationBatch,
                                      stage_split)
 
@@ -39,8 +40,11 @@ _INSTALL_GR00T = ("install Isaac-GR00T: git clone https://github.com/NVIDIA/Isaa
                   "Isaac-GR00T (needs torch with CUDA)")
 
 
-def to_gr00t_observation(batch: ObservationBatch, config: EngineConfig) -> dict:
-    """ObservationBatch -> {'video': ..., 'state': ..., 'language': ...} for Gr00tPolicy.get_action."""
+def to_gr00t_observation(batch: ObservationBatch, config: EngineConfig, language_keys=()) -> dict:
+    """ObservationBatch -> {'video': ..., 'state': ..., 'language': ...} for Gr00tPolicy.get_action.
+
+    The text goes under `config.language_key` and under each of `language_keys` (a checkpoint with
+    several: N1.7's Gr00tPolicy checks that every one is present and reads the first)."""
     if len(config.video_keys) != len(config.camera_names):
         raise EngineError(f"video_keys {list(config.video_keys)} must name one video key per camera "
                           f"{list(config.camera_names)}")
@@ -59,7 +63,8 @@ def to_gr00t_observation(batch: ObservationBatch, config: EngineConfig) -> dict:
     groups = {g.name: np.ascontiguousarray(state[:, None, g.start:g.stop]) for g in config.state_groups}
     if len(batch.language) != size:
         raise EngineError(f"{len(batch.language)} language strings for {size} observations")
-    language = {config.language_key: [[str(text)] for text in batch.language]}
+    language = {key: [[str(text)] for text in batch.language]
+                for key in dict.fromkeys((config.language_key, *language_keys))}
     return {"video": video, "state": groups, "language": language}
 
 
@@ -98,24 +103,29 @@ def from_gr00t_action(action: dict, config: EngineConfig) -> np.ndarray:
 class ModelLayout:
     """The layout an engine serves: language key, one video key per camera (camera order), the
     state/action groups in the order the 21-D vector is read, where it came from ("checkpoint" or
-    "parameters") and which parameters were adopted from the checkpoint."""
+    "parameters"), which parameters were adopted from the checkpoint, and all the checkpoint's
+    language keys (the first is `language_key`; the text is sent under each)."""
 
     language_key: str
     video_keys: tuple[str, ...]
     groups: tuple[layout.LayoutGroup, ...]
     source: str = "parameters"
     adopted: tuple[str, ...] = ()
+    language_keys: tuple[str, ...] = ()
 
 
 _DEFAULTS = EngineConfig()
 _FIX_STEPS = "this server sends one frame per camera and one state per request: fine-tune with delta_indices [0]"
+# Modalities a checkpoint may carry that serving never reads (N1.7's Gr00tPolicy drops rl_info too).
+IGNORED_MODALITIES = ("rl_info",)
+_SERVED_MODALITIES = ("video", "state", "action", "language")
 
 
 def _keys(modality_configs: dict, modality: str) -> list[str]:
     entry = modality_configs.get(modality)
     if entry is None:
         raise EngineError(f"the checkpoint's modality config has no '{modality}' modality "
-                          f"(it has {sorted(modality_configs)}); is it an Isaac-GR00T N1.6 checkpoint?")
+                          f"(it has {sorted(modality_configs)}); is it an Isaac-GR00T N1.6 or N1.7 checkpoint?")
     return [str(k) for k in entry.modality_keys]
 
 
@@ -142,13 +152,19 @@ def _fmt_groups(groups) -> str:
     return "[" + ", ".join(f"{name} {size if size is not None else '?'}" for name, size in groups) + "]"
 
 
-def adopt_layout(modality_configs: dict, statistics: dict | None, config: EngineConfig) -> tuple[EngineConfig, ModelLayout]:
+def adopt_layout(modality_configs: dict, statistics: dict | None, config: EngineConfig,
+                 state_history_length: int = 1) -> tuple[EngineConfig, ModelLayout]:
     """The checkpoint's layout applied to `config` (pure: no gr00t import, nothing loaded).
 
     `modality_configs` is `Gr00tPolicy.get_modality_config()` (per modality an object with
-    `.modality_keys` and `.delta_indices`); `statistics` is this embodiment's entry of the
-    checkpoint's statistics.json ({"state": {group: {"min": [...], ...}}, "action": {...}}), or
-    None when the checkpoint has none (sizes then cannot be checked).
+    `.modality_keys` and `.delta_indices`; an `rl_info` entry is ignored); `statistics` is this
+    embodiment's entry of the checkpoint's statistics.json ({"state": {group: {"min": [...], ...}},
+    "action": {...}}), or None when the checkpoint has none (sizes then cannot be checked);
+    `state_history_length` is N1.7's `action_head.config.state_history_length` (states the action
+    head takes per observation; N1.6 has none: 1).
+
+    Several language keys are accepted as N1.7's Gr00tPolicy accepts them: it reads the first
+    (the others are paraphrase keys for training), so the first is the one adopted or checked.
 
     A parameter still at its default (language_key "task"; video_keys equal to camera_names,
     i.e. each camera feeds the video key of its own name; the Alfie state groups) takes the
@@ -160,12 +176,19 @@ def adopt_layout(modality_configs: dict, statistics: dict | None, config: Engine
     """
     problems: list[str] = []
     adopted: list[str] = []
-    keys = {m: _keys(modality_configs, m) for m in ("video", "state", "action", "language")}
+    keys = {m: _keys(modality_configs, m) for m in _SERVED_MODALITIES}
+    unread = [m for m in modality_configs if m not in _SERVED_MODALITIES + IGNORED_MODALITIES]
+    if unread:
+        log.warning("the checkpoint's modality config also has %s, which this server never sends", unread)
     for modality in ("video", "state"):
         steps = _steps(modality_configs, modality)
         if steps != 1:
             problems.append(f"checkpoint's {modality} uses {steps} time steps "
                             f"(delta_indices {list(modality_configs[modality].delta_indices)}); {_FIX_STEPS}")
+    if int(state_history_length) > 1:
+        problems.append(f"checkpoint's action head takes {int(state_history_length)} states per observation "
+                        f"(state_history_length {int(state_history_length)}); this server sends one state per "
+                        "request: fine-tune with state_history_length 1")
     horizon = len(getattr(modality_configs["action"], "delta_indices", None) or [])
     if horizon and horizon < config.action_horizon:
         problems.append(f"checkpoint predicts {horizon} action steps, action_horizon is {config.action_horizon}: "
@@ -174,14 +197,18 @@ def adopt_layout(modality_configs: dict, statistics: dict | None, config: Engine
     # language
     language_key = config.language_key
     theirs = keys["language"]
-    if len(theirs) != 1:
-        problems.append(f"checkpoint has {len(theirs)} language keys {theirs}; Gr00tPolicy supports exactly one")
+    if len(theirs) > 1:
+        log.info("the checkpoint has %d language keys %s; Gr00tPolicy reads the first, '%s' (the task text is "
+                 "sent under each)", len(theirs), theirs, theirs[0])
+    if not theirs:
+        problems.append("checkpoint's language modality has no keys; Gr00tPolicy needs at least one")
     elif config.language_key == _DEFAULTS.language_key:
         if theirs[0] != language_key:
             adopted.append("language_key")
         language_key = theirs[0]
     elif config.language_key != theirs[0]:
-        problems.append(f"language_key: parameter '{config.language_key}', checkpoint '{theirs[0]}' "
+        first = f" (the first of {theirs}, the one Gr00tPolicy reads)" if len(theirs) > 1 else ""
+        problems.append(f"language_key: parameter '{config.language_key}', checkpoint '{theirs[0]}'{first} "
                         f"(set language_key:={theirs[0]}, or leave it at its default '{_DEFAULTS.language_key}' "
                         "to adopt the checkpoint's)")
 
@@ -258,7 +285,7 @@ def adopt_layout(modality_configs: dict, statistics: dict | None, config: Engine
         raise EngineError("the Isaac-GR00T checkpoint does not fit the server's parameters: " + "; ".join(problems))
     cameras_keys = tuple(video_keys)
     adopted_config = dataclasses.replace(config, language_key=language_key, video_keys=cameras_keys, state_groups=groups)
-    return adopted_config, ModelLayout(language_key, cameras_keys, groups, "checkpoint", tuple(adopted))
+    return adopted_config, ModelLayout(language_key, cameras_keys, groups, "checkpoint", tuple(adopted), tuple(theirs))
 
 
 def checkpoint_statistics(policy, embodiment_tag: str, checkpoint: Path) -> dict | None:
@@ -305,8 +332,9 @@ def _embodiment(EmbodimentTag, tag: str):
             raise EngineError(f"embodiment_tag '{tag}' is unknown to this Isaac-GR00T; valid: {valid}") from None
 
 
-def _set_denoising_steps(policy, steps: int) -> int | None:
-    """N1.6 keeps the flow-matching step count on model.action_head.num_inference_timesteps."""
+def set_denoising_steps(policy, steps: int) -> int | None:
+    """Set the flow-matching step count (N1.6 and N1.7 keep it on model.action_head.num_inference_timesteps;
+    steps <= 0 keeps the checkpoint's) and return the count that runs, None when the policy has none."""
     head = getattr(getattr(policy, "model", None), "action_head", None)
     if head is None or not hasattr(head, "num_inference_timesteps"):
         log.warning("this Gr00tPolicy exposes no action_head.num_inference_timesteps; denoising_steps=%d ignored", steps)
@@ -326,6 +354,7 @@ def load_adopted(config: EngineConfig, model_path: str | os.PathLike | None = No
     """(torch, Gr00tPolicy, the config with the checkpoint's layout adopted, ModelLayout)."""
     torch, Gr00tPolicy, EmbodimentTag = _import_gr00t()
     path = Path(model_path or config.model_checkpoint)
+    generation = gr00t_generation.require_match(path)  # before upstream fails deep inside transformers
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise EngineError(f"device '{config.device}' requested but torch sees no CUDA GPU: fix the NVIDIA "
                           "driver / install a CUDA build of torch, or set device:=cpu (slow)")
@@ -335,11 +364,32 @@ def load_adopted(config: EngineConfig, model_path: str | os.PathLike | None = No
     except EngineError:
         raise
     except Exception as exc:
-        raise EngineError(f"Isaac-GR00T could not load {path}: {type(exc).__name__}: {exc}") from exc
+        raise EngineError(f"Isaac-GR00T could not load {path}: {type(exc).__name__}: {exc}"
+                          f"{_backbone_hint(generation, path, exc)}") from exc
     tag = getattr(getattr(policy, "embodiment_tag", None), "value", None) or config.embodiment_tag
     statistics = checkpoint_statistics(policy, str(tag), path)
-    adopted, model_layout = adopt_layout(policy.get_modality_config(), statistics, config)
+    adopted, model_layout = adopt_layout(policy.get_modality_config(), statistics, config,
+                                         state_history_length(policy))
     return torch, policy, adopted, model_layout
+
+
+def state_history_length(policy) -> int:
+    """States per observation the action head takes: N1.7's `action_head.config.state_history_length`
+    (upstream's spelling), 1 where the policy has none (N1.6)."""
+    head_config = getattr(getattr(getattr(policy, "model", None), "action_head", None), "config", None)
+    return int(getattr(head_config, "state_history_length", 1) or 1)
+
+
+def _backbone_hint(generation, checkpoint: Path, exc: Exception) -> str:
+    """What to do when an N1.7 checkpoint's hub backbone could not be had (upstream loads it with
+    from_pretrained each time; offline, or the hub unreachable, that is an OSError)."""
+    if generation is None or not generation.backbone or not isinstance(exc, OSError):
+        return ""
+    names = ", ".join(gr00t_generation.backbone_names(checkpoint))
+    return (f". An Isaac-GR00T {generation.name} checkpoint loads its backbone {names} with from_pretrained at "
+            "every start: download it once where there is network (hf download <name>) into the Hugging Face "
+            "cache this machine uses, then run with HF_HUB_OFFLINE=1; groot_doctor --checkpoint says whether it is "
+            "found (docs/checkpoint.md)")
 
 
 def open_dit_engine(config: EngineConfig, checkpoint: Path):
@@ -379,9 +429,10 @@ class Gr00tPolicyEngine(Engine):
         _import_gr00t()  # say what is missing before looking for engines
         self._config = config
         self._path = Path(model_path or config.model_checkpoint)
+        gr00t_generation.require_match(self._path)  # an N1.7 checkpoint on an N1.6 install, or the reverse
         dit = open_dit_engine(config, self._path)  # None: eager PyTorch; fail fast, before the slow load
         torch, self._policy, self._config, self.layout = load_adopted(config, self._path)
-        self.denoising_steps = _set_denoising_steps(self._policy, config.denoising_steps)
+        self.denoising_steps = set_denoising_steps(self._policy, config.denoising_steps)
         self.tensorrt = {}
         if dit is not None:
             self.tensorrt = trt_dit.install_dit_engine(self._policy, dit)
@@ -394,7 +445,7 @@ class Gr00tPolicyEngine(Engine):
 
     def infer(self, batch: ObservationBatch) -> EngineOutput:
         start = time.perf_counter()
-        observation = to_gr00t_observation(batch, self._config)
+        observation = to_gr00t_observation(batch, self._config, getattr(self.layout, "language_keys", ()))
         prepared = time.perf_counter()
         try:
             action, _info = self._policy.get_action(observation, None)

@@ -35,6 +35,7 @@ class PolicyService:
         model_layout = getattr(engine, "layout", None)
         self.layout_source = str(getattr(model_layout, "source", "parameters"))
         self.layout_adopted = tuple(getattr(model_layout, "adopted", ()))
+        self.layout_language_keys = tuple(getattr(model_layout, "language_keys", ()))  # all the checkpoint's
         self.config = config.with_layout(model_layout) if model_layout is not None else config
         log.info("%s", describe_layout(self.layout()))
         self._codec = codec or images.ParallelCodec(config.decode_threads)
@@ -258,10 +259,12 @@ class PolicyService:
         }
 
     def layout(self) -> dict:
-        """The layout served: language key, video key per camera, groups with sizes (in order), and
-        whether it came from the checkpoint (with the parameters it adopted) or the parameters."""
+        """The layout served: language key (and all the checkpoint's, the first being the one read), video
+        key per camera, groups with sizes (in order), and whether it came from the checkpoint (with the
+        parameters it adopted) or the parameters."""
         cfg = self.config
         return {"source": self.layout_source, "language_key": cfg.language_key,
+                "language_keys": list(self.layout_language_keys or (cfg.language_key,)),
                 "video_keys": dict(zip(cfg.camera_names, cfg.video_keys)),
                 "groups": {g.name: g.size for g in cfg.groups}, "adopted": list(self.layout_adopted)}
 

@@ -69,16 +69,6 @@ def compare(eager: np.ndarray, trt: np.ndarray) -> dict:
             "max_abs_diff": float(np.max(np.abs(eager - trt))), "chunks": len(per_chunk)}
 
 
-def verdict(result: dict, min_cosine: float, max_abs_diff: float | None) -> list[str]:
-    """The reasons to refuse the engine (empty: accept)."""
-    reasons = []
-    if not result["cosine"] >= min_cosine:
-        reasons.append(f"cosine {result['cosine']:.5f} < {min_cosine}")
-    if max_abs_diff is not None and not result["max_abs_diff"] <= max_abs_diff:
-        reasons.append(f"max abs diff {result['max_abs_diff']:.5f} > {max_abs_diff}")
-    return reasons
-
-
 class StageClock:
     """Times calls of wrapped callables, synchronising the GPU around each so GPU time counts."""
 
@@ -213,14 +203,16 @@ def engine_outputs(engine, calls) -> list[np.ndarray]:
     return outputs
 
 
-def run_policy(policy, torch, observations, config, seed: int, clock: StageClock) -> np.ndarray:
-    """Action chunks (N, horizon, dim) for `observations`, the noise seeded per observation."""
+def run_policy(policy, torch, observations, config, seed: int, clock: StageClock, language_keys=()) -> np.ndarray:
+    """Action chunks (N, horizon, dim) for `observations`, the noise seeded per observation; the task
+    text goes under each of the checkpoint's `language_keys` as the server sends it."""
     from alfie_gr00t.engines.gr00t_policy_engine import from_gr00t_action, to_gr00t_observation
 
     chunks = []
     for i, obs in enumerate(observations):
         torch.manual_seed(seed + i)
-        action, _info = clock.wrap("total", policy.get_action)(to_gr00t_observation(obs, config), None)
+        observation = to_gr00t_observation(obs, config, language_keys)
+        action, _info = clock.wrap("total", policy.get_action)(observation, None)
         chunks.append(from_gr00t_action(action, config)[0])
     return np.stack(chunks)
 
@@ -230,8 +222,10 @@ def timings(clock: StageClock, steps: int | None) -> dict:
             "dit_steps": steps, "total_ms": clock.mean("total")}
 
 
-def compare_dit(policy, torch, engine, observations, config, seed: int, steps: int | None = None) -> dict:
-    """Eager run, per-step engine replay on the recorded inputs, then the free-running engine run."""
+def compare_dit(policy, torch, engine, observations, config, seed: int, steps: int | None = None,
+                language_keys=()) -> dict:
+    """Eager run, per-step engine replay on the recorded inputs, then the free-running engine run.
+    The same for N1.6 and N1.7: both run the DiT as policy.model.action_head.model, once per step."""
     from alfie_gr00t.engines.dit_swap import install_dit_engine
 
     head = policy.model.action_head
@@ -243,17 +237,17 @@ def compare_dit(policy, torch, engine, observations, config, seed: int, steps: i
     def one_run(recorder):
         head.model.forward = clock.wrap("dit", head.model.forward)
         recorder.install()
-        run_policy(policy, torch, observations[:1], config, seed, StageClock())  # warm-up, untimed, unrecorded
+        run_policy(policy, torch, observations[:1], config, seed, StageClock(), language_keys)  # warm-up, untimed
         clock.reset()
         recorder.recording = True
-        chunks = run_policy(policy, torch, observations, config, seed, clock)
+        chunks = run_policy(policy, torch, observations, config, seed, clock, language_keys)
         recorder.recording = False
         return chunks, timings(clock, steps)
 
     eager_rec = DiTRecorder(head)
     eager, eager_times = one_run(eager_rec)
     if not eager_rec.calls:
-        raise EngineError("the policy never called its DiT (policy.model.action_head.model): not a GR00T N1.6 policy?")
+        raise EngineError("the policy never called its DiT (policy.model.action_head.model): not a GR00T N1.6 or N1.7 policy?")
     replayed = engine_outputs(engine, eager_rec.calls)
     installed = install_dit_engine(policy, engine)  # the production swap
     engine_rec = DiTRecorder(head)
@@ -279,23 +273,23 @@ def check(args) -> dict:
     dit = gpe.open_dit_engine(config, checkpoint)
     if dit is None:
         raise EngineError("no DiT engine selected: pass --engine FILE (.engine/.plan/.trt/.onnx)")
-    torch, policy, config = _load_policy(config, checkpoint)
-    steps = gpe._set_denoising_steps(policy, config.denoising_steps)
+    torch, policy, config, served = _load_policy(config, checkpoint)
+    steps = gpe.set_denoising_steps(policy, config.denoising_steps)
     if args.observations:
         observations = load_observations(Path(args.observations), config.camera_names, config.action_dim)
     else:
         observations = random_observations(args.samples, args.seed, config, args.task)
     observations = observations[: args.samples]
-    result = compare_dit(policy, torch, dit, observations, config, args.seed, steps)
+    result = compare_dit(policy, torch, dit, observations, config, args.seed, steps,
+                         getattr(served, "language_keys", ()))
     return {**result, "observations": "recorded" if args.observations else "random", "seed": args.seed}
 
 
 def _load_policy(config, checkpoint: Path):
-    """(torch, Gr00tPolicy, the config with the checkpoint's layout adopted)."""
+    """(torch, Gr00tPolicy, the config with the checkpoint's layout adopted, the layout served)."""
     from alfie_gr00t.engines import gr00t_policy_engine as gpe
 
-    torch, policy, adopted, _layout = gpe.load_adopted(config, checkpoint)
-    return torch, policy, adopted
+    return gpe.load_adopted(config, checkpoint)
 
 
 def _engine_config(args):

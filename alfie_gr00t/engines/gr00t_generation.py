@@ -1,0 +1,130 @@
+"""Which Isaac-GR00T generation is installed, and which one saved a checkpoint (no gr00t import).
+
+Two generations are served: N1.6 (Isaac-GR00T's `n1.6-release` tag; Eagle backbone built
+from the package's own files) and N1.7 (upstream's main branch since May 2026; its
+Cosmos-Reason2-2B backbone, a Qwen3-VL, is loaded with `from_pretrained` from the Hugging
+Face hub, or its cache, each time a model or processor is built, fine-tuned checkpoints
+included). An install holds `gr00t/model/gr00t_n1d6/` or `gr00t/model/gr00t_n1d7/`; a
+checkpoint's `config.json` names its model class (`model_type`, `architectures`) and its
+`processor_config.json` its processor class. A checkpoint of one generation cannot be loaded
+by the other's code, and upstream's own error for that comes from deep inside transformers:
+`require_match` says it at start, with both sides and the fix (docs/checkpoint.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from alfie_gr00t.engines.base import EngineError
+
+
+@dataclass(frozen=True)
+class Generation:
+    name: str             # "N1.7"
+    module: str           # gr00t/model/<module>/ in an install
+    model_type: str       # config.json "model_type" (and "architectures") of its checkpoints
+    processor_class: str  # processor_config.json "processor_class"
+    transformers: str     # the transformers version upstream pins
+    python: str           # the Pythons upstream's pyproject allows
+    ref: str              # the git ref of Isaac-GR00T to check out
+    backbone: str = ""    # hub model loaded with from_pretrained at every build ("" = shipped in the package)
+
+
+N1_6 = Generation("N1.6", "gr00t_n1d6", "Gr00tN1d6", "Gr00tN1d6Processor", "4.51.3", "3.10-3.12",
+                  "n1.6-release")
+N1_7 = Generation("N1.7", "gr00t_n1d7", "Gr00tN1d7", "Gr00tN1d7Processor", "4.57.3", "3.10",
+                  "main", backbone="nvidia/Cosmos-Reason2-2B")
+GENERATIONS = (N1_6, N1_7)
+N1_7_MIN_TRANSFORMERS = (4, 57)  # Qwen3-VL first shipped in transformers 4.57
+
+
+def read_json(path: Path) -> dict:
+    """The JSON object in `path`, or {} when it is missing or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def package_dir() -> Path | None:
+    """The installed `gr00t` package's directory, without importing it (an imported one is asked)."""
+    module = sys.modules.get("gr00t")
+    paths = list(getattr(module, "__path__", None) or []) if module is not None else []
+    if paths:
+        return Path(paths[0])
+    if module is not None:  # imported but without a location (a stand-in): unknown
+        return None
+    try:
+        spec = importlib.util.find_spec("gr00t")
+    except (ImportError, ValueError):
+        return None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    return Path(locations[0]) if locations else None
+
+
+def installed(where: Path | None = None) -> tuple[Generation, ...]:
+    """The generations whose model code is in the gr00t package at `where` (default: the importable one)."""
+    where = package_dir() if where is None else Path(where)
+    if where is None:
+        return ()
+    return tuple(g for g in GENERATIONS if (where / "model" / g.module).is_dir())
+
+
+def of_checkpoint(checkpoint: Path) -> tuple[Generation | None, str]:
+    """(the generation that saved `checkpoint`, what says so), from config.json's model_type or
+    architectures, else processor_config.json's processor_class; (None, what was found) when neither names one."""
+    config = read_json(Path(checkpoint) / "config.json")
+    names = [("config.json model_type", config.get("model_type"))]
+    names += [("config.json architectures", a) for a in config.get("architectures") or () if isinstance(a, str)]
+    processor = read_json(Path(checkpoint) / "processor_config.json")
+    names.append(("processor_config.json processor_class", processor.get("processor_class")))
+    for where, value in names:
+        for generation in GENERATIONS:
+            if value in (generation.model_type, generation.processor_class):
+                return generation, f"{where} '{value}'"
+    found = [f"{where} '{value}'" for where, value in names if value]
+    return None, ", ".join(found) or "no model_type in config.json"
+
+
+def install_fix(generation: Generation, checkout: Path | None) -> str:
+    where = str(checkout) if checkout is not None else "Isaac-GR00T"
+    return (f"install Isaac-GR00T {generation.name}: git -C {where} checkout {generation.ref} && "
+            f"pip install -e {where} (Python {generation.python}, transformers {generation.transformers}; "
+            "docs/checkpoint.md)")
+
+
+def mismatch(checkpoint: Path, theirs: Generation | None, evidence: str, ours: tuple[Generation, ...],
+             where: Path | None) -> str | None:
+    """The refusal when the install cannot load the checkpoint's generation, else None."""
+    if theirs is None or not ours or theirs in ours:
+        return None
+    have = " and ".join(f"{g.name} (gr00t.model.{g.module})" for g in ours)
+    other = next((g for g in GENERATIONS if g in ours), None)
+    alternative = f", or serve an {other.name} checkpoint" if other else ""
+    return (f"checkpoint {checkpoint} is Isaac-GR00T {theirs.name} ({evidence}) but the installed Isaac-GR00T "
+            f"{'at ' + str(where) + ' ' if where else ''}is {have}, which cannot load it: "
+            f"{install_fix(theirs, where.parent if where else None)}{alternative}")
+
+
+def require_match(checkpoint: Path) -> Generation | None:
+    """The checkpoint's generation; EngineError naming both sides when the install is another one."""
+    theirs, evidence = of_checkpoint(checkpoint)
+    where = package_dir()
+    problem = mismatch(Path(checkpoint), theirs, evidence, installed(where), where)
+    if problem:
+        raise EngineError(problem)
+    return theirs
+
+
+def backbone_names(checkpoint: Path) -> list[str]:
+    """The backbone an N1.7 checkpoint loads: config.json's and processor_config.json's model_name
+    (the model and the processor read one each), in that order, without repeats."""
+    config = read_json(Path(checkpoint) / "config.json")
+    processor = read_json(Path(checkpoint) / "processor_config.json").get("processor_kwargs") or {}
+    names = [config.get("model_name") or N1_7.backbone, processor.get("model_name") or N1_7.backbone]
+    return list(dict.fromkeys(str(n) for n in names))
