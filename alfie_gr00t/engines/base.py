@@ -36,6 +36,8 @@ class EngineConfig:
     camera_names: tuple[str, ...] = layout.CAMERA_NAMES
     embodiment_tag: str = "new_embodiment"
     denoising_steps: int = 4
+    rtc: bool = True  # real-time chunking: inpaint a request's action prefix (engines/rtc.py, docs/rtc.md)
+    rtc_ramp_rate: float = 1.0  # soft-mask decay over the prefix after its frozen steps (1 = the RTC paper's)
     mock_delay_ms: float = 0.0
     mock_jitter_ms: float = 0.0
     mock_policy: str = "hold"  # hold | trajectory (see engines/mock.py)
@@ -55,10 +57,12 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class EngineOutput:
-    """Action chunks (B, horizon, dim) float32 and the engine's own stage timings in ms."""
+    """Action chunks (B, horizon, dim) float32, the engine's own stage timings in ms and, per row, what
+    real-time chunking did with the request's prefix (`rtc`: a dict each, or empty when not reported)."""
 
     actions: np.ndarray
     stages_ms: dict[str, float] = field(default_factory=dict)
+    rtc: tuple = ()
 
 
 class Engine(ABC):
@@ -66,6 +70,7 @@ class Engine(ABC):
 
     name: str = "engine"
     max_batch_size: int = 1
+    inpaints: bool = False  # honours a request's action prefix (real-time chunking; docs/rtc.md)
 
     @abstractmethod
     def infer(self, batch: ObservationBatch) -> EngineOutput:
@@ -91,7 +96,7 @@ def run_batched(engine: Engine, batch: ObservationBatch) -> EngineOutput:
     step = max(1, engine.max_batch_size)
     if size <= step:
         return engine.infer(batch)
-    outputs, stages = [], {}
+    outputs, stages, rtc = [], {}, []
     for start in range(0, size, step):
         piece = ObservationBatch(
             images={k: v[start:start + step] for k, v in batch.images.items()},
@@ -102,9 +107,10 @@ def run_batched(engine: Engine, batch: ObservationBatch) -> EngineOutput:
         )
         out = engine.infer(piece)
         outputs.append(out.actions)
+        rtc.extend(out.rtc or [{}] * piece.batch_size)
         for key, ms in out.stages_ms.items():
             stages[key] = stages.get(key, 0.0) + ms
-    return EngineOutput(np.concatenate(outputs, axis=0), stages)
+    return EngineOutput(np.concatenate(outputs, axis=0), stages, tuple(rtc))
 
 
 def dummy_batch(config: EngineConfig, batch_size: int = 1) -> ObservationBatch:
