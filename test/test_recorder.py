@@ -1,5 +1,6 @@
-"""SessionRecorder (alfie_gr00t/nodes/recorder.py): real CDR (rclpy.serialization) into real MCAP files,
-read back with the mcap reader and mcap-ros2-support's decoder (which compiles the stored schema text)."""
+"""SessionRecorder (alfie_gr00t/nodes/recorder.py): real CDR (rclpy.serialization) into a rosbag2 bag with
+real MCAP storage, read back with the mcap reader and mcap-ros2-support's decoder (which compiles the
+stored schema text). test_bag_strict.py reads the same bags with rosbags, an independent strict reader."""
 
 import os
 import signal
@@ -74,7 +75,13 @@ def assert_same(original, decoded, where="msg"):
             assert np.array_equal(np.asarray(a), np.asarray(b)), f"{where}.{name}: {a!r} != {b!r}"
 
 
-def decoded_messages(path):
+def storage(bag, index=0):
+    """The bag directory's `index`-th MCAP storage file."""
+    return os.path.join(bag, f"{os.path.basename(bag)}_{index}.mcap")
+
+
+def decoded_messages(bag):
+    path = storage(bag) if os.path.isdir(bag) else bag
     with open(path, "rb") as f:
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
         header = reader.get_header()
@@ -88,7 +95,7 @@ def test_every_message_type_round_trips_field_by_field(tmp_path):
     recorder = SessionRecorder(str(tmp_path), max_bytes=10 << 20, max_files=0, log=log.append)
     assert recorder.record("/x", String(data="before"), 1) is False  # no session yet: not recorded, not a drop
     path = recorder.start_session("session_a")
-    assert path == str(tmp_path / "session_a.mcap")
+    assert path == str(tmp_path / "session_a")
     sent = []
     for i in range(3):
         for topic, msg in one_of_each(i):
@@ -98,7 +105,8 @@ def test_every_message_type_round_trips_field_by_field(tmp_path):
     recorder.end_session()
     stats = recorder.stats()
     assert stats["written"] == len(sent) and stats["dropped"] == 0 and not stats["recording"]
-    assert stats["bytes"] == os.path.getsize(path) and stats["last_error"] == ""
+    assert stats["bytes"] == os.path.getsize(storage(path)) and stats["last_error"] == ""
+    assert sorted(os.listdir(path)) == ["metadata.yaml", "session_a_0.mcap"]
     header, summary, read = decoded_messages(path)
     assert header.profile == "ros2" and summary is not None
     assert len(read) == len(sent)
@@ -110,7 +118,7 @@ def test_every_message_type_round_trips_field_by_field(tmp_path):
         assert message.publish_time == publish
         assert_same(original, decoded, topic)
     recorder.close()
-    assert any("recording session to" in line for line in log)
+    assert sum("recording session to" in line for line in log) == 1
 
 
 def test_log_time_stays_monotonic_when_the_clock_steps_back(tmp_path):
@@ -226,7 +234,7 @@ def test_the_size_cap_ends_the_file_and_counts_the_rest(tmp_path):
     assert stats["written"] + stats["dropped"] == 200
     assert results.count(True) >= stats["written"]
     assert any("record_max_mb" in line for line in log)
-    assert os.path.getsize(path) <= cap + 4096  # the summary written when the cap ends the file
+    assert os.path.getsize(storage(path)) <= cap + 4096  # the summary written when the cap ends the file
     _, summary, read = decoded_messages(path)
     assert summary is not None and len(read) == stats["written"]
     assert recorder.record("/t", String(data="after"), 1) is False
@@ -248,7 +256,7 @@ def test_the_file_count_cap_deletes_the_oldest_sessions(tmp_path):
         recorder.record("/t", String(data=str(k)), 1)
         recorder.end_session()
     names = sorted(os.listdir(tmp_path))
-    assert names == ["notes.txt", "session_2.mcap", "session_3.mcap", "session_4.mcap"]
+    assert names == ["notes.txt", "session_2", "session_3", "session_4"]
     assert sum("deleted the oldest session" in line for line in log) == 2
     assert recorder.stats()["files"] == 3
     recorder.close()
@@ -279,8 +287,10 @@ def test_a_killed_recording_process_leaves_a_readable_file(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-    path = tmp_path / "killed.mcap"
-    session = read_session(path)
+    bag = tmp_path / "killed"
+    assert sorted(os.listdir(bag)) == ["killed_0.mcap"], "no metadata.yaml: the session never ended"
+    path = bag / "killed_0.mcap"
+    session = read_session(bag)
     assert not session.complete and any("did not end cleanly" in w or "no summary" in w for w in session.warnings)
     assert session.topics == {"/alfie/groot_client/debug/task": 150}
     # cut the file inside its second chunk: the first one still reads

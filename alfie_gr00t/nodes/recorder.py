@@ -71,6 +71,7 @@ def publisher_qos(node, topic: str) -> list[dict]:
 
 
 _START, _MSG, _END, _FLUSH, _STOP = range(5)
+_END_RESERVE = 4096  # what the end of a bag adds: the rosbag2 metadata record and the summary
 
 
 class SessionRecorder:
@@ -337,7 +338,7 @@ class SessionRecorder:
                 self._stats["dropped"] += 1
                 self._stats["last_error"] = f"{topic}: {type(exc).__name__}: {exc}"
             return
-        if self.max_bytes > 0 and writer.bytes + len(data) + 64 > self.max_bytes:
+        if self.max_bytes > 0 and writer.bytes + len(data) + 64 + _END_RESERVE > self.max_bytes:
             self._log(f"recorder: {self._path} reached record_max_mb ({self.max_bytes} bytes): session "
                       f"ended, dropping until the next activation")
             with self._cond:

@@ -1,8 +1,9 @@
-"""Read a recorded session (MCAP, ROS 2 CDR, as alfie_gr00t.nodes.recorder writes it) into arrays.
+"""Read a recorded session (a rosbag2 bag as alfie_gr00t.nodes.recorder writes it, or a bare .mcap of
+an older session) into arrays.
 
-Needs no ROS: messages are decoded from the schemas stored in the file (mcap-ros2-support). Tolerant:
-a file without a summary (the process was killed) is read up to its last complete chunk and
-`Session.warnings` says so.
+Needs no ROS: messages are decoded from the schemas stored in the bag (mcap-ros2-support), read by
+alfie_gr00t.bag.reader. Tolerant: a bag whose recorder was killed (no metadata.yaml, last file
+without a summary) is read up to its last complete chunk and `Session.warnings` says so.
 
 Topics are matched by their last components, whatever the node's namespace:
 `.../debug/image/<camera>`, `.../debug/state`, `.../debug/task`, `.../debug/chunk`,
@@ -61,55 +62,56 @@ def _suffix(topic: str, n: int) -> tuple:
     return tuple(topic.strip("/").split("/")[-n:])
 
 
-def _iter_records(path: str, warnings: list, state: dict):
-    """(schema, channel, message) for every message, in file order, up to the last readable record."""
-    from mcap.exceptions import InvalidMagic
-    from mcap.records import Channel, DataEnd, Footer, Message, Schema
-    from mcap.stream_reader import StreamReader
+def decoded(bag, warnings: list):
+    """(message, decoded ROS message, 'pkg/Type') for every message of a Bag that decodes; the rest named
+    once in `warnings`."""
+    from mcap.records import Schema
+    from mcap_ros2.decoder import DecoderFactory
 
-    schemas, channels = {}, {}
-    ended = False
-    count = 0
-    with open(path, "rb") as f:
-        reader = StreamReader(f, record_size_limit=1 << 30)
+    factory = DecoderFactory()
+    decoders: dict = {}
+    for message in bag.messages():
+        schema = message.schema
+        if schema is None:
+            continue
+        key = (schema.name, schema.encoding, schema.data)
+        decoder = decoders.get(key)
+        if decoder is None:
+            try:
+                decoder = factory.decoder_for(message.encoding, Schema(id=schema.id, name=schema.name,
+                                                                       encoding=schema.encoding, data=schema.data))
+            except Exception as exc:  # noqa: BLE001 - a definition the decoder cannot compile
+                warnings.append(f"{message.topic}: cannot decode {schema.name}: {exc}")
+                decoder = None
+            if decoder is None:
+                warnings.append(f"{message.topic}: no decoder for {schema.name} ({message.encoding})")
+            decoders[key] = decoder or False
+        if decoder is False:
+            continue
         try:
-            for record in reader.records:
-                if isinstance(record, Schema):
-                    schemas[record.id] = record
-                elif isinstance(record, Channel):
-                    channels[record.id] = record
-                elif isinstance(record, Message):
-                    channel = channels.get(record.channel_id)
-                    if channel is None:
-                        continue
-                    count += 1
-                    yield schemas.get(channel.schema_id), channel, record
-                elif isinstance(record, (DataEnd, Footer)):
-                    ended = True
-        except InvalidMagic as exc:
-            if count == 0 and not schemas:
-                raise SessionError(f"{path} is not an MCAP file: {exc}") from exc
-            warnings.append(f"{path}: bad trailing magic: {exc}")
-        except Exception as exc:  # truncated record or chunk: a crash. What came before is good.
-            warnings.append(f"{path} ends without a summary ({type(exc).__name__}: {exc or 'truncated'}): the "
-                            f"recording did not end cleanly (killed?); read {count} messages up to the last "
-                            f"complete chunk (`mcap recover` rewrites the file whole)")
-            state["complete"] = False
-            return
-    if not ended:
-        warnings.append(f"{path} has no summary: read {count} messages")
-    state["complete"] = ended
+            msg = decoder(message.data)
+        except Exception as exc:  # noqa: BLE001 - one bad message: say so, keep reading
+            warnings.append(f"{message.topic}: undecodable {schema.name} message: {exc}")
+            continue
+        yield message, msg, schema.name.replace("/msg/", "/")
+
+
+def open_session_bag(path):
+    """The Bag at `path` (a session directory, a bag of another tool, a bare .mcap); SessionError if none."""
+    from alfie_gr00t.bag.reader import BagError, open_bag
+
+    try:
+        return open_bag(path)
+    except BagError as exc:
+        raise SessionError(str(exc)) from exc
 
 
 def read_session(path) -> Session:
-    from mcap_ros2.decoder import DecoderFactory
+    from alfie_gr00t.bag.reader import BagError
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise SessionError(f"no such session file: {path}")
+    bag = open_session_bag(path)
     warnings: list[str] = []
-    factory = DecoderFactory()
-    decoders: dict = {}
     topics: dict[str, int] = {}
     obs: dict[int, dict] = {}  # publish_time ns -> parts
     commands_t, commands_v, command_names = [], [], None
@@ -120,28 +122,14 @@ def read_session(path) -> Session:
     last = np.full(layout.ACTION_DIM, np.nan, dtype=np.float64)
     pending_measured = []  # (time, kind, payload) in file order
 
-    read_state = {"complete": False}
-    for schema, channel, message in _iter_records(path, warnings, read_state):
-        topics[channel.topic] = topics.get(channel.topic, 0) + 1
-        if schema is None:
-            continue
-        decoder = decoders.get(schema.id)
-        if decoder is None:
-            decoder = factory.decoder_for(channel.message_encoding, schema)
-            if decoder is None:
-                warnings.append(f"{channel.topic}: no decoder for {schema.name} ({channel.message_encoding})")
-                decoders[schema.id] = False
-                continue
-            decoders[schema.id] = decoder
-        if decoder is False:
-            continue
-        try:
-            msg = decoder(message.data)
-        except Exception as exc:
-            warnings.append(f"{channel.topic}: undecodable {schema.name} message: {exc}")
-            continue
-        kind = schema.name.replace("/msg/", "/")
-        topic = channel.topic
+    try:
+        items = list(decoded(bag, warnings))
+    except BagError as exc:
+        raise SessionError(str(exc)) from exc
+    warnings[:0] = bag.warnings
+    for message, msg, kind in items:
+        topic = message.topic
+        topics[topic] = topics.get(topic, 0) + 1
         when = message.publish_time
         log_s = message.log_time * 1e-9
         if _suffix(topic, 3)[:2] == ("debug", "image"):
@@ -218,7 +206,7 @@ def read_session(path) -> Session:
         measured_state=(np.asarray(measured_t, dtype=np.float64),
                         np.asarray(measured_v, dtype=np.float64).reshape(-1, layout.ACTION_DIM)),
         statuses=statuses, topics=topics, warnings=warnings, scheduled=scheduled, gate=gate,
-        complete=bool(read_state["complete"]))
+        complete=bag.complete)
 
 
 def _pair(obs: dict, joint_names: tuple) -> tuple[list, int]:
