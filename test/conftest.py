@@ -13,11 +13,13 @@ from alfie_gr00t import discovery  # a base module: imports nothing of ROS
 discovery.confine_to_localhost()  # ROS_LOCALHOST_ONLY=1 on Humble, ROS_AUTOMATIC_DISCOVERY_RANGE after
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from alfie_gr00t import layout
 from alfie_gr00t.wire import images  # noqa: E402
+
+from support.frames import make_frame  # noqa: E402
+from support.ros_helpers import next_domain_id  # noqa: E402
 
 _domain_ids = itertools.count(1 + (os.getpid() * 7) % 90)
 
@@ -43,16 +45,20 @@ def ros_free_run() -> bool:
 
 
 def _module_file(name: str) -> str | None:
-    """The file of a local module: the package's (alfie_gr00t.x.y) or a test helper (test/x.py)."""
+    """The file of a local module: the package's (alfie_gr00t.x.y), the test support package's
+    (support.x) or a test module (test/x.py)."""
     parts = name.split(".")
     if parts[0] == "alfie_gr00t":
         base = os.path.join(_REPO, *parts)
-        for candidate in (base + ".py", os.path.join(base, "__init__.py")):
-            if os.path.isfile(candidate):
-                return candidate
-        return None
-    candidate = os.path.join(_TEST_DIR, parts[0] + ".py")
-    return candidate if len(parts) == 1 and os.path.isfile(candidate) else None
+    elif parts[0] == "support":
+        base = os.path.join(_TEST_DIR, *parts)
+    else:
+        candidate = os.path.join(_TEST_DIR, parts[0] + ".py")
+        return candidate if len(parts) == 1 and os.path.isfile(candidate) else None
+    for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
 
 
 def _module_level_imports(path: str) -> list[str]:
@@ -129,25 +135,6 @@ def pytest_pycollect_makemodule(module_path, parent):
     return item
 
 
-# Unpickling a Tripwire records that it ran: proof that a server never unpickles attacker data.
-TRIPWIRE_RAN: list[str] = []
-
-
-def _tripwire(tag):
-    TRIPWIRE_RAN.append(tag)
-    return tag
-
-
-class Tripwire:
-    def __reduce__(self):
-        return (_tripwire, ("server unpickled attacker data",))
-
-
-def next_domain_id() -> int:
-    """A fresh ROS domain id per test (1..200), so parallel runs and tests never see each other."""
-    return 1 + next(_domain_ids) % 200
-
-
 @pytest.fixture
 def ipc_dir():
     path = tempfile.mkdtemp(prefix="ag_", dir="/tmp")  # short: Unix socket paths are limited to ~107 bytes
@@ -167,14 +154,6 @@ def free_tcp_port():
         return s.getsockname()[1]
 
 
-def make_frame(width=layout.IMAGE_WIDTH, height=layout.IMAGE_HEIGHT, seed=0) -> np.ndarray:
-    """A deterministic RGB test pattern with structure JPEG can keep."""
-    y, x = np.mgrid[0:height, 0:width]
-    rgb = np.stack([(x * 255 // max(1, width - 1)), (y * 255 // max(1, height - 1)),
-                    np.full_like(x, (seed * 40) % 256)], axis=-1)
-    return rgb.astype(np.uint8)
-
-
 @pytest.fixture
 def jpeg_images():
     return {name: images.encode_jpeg(make_frame(seed=i), 90) for i, name in enumerate(layout.CAMERA_NAMES)}
@@ -192,14 +171,3 @@ def ros_context():
     rclpy.init(context=context, domain_id=next_domain_id())
     yield context
     context.try_shutdown()
-
-
-def hold_chunk(state) -> np.ndarray:
-    """What the `hold` mock must return (SPEC §4), written out independently of the engine: joint dims
-    hold the state for every step; base dims 0-5 of step i are state * exp(-i/4). state: (D,) or (B, D)."""
-    state = np.asarray(state, dtype=np.float32)
-    steps = np.arange(layout.ACTION_HORIZON, dtype=np.float32)
-    chunk = np.repeat(state[..., None, :], layout.ACTION_HORIZON, axis=-2).copy()
-    for i in steps.astype(int):
-        chunk[..., i, :6] = state[..., :6] * np.float32(np.exp(-i / 4.0))
-    return chunk

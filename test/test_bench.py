@@ -7,7 +7,7 @@ import pytest
 
 from alfie_gr00t.tools import bench
 
-from conftest import next_domain_id
+from support.ros_helpers import next_domain_id
 
 LATENCY_ROWS = (
     "floor_jpeg_encode_x4", "floor_jpeg_decode_x4", "floor_zmq_echo_ipc", "floor_zmq_echo_tcp",

@@ -10,7 +10,7 @@ import pytest
 
 from alfie_gr00t.tools import bench_motion as bm
 
-from conftest import next_domain_id
+from support.ros_helpers import next_domain_id
 
 DIMS = bm.TRAJECTORY_DIMS
 

@@ -10,8 +10,8 @@ import pytest
 from alfie_gr00t.nodes import launch_args
 from alfie_gr00t.tools.bringup import parse_arguments
 
-from conftest import next_domain_id
-from ros_helpers import node_env
+from support.ros_helpers import next_domain_id
+from support.ros_helpers import node_env
 
 
 def test_bringup_argument_parsing():

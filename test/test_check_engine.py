@@ -12,7 +12,7 @@ import pytest
 from alfie_gr00t.tools import check_engine
 from alfie_gr00t.engines.base import EngineConfig, EngineError
 
-from onnx_policy import random_batch
+from support.onnx_policy import random_batch
 
 
 def full_result(eager, engine, step_pairs=None) -> dict:

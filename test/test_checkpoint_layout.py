@@ -2,7 +2,7 @@
 layout where the parameters are at their defaults, refuses contradictions at start with both
 sides named, and reports what it serves in its status, /diagnostics and get_modality_config.
 
-The checkpoint is the fake Gr00tPolicy of test_gr00t_adapter.py (a test double mirroring
+The checkpoint is the fake Gr00tPolicy of support/fake_gr00t.py (a test double mirroring
 upstream's API: get_modality_config(), processor.state_action_processor.statistics), loaded
 through the real registry, ServerConfig and PolicyService; requests go through the real
 wire decoding (both protocols).
@@ -22,8 +22,8 @@ from alfie_gr00t.server.config import ServerConfig
 from alfie_gr00t.server.service import PolicyService
 from alfie_gr00t.wire import protocol
 
-import gr00t_wire
-from test_gr00t_adapter import FakePolicy, install_fake_gr00t, upstream_modalities, upstream_statistics
+from support import gr00t_wire
+from support.fake_gr00t import FakePolicy, install_fake_gr00t, upstream_modalities, upstream_statistics
 
 LANGUAGE_KEYS = ("annotation.human.task_description", "annotation.human.action.task_description", "task")
 

@@ -199,7 +199,7 @@ def test_inference_error_hold_racing_a_reactivation_leaves_active_without_motion
 
     The client now reports ACTIVE, requests succeed, but the gate is disarmed: every policy step is
     dropped and nothing is published, silently, until someone sends activate:false then true."""
-    from test_fault_injection import make_client
+    from support.client_harness import make_client
 
     client = make_client(ros_context, ipc_path)
     try:

@@ -23,8 +23,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import gr00t_wire  # noqa: E402
-from conftest import hold_chunk, make_frame  # noqa: E402
+from support import gr00t_wire  # noqa: E402
+from support.frames import hold_chunk, make_frame  # noqa: E402
+from support.load import run_load  # noqa: E402
 
 from alfie_gr00t import layout  # noqa: E402
 from alfie_gr00t.client.config import ClientConfig  # noqa: E402
@@ -421,52 +422,15 @@ def test_groot_keys_tool(capsys):
 
 
 def test_concurrent_curve_clients_lose_and_misroute_nothing(keys, free_tcp_port):
-    clients, per_client, deadline_s = 8, 250, 60.0
+    clients, per_client = 8, 250
     service = make_service(free_tcp_port, keys)
     frames = jpegs(32, 28)
-    results = [dict(sent=0, ok=0, lost=0, misrouted=0) for _ in range(clients)]
-    gate = threading.Barrier(clients + 1)
-    client_keys = keys.client()
-
-    def run(index: int):
-        result = results[index]
-        client = ReqClient(service.config.address, timeout_ms=10000, curve=client_keys)
-        gate.wait()
-        try:
-            for i in range(per_client):
-                if time.monotonic() - started > deadline_s:
-                    break
-                frame_id = index * 100000 + i
-                result["sent"] += 1
-                try:
-                    ask_ours(client, frame_id, frames)
-                except RequestTimeout:
-                    result["lost"] += 1
-                    continue
-                except AssertionError:
-                    result["misrouted"] += 1
-                    continue
-                result["ok"] += 1
-        finally:
-            client.close()
-
-    with BackgroundServer(service):
-        threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(clients)]
-        for t in threads:
-            t.start()
-        started = time.monotonic()
-        gate.wait()
-        for t in threads:
-            t.join(timeout=deadline_s + 30)
-        wall = time.monotonic() - started
-    assert not any(t.is_alive() for t in threads)
-    sent, ok = sum(r["sent"] for r in results), sum(r["ok"] for r in results)
-    lost, misrouted = sum(r["lost"] for r in results), sum(r["misrouted"] for r in results)
-    print(f"\ncurve load test: {clients} clients x {per_client}: sent {sent}, ok {ok}, lost {lost}, misrouted "
-          f"{misrouted} in {wall:.1f} s = {ok / wall:.0f} req/s")
-    assert lost == 0 and misrouted == 0
-    assert ok == sent >= clients * 50, "too few requests completed within the time bound"
-    assert service.errors == 0 and service.total_requests == sent
+    result = run_load(service, lambda client, frame_id: ask_ours(client, frame_id, frames),
+                      clients=clients, per_client=per_client, deadline_s=60.0, curve=keys.client())
+    print(f"\ncurve load test, {per_client} requests each: {result.summary()}")
+    assert result.lost == 0 and result.misrouted == 0
+    assert result.ok == result.sent >= clients * 50, "too few requests completed within the time bound"
+    assert service.errors == 0 and service.total_requests == result.sent
 
 
 # ============================================================== the client node: ACTIVE over Curve, or ERROR saying why
@@ -474,8 +438,8 @@ def test_concurrent_curve_clients_lose_and_misroute_nothing(keys, free_tcp_port)
 
 def test_client_node_plays_over_curve_and_names_a_refusal(ros_context, ipc_path, keys, free_tcp_port):
     from alfie_gr00t.client.state_machine import ClientState
-    from ros_helpers import wait_for
-    from test_fault_injection import CONNECT_S, client_and_robot, wait_state
+    from support.ros_helpers import wait_for
+    from support.client_harness import CONNECT_S, client_and_robot, wait_state
 
     timeout_ms = 5000
     tcp = dict(transport="tcp", server_host="127.0.0.1", server_port=free_tcp_port, inference_timeout_ms=timeout_ms,

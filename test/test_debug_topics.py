@@ -1,7 +1,7 @@
 """The client's debug topics on real rclpy: built only while someone subscribes, and carrying exactly what
 went over the wire (the JPEG bytes, the state and task a real ZeroMQ server received, the chunk it
 answered), plus what the gate did per tick. The client is a real GrootClient; the server is the scripted
-REP thread of test_fault_injection (it keeps every request it received)."""
+REP thread of support/client_harness.py (it keeps every request it received)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from alfie_gr00t.client.state_machine import ClientState
 from alfie_gr00t.nodes import debug_topics
 from alfie_gr00t.nodes.runner import NodeSpinner
 from alfie_gr00t.wire import images, protocol
-from ros_helpers import Collector, wait_for
-from test_fault_injection import CLIENT_NS, CONNECT_S, ScriptedServer, client_and_robot, wait_state
+from support.ros_helpers import Collector, wait_for
+from support.client_harness import CLIENT_NS, CONNECT_S, ScriptedServer, client_and_robot, wait_state
 
 NAMES = list(layout.JOINT_NAMES)
 DEBUG = f"{CLIENT_NS}/debug"

@@ -7,7 +7,7 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 
-from ros_helpers import REPO
+from support.ros_helpers import REPO
 
 # import name -> the name a Jazzy user installs (apt package, or pip name for what Ubuntu lacks)
 INSTALL_NAME = {
@@ -51,7 +51,7 @@ def _files():
 
 
 def third_party_imports() -> dict[str, set[str]]:
-    local = {"alfie_gr00t"} | {n[:-3] for n in os.listdir(os.path.join(REPO, "test")) if n.endswith(".py")}
+    local = {"alfie_gr00t", "support"} | {n[:-3] for n in os.listdir(os.path.join(REPO, "test")) if n.endswith(".py")}
     found: dict[str, set[str]] = {}
     for path in _files():
         with open(path, encoding="utf-8") as f:

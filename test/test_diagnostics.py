@@ -16,7 +16,7 @@ from alfie_gr00t.nodes.groot_server import GrootServer
 from alfie_gr00t.nodes.runner import NodeSpinner
 from alfie_gr00t.wire.transport import ReqClient
 
-from ros_helpers import Collector, params, wait_for
+from support.ros_helpers import Collector, params, wait_for
 
 SERVER = {"total_requests": 12, "average_inference_ms": 1.5, "last_inference_ms": 1.4, "mock_mode": True,
           "tensorrt": False, "bind_address": "ipc:///tmp/g.sock", "engine": "mock", "request_p50_ms": 2.0,
@@ -201,8 +201,8 @@ def test_server_process_shuts_down_quietly(ipc_dir, jpeg_images, serve):
     import os
     import signal
 
-    from conftest import next_domain_id
-    from ros_helpers import start_node_process
+    from support.ros_helpers import next_domain_id
+    from support.ros_helpers import start_node_process
 
     path = os.path.join(ipc_dir, "quiet.sock")
     proc = start_node_process("groot_server", next_domain_id(), {"mock_mode": True, "ipc_path": path,

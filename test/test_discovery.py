@@ -10,7 +10,7 @@ import pytest
 from alfie_gr00t import discovery
 
 import conftest
-from ros_helpers import REPO, node_env
+from support.ros_helpers import REPO, node_env
 
 
 @pytest.mark.parametrize("distro, expected", [

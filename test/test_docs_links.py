@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from ros_helpers import REPO
+from support.ros_helpers import REPO
 
 GUIDES = ("robot-jetson.md", "checkpoint.md", "parameters.md", "topics.md", "motion.md", "latency.md",
           "wire.md", "remote-gpu.md", "triton.md", "performance.md", "security.md", "recording.md", "README.md")

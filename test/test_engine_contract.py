@@ -8,25 +8,11 @@ from alfie_gr00t.engines import contract
 from alfie_gr00t.engines.base import EngineConfig, EngineError, ObservationBatch
 from alfie_gr00t.engines.contract import TensorSpec, check_contract, encode_text, prepare_inputs, read_actions
 
-from onnx_policy import random_batch
+from support.onnx_policy import random_batch
+from support.tensor_specs import specs
 
 CONFIG = EngineConfig(mock_mode=False)
 H, W = layout.IMAGE_HEIGHT, layout.IMAGE_WIDTH
-
-
-def specs(image="nhwc", batch="B", cameras=layout.CAMERA_NAMES, state=("B", 21), tokens=None,
-          actions=("B", 16, 21), action_dtype=np.float32, state_dtype=np.float32):
-    """Inputs/outputs as a backend would declare them (symbolic dims allowed)."""
-    inputs = []
-    for cam in cameras:
-        if image == "nhwc":
-            inputs.append(TensorSpec.of(cam, (batch, H, W, 3), np.uint8))
-        else:
-            inputs.append(TensorSpec.of(cam, (batch, 3, H, W), np.float16 if image == "nchw16" else np.float32))
-    inputs.append(TensorSpec.of("state", state, state_dtype))
-    if tokens:
-        inputs.append(TensorSpec.of("language_tokens", ("B", tokens), np.int64))
-    return inputs, [TensorSpec.of("actions", actions, action_dtype)]
 
 
 def test_tensor_spec_normalises_dynamic_dims():

@@ -17,7 +17,7 @@ from alfie_gr00t.engines.onnx_engine import OnnxEngine
 pytest.importorskip("onnx", reason="onnx (pip install onnx) builds the reference policy these tests run")
 pytest.importorskip("onnxruntime", reason="onnxruntime (pip install onnxruntime) runs the ONNX engine")
 
-from onnx_policy import build_reference_policy, random_batch, reference_actions
+from support.onnx_policy import build_reference_policy, random_batch, reference_actions
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,8 @@ import re
 import pytest
 import rclpy  # noqa: F401 - the real nodes run in this process (a ROS-free run skips the module)
 
-from conftest import next_domain_id
-from ros_helpers import REPO, wait_for
+from support.ros_helpers import next_domain_id
+from support.ros_helpers import REPO, wait_for
 
 LAYOUT = os.path.join(REPO, "config", "foxglove_layout.json")
 IMAGE_TYPES = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"}

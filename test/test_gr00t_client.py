@@ -1,10 +1,10 @@
 """Our client node with `server_protocol:=gr00t` against an upstream-format policy server.
 
-`FakePolicyServer` (test/gr00t_wire.py) speaks Isaac-GR00T's PolicyServer protocol
+`FakePolicyServer` (test/support/gr00t_wire.py) speaks Isaac-GR00T's PolicyServer protocol
 independently of `alfie_gr00t.wire.gr00t`. Its policy answers every key of the state
 with half of it, repeated over 16 steps, so the commands the client must publish are known
 exactly: the measured posture moving toward half of itself by at most one step limit per tick.
-The robot side, spinners and helpers come from test_fault_injection.py.
+The robot side, spinners and helpers come from support/client_harness.py.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import numpy as np
 from alfie_gr00t import layout
 from alfie_gr00t.client.state_machine import ClientState
 
-from gr00t_wire import ActionConfig, ActionFormat, ActionRepresentation, ActionType, FakePolicyServer, \
+from support.gr00t_wire import ActionConfig, ActionFormat, ActionRepresentation, ActionType, FakePolicyServer, \
     ModalityConfig
-from test_fault_injection import (CONNECT_S, ERROR_BOUND_S, HOLD_JOINTS, MEASURED, assert_quiet,
+from support.client_harness import (CONNECT_S, ERROR_BOUND_S, HOLD_JOINTS, MEASURED, assert_quiet,
                                   assert_within_limits, client_and_robot, is_zero_twist, wait_state)
-from ros_helpers import wait_for
+from support.ros_helpers import wait_for
 
 GROUPS = [g.name for g in layout.LAYOUT_GROUPS]
 LANGUAGE_KEY = "annotation.human.task_description"

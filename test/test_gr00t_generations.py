@@ -2,7 +2,7 @@
 
 Byte-exact samples are hand-built from the documented formats (msgpack bytes typed out, npy
 headers written by hand), not produced by our codec. The sockets are real ZeroMQ over IPC and
-TCP 127.0.0.1: the test-side upstream clients of both generations (test/gr00t_wire.py, written
+TCP 127.0.0.1: the test-side upstream clients of both generations (test/support/gr00t_wire.py, written
 independently of alfie_gr00t.wire) against our server, and our client link against test-side
 upstream servers of both generations.
 """
@@ -22,12 +22,12 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import gr00t_wire  # noqa: E402
-from conftest import TRIPWIRE_RAN, Tripwire, hold_chunk, make_frame  # noqa: E402
-from gr00t_wire import N16, N17, ActionConfig, ActionFormat, ActionRepresentation, ActionType, \
+from support import gr00t_wire  # noqa: E402
+from support.frames import hold_chunk, image_message, make_frame  # noqa: E402
+from support.tripwire import TRIPWIRE_RAN, Tripwire  # noqa: E402
+from support.gr00t_wire import N16, N17, ActionConfig, ActionFormat, ActionRepresentation, ActionType, \
     FakePolicyServer, ModalityConfig, ServerError, WireClient  # noqa: E402
 
-from alfie_gr00t.tools.bench import StubImage  # the sensor_msgs/Image fields the client reads
 from alfie_gr00t import layout  # noqa: E402
 from alfie_gr00t.client.config import ClientConfig  # noqa: E402
 from alfie_gr00t.client.inputs import Snapshot  # noqa: E402
@@ -313,8 +313,7 @@ class HoldPolicy:
 
 
 def snapshot(state) -> Snapshot:
-    frames = {cam: StubImage(56, 64, "rgb8", 64 * 3, make_frame(64, 56, seed=i).tobytes())
-              for i, cam in enumerate(CAMERAS)}
+    frames = {cam: image_message(make_frame(64, 56, seed=i)) for i, cam in enumerate(CAMERAS)}
     return Snapshot(frames, state, time.monotonic(), "pick up the can")
 
 

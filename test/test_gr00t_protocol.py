@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import gr00t_wire  # noqa: E402
+from support import gr00t_wire  # noqa: E402
 
 from alfie_gr00t.wire import gr00t as gp  # noqa: E402
 from alfie_gr00t import layout  # noqa: E402

@@ -1,4 +1,4 @@
-"""An unmodified-upstream-style Isaac-GR00T client (test/gr00t_wire.py) against OUR server.
+"""An unmodified-upstream-style Isaac-GR00T client (test/support/gr00t_wire.py) against OUR server.
 
 Real IPC and TCP sockets, the mock engine (joints hold the state, base dims of step i are `state * exp(-i/4)`), and
 the client side written independently of alfie_gr00t.wire.gr00t, so these tests check
@@ -21,14 +21,15 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import gr00t_wire  # noqa: E402
-from conftest import TRIPWIRE_RAN, Tripwire, hold_chunk, make_frame  # noqa: E402
-from gr00t_wire import ServerError, WireClient, get_action_request  # noqa: E402
+from support import gr00t_wire  # noqa: E402
+from support.frames import hold_chunk, make_frame  # noqa: E402
+from support.tripwire import TRIPWIRE_RAN, Tripwire  # noqa: E402
+from support.gr00t_wire import ServerError, WireClient, get_action_request  # noqa: E402
+from support.upstream_requests import CountingEngine, states_for, upstream_observation  # noqa: E402
 
 from alfie_gr00t import layout
 from alfie_gr00t.wire import protocol  # noqa: E402
 from alfie_gr00t.server.config import ServerConfig  # noqa: E402
-from alfie_gr00t.engines.base import Engine  # noqa: E402
 from alfie_gr00t.engines.mock import MockEngine  # noqa: E402
 from alfie_gr00t.server.service import BackgroundServer, PolicyService  # noqa: E402
 from alfie_gr00t.wire.transport import ReqClient  # noqa: E402
@@ -38,23 +39,6 @@ GROUPS = layout.LAYOUT_GROUPS
 GROUP_NAMES = [g.name for g in GROUPS]
 HORIZON, DIM = layout.ACTION_HORIZON, layout.ACTION_DIM
 MODEL_SIZE = (layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT)
-
-
-class CountingEngine(Engine):
-    """The mock engine, counting calls and keeping the last batch it was given."""
-
-    name = "mock"
-
-    def __init__(self, inner: MockEngine):
-        self.inner = inner
-        self.max_batch_size = inner.max_batch_size
-        self.calls: list[int] = []
-        self.last_batch = None
-
-    def infer(self, batch):
-        self.calls.append(batch.batch_size)
-        self.last_batch = batch
-        return self.inner.infer(batch)
 
 
 @dataclass
@@ -92,25 +76,6 @@ def served(request, ipc_path, free_tcp_port):
 def served_ipc(ipc_path, free_tcp_port):
     with serving("ipc", ipc_path, free_tcp_port) as s:
         yield s
-
-
-def states_for(batch: int, offset: float = 0.0) -> np.ndarray:
-    """(B, 21) float32 states, distinct per item and per dim, inside every joint range."""
-    base = np.linspace(-0.3, 0.3, DIM, dtype=np.float32)
-    return np.stack([base * (i + 1) / batch + offset + 0.01 * i for i in range(batch)]).astype(np.float32)
-
-
-def upstream_observation(states: np.ndarray, sizes: dict | None = None, task: str = "pick up the can") -> dict:
-    """An observation as upstream's PolicyClient sends it: video (B,1,H,W,3) uint8,
-    state (B,1,D) float32 per key, language [[str]] * B."""
-    batch = states.shape[0]
-    sizes = sizes or {}
-    video = {}
-    for c, cam in enumerate(CAMERAS):
-        width, height = sizes.get(cam, MODEL_SIZE)
-        video[cam] = np.stack([make_frame(width, height, seed=c + 10 * i) for i in range(batch)])[:, None]
-    state = {g.name: np.ascontiguousarray(states[:, None, g.start:g.stop], dtype=np.float32) for g in GROUPS}
-    return {"video": video, "state": state, "language": {"task": [[f"{task} {i}"] for i in range(batch)]}}
 
 
 def expected_actions(states: np.ndarray) -> dict:

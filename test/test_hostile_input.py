@@ -33,8 +33,10 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import gr00t_wire  # noqa: E402
-from conftest import TRIPWIRE_RAN, Tripwire, hold_chunk, make_frame  # noqa: E402
+from support import gr00t_wire  # noqa: E402
+from support.frames import hold_chunk, make_frame  # noqa: E402
+from support.load import run_load  # noqa: E402
+from support.tripwire import TRIPWIRE_RAN, Tripwire  # noqa: E402
 
 from alfie_gr00t import layout
 from alfie_gr00t.wire import images
@@ -761,62 +763,22 @@ def load_state(frame_id: int) -> list[float]:
 
 
 def test_concurrent_clients_over_tcp_lose_and_misroute_nothing(free_tcp_port):
-    clients, per_client, deadline_s = 8, 1000, 60.0
+    clients, per_client = 8, 1000
     service = make_service(transport="tcp", bind_host="127.0.0.1", bind_port=free_tcp_port)
     jpegs = small_jpegs(32, 28)
-    results = [dict(sent=0, ok=0, lost=0, misrouted=0, latencies=[]) for _ in range(clients)]
-    start_gate = threading.Barrier(clients + 1)
 
-    def run_client(index: int):
-        result = results[index]
-        client = ReqClient(service.config.address, timeout_ms=10000)
-        start_gate.wait()
-        try:
-            for i in range(per_client):
-                if time.monotonic() - started > deadline_s:
-                    break
-                frame_id = index * 100000 + i
-                state = load_state(frame_id)
-                payload = protocol.encode_observation(time.time(), frame_id, jpegs, state, f"client {index}")
-                result["sent"] += 1
-                t0 = time.perf_counter()
-                try:
-                    raw = client.request(payload)
-                except RequestTimeout:
-                    result["lost"] += 1
-                    continue
-                result["latencies"].append(time.perf_counter() - t0)
-                reply = protocol.parse_action_response(raw, HORIZON, DIM)
-                expected = mock_chunk(np.array(state, np.float64).astype(np.float32))[0]
-                if reply.frame_id != frame_id or not np.allclose(reply.actions, expected, rtol=1e-6, atol=1e-7):
-                    result["misrouted"] += 1
-                else:
-                    result["ok"] += 1
-        finally:
-            client.close()
+    def ask(client, frame_id: int) -> bool:
+        state = load_state(frame_id)
+        payload = protocol.encode_observation(time.time(), frame_id, jpegs, state, f"client {frame_id // 100000}")
+        reply = protocol.parse_action_response(client.request(payload), HORIZON, DIM)
+        expected = mock_chunk(np.array(state, np.float64).astype(np.float32))[0]
+        return reply.frame_id == frame_id and np.allclose(reply.actions, expected, rtol=1e-6, atol=1e-7)
 
-    with BackgroundServer(service):
-        threads = [threading.Thread(target=run_client, args=(i,), daemon=True) for i in range(clients)]
-        for thread in threads:
-            thread.start()
-        started = time.monotonic()
-        start_gate.wait()
-        for thread in threads:
-            thread.join(timeout=deadline_s + 30)
-        wall = time.monotonic() - started
-    assert not any(thread.is_alive() for thread in threads)
-    sent = sum(r["sent"] for r in results)
-    ok = sum(r["ok"] for r in results)
-    lost = sum(r["lost"] for r in results)
-    misrouted = sum(r["misrouted"] for r in results)
-    latencies = np.array([x for r in results for x in r["latencies"]]) * 1000.0
-    print(f"load test: {clients} clients x {per_client} requests over TCP: sent {sent}, ok {ok}, lost {lost}, "
-          f"misrouted {misrouted} in {wall:.1f} s = {ok / wall:.0f} req/s; latency p50 "
-          f"{np.percentile(latencies, 50):.2f} ms, p99 {np.percentile(latencies, 99):.2f} ms, "
-          f"max {latencies.max():.2f} ms")
-    assert lost == 0 and misrouted == 0
-    assert ok == sent and ok >= clients * 100, "too few requests completed within the time bound"
-    assert service.errors == 0 and service.total_requests == sent
+    result = run_load(service, ask, clients=clients, per_client=per_client, deadline_s=60.0)
+    print(f"load test over TCP, {per_client} requests each: {result.summary()}")
+    assert result.lost == 0 and result.misrouted == 0
+    assert result.ok == result.sent and result.ok >= clients * 100, "too few requests completed within the time bound"
+    assert service.errors == 0 and service.total_requests == result.sent
 
 
 # ============================================================== resource bounds: limit refuses, one below passes

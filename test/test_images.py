@@ -8,7 +8,7 @@ import pytest
 from alfie_gr00t.wire import images
 from alfie_gr00t.wire.protocol import RawImage
 
-from conftest import make_frame
+from support.frames import make_frame
 
 
 def jpeg_with_declared_size(width, height) -> bytes:

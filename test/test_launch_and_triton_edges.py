@@ -12,8 +12,8 @@ from alfie_gr00t.engines.base import ChunkPrefix, EngineConfig, ObservationBatch
 from alfie_gr00t.engines.mock import MockEngine
 from alfie_gr00t.engines.registry import create_engine
 
-from test_launch_args import _load_launch_file, _stub_launch_modules, launch_context
-from test_triton import serving_triton
+from support.launch_file import launch_context, load_launch_file, stub_launch_modules
+from support.triton_server import serving_triton
 
 
 # -- launch: names that `launch` itself reads from the launch configurations ------------------------
@@ -28,8 +28,8 @@ from test_triton import serving_triton
 def test_launch_own_configurations_are_not_unknown_arguments(monkeypatch, name, value):
     """`ros2 launch alfie_gr00t groot_inference.launch.py launch-prefix:='gdb -ex run --args'` (or
     emulate_tty:=true) is standard launch usage; the unknown-argument check must not refuse it."""
-    _stub_launch_modules(monkeypatch)
-    module = _load_launch_file()
+    stub_launch_modules(monkeypatch)
+    module = load_launch_file()
     context = types.SimpleNamespace(launch_configurations=launch_context(mock_mode="true", **{name: value}),
                                     argv=["mock_mode:=true", f"{name}:={value}"])
     nodes = module._nodes(context)
@@ -40,8 +40,8 @@ def test_included_from_a_parent_launch_file(monkeypatch):
     """A robot bringup that includes this file (IncludeLaunchDescription, the standard way to compose
     launch files) shares its launch configurations with it: the parent's own declared arguments
     (here `robot_model`) are in context.launch_configurations and must not fail this launch."""
-    _stub_launch_modules(monkeypatch)
-    module = _load_launch_file()
+    stub_launch_modules(monkeypatch)
+    module = load_launch_file()
     configurations = launch_context(mock_mode="true", use_sim_robot="true")
     configurations["robot_model"] = "alfie_v2"  # DeclareLaunchArgument in the parent, user passed it there
     context = types.SimpleNamespace(launch_configurations=configurations, argv=["robot_model:=alfie_v2"])

@@ -6,9 +6,7 @@ against stand-in `launch`/`launch_ros` modules (not on PyPI), and against the re
 where a ROS 2 install provides them.
 """
 
-import importlib.util
 import os
-import sys
 import types
 
 import pytest
@@ -20,20 +18,9 @@ from alfie_gr00t.nodes.launch_args import ARGUMENTS, arguments_from_launch_confi
 from alfie_gr00t.nodes.groot_client import GrootClient
 from alfie_gr00t.nodes.groot_server import GrootServer
 
-from conftest import next_domain_id
-from ros_helpers import REPO
-
-LAUNCH_FILE = os.path.join(REPO, "launch", "groot_inference.launch.py")
-
-
-def launch_context(**user):
-    """What `ros2 launch ... a:=b` leaves in context.launch_configurations: every declared
-    default, the user's arguments, and launch_ros's own entries."""
-    configurations = {name: a.default for name, a in ARGUMENTS.items()}
-    configurations.update(user)
-    configurations["ros_namespace"] = "/"  # set by PushRosNamespace when this file is included
-    return configurations
-
+from support.ros_helpers import next_domain_id
+from support.launch_file import launch_context, load_launch_file, stub_launch_modules
+from support.ros_helpers import REPO
 
 def plan(**user):
     return plan_from_arguments(arguments_from_launch_configurations(launch_context(**user)))
@@ -190,38 +177,9 @@ def test_yaml_wins_over_defaults_on_real_nodes(tmp_path):
 
 # -- the launch file itself ----------------------------------------------------------------------
 
-class _Recorded:
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
-
-
-def _stub_launch_modules(monkeypatch):
-    """Minimal stand-ins for `launch` and `launch_ros`: each action records its arguments."""
-    launch = types.ModuleType("launch")
-    launch.LaunchDescription = type("LaunchDescription", (_Recorded,), {})
-    actions = types.ModuleType("launch.actions")
-    actions.DeclareLaunchArgument = type("DeclareLaunchArgument", (_Recorded,), {})
-    actions.OpaqueFunction = type("OpaqueFunction", (_Recorded,), {})
-    launch.actions = actions
-    launch_ros = types.ModuleType("launch_ros")
-    ros_actions = types.ModuleType("launch_ros.actions")
-    ros_actions.Node = type("Node", (_Recorded,), {})
-    launch_ros.actions = ros_actions
-    for name, module in {"launch": launch, "launch.actions": actions, "launch_ros": launch_ros,
-                         "launch_ros.actions": ros_actions}.items():
-        monkeypatch.setitem(sys.modules, name, module)
-
-
-def _load_launch_file():
-    spec = importlib.util.spec_from_file_location("groot_launch", LAUNCH_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_launch_file_with_stand_in_launch_modules(monkeypatch):
-    _stub_launch_modules(monkeypatch)
-    module = _load_launch_file()
+    stub_launch_modules(monkeypatch)
+    module = load_launch_file()
     description = module.generate_launch_description()
     declared = [e for e in description.args[0] if type(e).__name__ == "DeclareLaunchArgument"]
     assert [d.args[0] for d in declared] == list(ARGUMENTS)
@@ -250,7 +208,7 @@ def test_launch_file_with_real_launch_ros():
     pytest.importorskip("launch_ros", reason="launch_ros is not on PyPI; needs a ROS 2 Jazzy install")
     from launch import LaunchContext
 
-    module = _load_launch_file()
+    module = load_launch_file()
     description = module.generate_launch_description()
     assert len(description.entities) == len(ARGUMENTS) + 1
     context = LaunchContext()

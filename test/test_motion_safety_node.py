@@ -14,51 +14,14 @@ import pytest
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
-from alfie_gr00t import layout
 from alfie_gr00t.client.state_machine import ClientState
 
-from test_fault_injection import (ARM_HEAD_NAMES, CONNECT_S, ERROR_BOUND_S, LOWER, POSTURE, UPPER, ScriptedServer,
+from support.client_harness import (ARM_HEAD_NAMES, CONNECT_S, ERROR_BOUND_S, POSTURE, ScriptedServer,
                                   assert_quiet, client_and_robot, is_zero_twist, start_server, stop_server,
                                   wait_serving, wait_state)
 from alfie_gr00t.nodes.runner import NodeSpinner
-from ros_helpers import Collector, start_node_process, wait_for
-
-TICK = 0.01
-JOINT_STEP = TICK * np.array(([1.5] * 5 + [3.0]) * 2 + [1.5] * 3)  # default velocity limits x tick
-BASE_STEP = TICK * np.array([0.5] * 3 + [1.5] * 3)
-EPS = 1e-6
-
-
-def joint_array(messages):
-    return np.array([m.position for m in messages], dtype=np.float64).reshape(-1, 15)
-
-
-def twist_array(messages):
-    return np.array([[m.linear.x, m.linear.y, m.linear.z, m.angular.x, m.angular.y, m.angular.z]
-                     for m in messages]).reshape(-1, 6)
-
-
-def assert_gate_invariants(robot, measured_start=None):
-    """Finite; no joint moves more than its velocity limit per tick between consecutive commands;
-    within limits or no further out than where it started; the base within its acceleration limit
-    (a stop's zero excepted)."""
-    joints = joint_array(robot.joints.messages)
-    assert np.all(np.isfinite(joints)), "a non-finite joint command was published"
-    steps = np.abs(np.diff(joints, axis=0))
-    assert np.all(steps <= JOINT_STEP + EPS), f"joint jump of {steps.max():.4f} rad in one tick"
-    if len(joints) and measured_start is not None:
-        assert np.all(np.abs(joints[0] - measured_start) <= JOINT_STEP + EPS), "first command not near measured"
-    start = joints[0] if len(joints) else None
-    if start is not None:
-        low = np.minimum(LOWER[layout.JOINT_DIMS], start) - EPS
-        high = np.maximum(UPPER[layout.JOINT_DIMS], start) + EPS
-        assert np.all((joints >= low) & (joints <= high)), "joint beyond its limit and moving outward"
-    twists = twist_array(robot.twists.messages)
-    assert np.all(np.isfinite(twists))
-    base_steps = np.abs(np.diff(twists, axis=0))
-    to_zero = np.all(twists[1:] == 0.0, axis=1)
-    assert np.all((base_steps <= BASE_STEP + EPS).all(axis=1) | to_zero), "base velocity jumped"
-
+from support.gate_checks import EPS, JOINT_STEP, assert_gate_invariants, joint_array, twist_array
+from support.ros_helpers import Collector, start_node_process, wait_for
 
 def test_joints_missing_by_name_refuse_activation_and_are_named(ros_context, ipc_path):
     def renamed(robot):  # a driver that calls the head joints head_*_joint
@@ -225,7 +188,7 @@ def test_default_client_stays_active_without_holds_at_250_ms(ros_context, ipc_pa
 def test_signal_while_active_stops_the_base_and_exits_cleanly(ros_context, ipc_path, signum):
     """A real groot_client process, ACTIVE and driving the base; Ctrl-C / SIGTERM (and a second signal
     during cleanup): a zero twist arrives, the process exits 0 without a traceback."""
-    from test_fault_injection import Robot
+    from support.client_harness import Robot
 
     domain = ros_context.get_domain_id()
     with ScriptedServer(f"ipc://{ipc_path}"):
@@ -262,7 +225,7 @@ def test_signal_while_active_stops_the_base_and_exits_cleanly(ros_context, ipc_p
 def test_estop_latched_before_the_client_started_is_honoured(ros_context, ipc_path):
     """A safety supervisor latched estop:true (transient local) before the client came up: the client
     fetches it (its transient-local subscription exists while a latched publisher does) and stays put."""
-    from test_fault_injection import Robot, make_client
+    from support.client_harness import Robot, make_client
 
     robot = Robot(ros_context)
     robot.estop(True)  # latched, nobody listening yet
@@ -287,7 +250,7 @@ def test_sim_time_plays_and_a_clock_jump_back_stops_softly(ros_context, ipc_path
     from rclpy.parameter import Parameter
     from rosgraph_msgs.msg import Clock
 
-    from test_fault_injection import Robot, make_client
+    from support.client_harness import Robot, make_client
 
     robot = Robot(ros_context)
     clock_pub = robot.node.create_publisher(Clock, "/clock", 10)

@@ -26,7 +26,7 @@ import sys
 
 import pytest
 
-from ros_helpers import REPO
+from support.ros_helpers import REPO
 
 # Top-level folders that resolve into the repository, and why each is harmless: none is the
 # name of a package any library probes for (checked below against torch's own probes).

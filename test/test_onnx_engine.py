@@ -9,7 +9,7 @@ from alfie_gr00t.engines.onnx_engine import OnnxEngine, choose_providers
 pytest.importorskip("onnx", reason="onnx (pip install onnx) builds the reference policy these tests run")
 pytest.importorskip("onnxruntime", reason="onnxruntime (pip install onnxruntime) runs the ONNX engine")
 
-from onnx_policy import build_reference_policy, random_batch, reference_actions
+from support.onnx_policy import build_reference_policy, random_batch, reference_actions
 
 CONFIG = EngineConfig(mock_mode=False, device="cpu")
 ATOL = 1e-4  # float32 pixel means over 268,800 values; real mistakes are ~0.1

@@ -14,7 +14,7 @@ from alfie_gr00t.wire.transport import ReqClient
 pytest.importorskip("onnx", reason="onnx (pip install onnx) builds the reference policy these tests run")
 pytest.importorskip("onnxruntime", reason="onnxruntime (pip install onnxruntime) runs the ONNX engine")
 
-from onnx_policy import build_reference_policy, random_batch, reference_actions
+from support.onnx_policy import build_reference_policy, random_batch, reference_actions
 
 
 @pytest.mark.parametrize("nchw", [False, True], ids=["uint8-nhwc", "float-nchw"])

@@ -18,9 +18,9 @@ from alfie_gr00t.client.scheduler import ActionScheduler, SchedulerConfig  # noq
 from alfie_gr00t.server.service import BackgroundServer, PolicyService  # noqa: E402
 from alfie_gr00t.wire.transport import ReqClient  # noqa: E402
 
-from conftest import make_frame  # noqa: E402
-from gr00t_wire import WireClient  # noqa: E402
-from test_gr00t_server import CountingEngine, states_for, upstream_observation  # noqa: E402
+from support.frames import make_frame  # noqa: E402
+from support.gr00t_wire import WireClient  # noqa: E402
+from support.upstream_requests import CountingEngine, states_for, upstream_observation  # noqa: E402
 
 PREFIX = ChunkPrefix(np.linspace(-0.2, 0.2, 5 * 21, dtype=np.float32).reshape(5, 21), 4)
 

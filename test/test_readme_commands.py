@@ -24,8 +24,8 @@ from alfie_gr00t.nodes.groot_client import GrootClient
 from alfie_gr00t.nodes.groot_server import GrootServer
 from alfie_gr00t.nodes.sim_robot import SimRobot
 
-from conftest import next_domain_id
-from ros_helpers import REPO, params
+from support.ros_helpers import next_domain_id
+from support.ros_helpers import REPO, params
 
 EXECUTABLES = {"groot_server": ServerConfig, "groot_client": ClientConfig, "groot_sim_robot": None,
                "groot_build_engine": None, "groot_bench": None}

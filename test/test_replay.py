@@ -24,7 +24,7 @@ from alfie_gr00t.tools import replay
 from alfie_gr00t.tools.session import SessionError, read_session
 from alfie_gr00t.wire import images
 from alfie_gr00t.wire.observation import ObservationBatch
-from conftest import hold_chunk, make_frame
+from support.frames import hold_chunk, make_frame
 
 NS = "/alfie/groot_client"
 N_OBS = 6

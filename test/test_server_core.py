@@ -14,7 +14,7 @@ from alfie_gr00t.engines.mock import MockEngine
 from alfie_gr00t.server.service import BackgroundServer, PolicyService
 from alfie_gr00t.wire.transport import ReqClient
 
-from conftest import hold_chunk, make_frame
+from support.frames import hold_chunk, make_frame
 
 
 def make_service(**overrides) -> PolicyService:

@@ -13,8 +13,10 @@ from alfie_gr00t.nodes.groot_server import GrootServer
 from alfie_gr00t.nodes.runner import NodeSpinner
 from alfie_gr00t.wire.transport import ReqClient, RequestTimeout
 
-from conftest import hold_chunk, next_domain_id
-from ros_helpers import Collector, params, start_node_process, wait_for
+from support.frames import hold_chunk
+
+from support.ros_helpers import next_domain_id
+from support.ros_helpers import Collector, params, start_node_process, wait_for
 
 
 def test_node_answers_over_ipc_and_publishes_status(ros_context, ipc_path, jpeg_images):

@@ -2,7 +2,7 @@
 
 `~/set_active` (std_srvs/SetBool), `~/stop` (std_srvs/Trigger: latches E_STOP) and `~/estop`
 (std_srvs/SetBool: true latches, false releases), called from a real rclpy client node on the test
-robot, against a real client node and a scripted ZeroMQ server (test_fault_injection.py)."""
+robot, against a real client node and a scripted ZeroMQ server (support/client_harness.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from std_srvs.srv import SetBool, Trigger
 
 from alfie_gr00t.client.state_machine import ClientState
 
-from ros_helpers import wait_for
-from test_fault_injection import (ARM_HEAD_NAMES, CLIENT_NS, CONNECT_S, POSTURE, ScriptedServer, assert_quiet,
+from support.ros_helpers import wait_for
+from support.client_harness import (ARM_HEAD_NAMES, CLIENT_NS, CONNECT_S, POSTURE, ScriptedServer, assert_quiet,
                                   client_and_robot, is_hold, is_zero_twist, wait_state)
 
 CALL_TIMEOUT_S = 10.0
@@ -132,7 +132,7 @@ def test_documented_service_calls_name_real_services_and_requests(ros_context, i
 
     import yaml
 
-    from ros_helpers import REPO
+    from support.ros_helpers import REPO
 
     calls = []
     for name in ["README.md"] + [f"docs/{n}" for n in sorted(os.listdir(os.path.join(REPO, "docs")))

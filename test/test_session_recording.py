@@ -20,9 +20,9 @@ from alfie_gr00t.client.state_machine import ClientState
 from alfie_gr00t.nodes.recorder import SessionRecorder
 from alfie_gr00t.tools.rig import ACTIVATE_TOPIC, NodeRig
 from alfie_gr00t.tools.session import read_session
-from conftest import next_domain_id
-from ros_helpers import wait_for
-from test_fault_injection import CONNECT_S, ScriptedServer, client_and_robot, wait_state
+from support.ros_helpers import next_domain_id
+from support.ros_helpers import wait_for
+from support.client_harness import CONNECT_S, ScriptedServer, client_and_robot, wait_state
 
 NS = "/alfie/groot_client"
 

@@ -15,10 +15,10 @@ from alfie_gr00t.client.config import ClientConfig
 from alfie_gr00t.client.state_machine import ClientState
 from alfie_gr00t.nodes.diagnostics import WARN, ClientDiagnostics
 
-from test_fault_injection import (CONNECT_S, ScriptedServer, client_and_robot, start_server, stop_server,
+from support.client_harness import (CONNECT_S, ScriptedServer, client_and_robot, start_server, stop_server,
                                   wait_serving, wait_state)
-from test_motion_safety_node import assert_gate_invariants
-from ros_helpers import wait_for
+from support.gate_checks import assert_gate_invariants
+from support.ros_helpers import wait_for
 
 DEFAULTS = ClientConfig()
 DELAY_MS = 2500.0

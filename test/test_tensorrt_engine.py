@@ -4,12 +4,10 @@ Real TensorRT runs only where tensorrt, pycuda and an NVIDIA GPU exist (skipped
 elsewhere). Everywhere else the engine's own logic -- contract check, pinned staging
 buffers, FP16 bindings, shape setting, stream ordering -- runs against a stand-in
 TensorRT whose "plan" executes the reference ONNX with ONNX Runtime, and a stand-in
-CUDA whose copies only land when the stream is synchronised. The builder side is the
-TensorRT 10 fake of fake_tensorrt.py; the runtime side (FakeRuntime, FakeEngine,
-FakeContext) and the CUDA stand-ins are here.
+CUDA whose copies only land when the stream is synchronised: both fakes are in
+test/support (fake_tensorrt.py, fake_cuda.py).
 """
 
-import contextlib
 import json
 import subprocess
 import sys
@@ -25,11 +23,11 @@ from alfie_gr00t import layout
 from alfie_gr00t.tools import build_engine
 from alfie_gr00t.engines import contract, cuda_memory, tensorrt_engine
 from alfie_gr00t.engines.base import EngineConfig, EngineError, run_batched
-from alfie_gr00t.engines.onnx_engine import ort_spec
 from alfie_gr00t.engines.tensorrt_engine import TensorRTEngine, load_calibration_batches
 
-from fake_tensorrt import CALIBRATION_TABLE, DataType, TensorIOMode, make_fake_tensorrt, nptype
-from onnx_policy import build_reference_policy, random_batch, reference_actions
+from support.fake_cuda import FakeDevice
+from support.fake_tensorrt import CALIBRATION_TABLE, FakeEngine, FakeRuntime, make_fake_tensorrt
+from support.onnx_policy import build_reference_policy, random_batch, reference_actions
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = EngineConfig(mock_mode=False, device="cuda:0")
@@ -50,186 +48,9 @@ def _gpu_ready() -> bool:
 needs_gpu = pytest.mark.skipif(not _gpu_ready(), reason=NEEDS_GPU)
 
 
-# ---------------------------------------------------------------- stand-in CUDA and TensorRT
-
-
-class FakeStream:
-    """Queues copies and kernels; nothing happens until synchronize(), like a real stream."""
-
-    registry = {}
-
-    def __init__(self):
-        self.queue = []
-        self.handle = 1000 + len(FakeStream.registry)
-        FakeStream.registry[self.handle] = self
-
-    def to_device(self, dst, src):
-        data = np.array(src, copy=True).view(np.uint8).ravel()
-        self.queue.append(lambda: dst.write(data))
-
-    def to_host(self, dst, src):
-        self.queue.append(lambda: dst.view(np.uint8).ravel().__setitem__(slice(None), src.read(dst.nbytes)))
-
-    def synchronize(self):
-        while self.queue:
-            self.queue.pop(0)()
-
-
-class FakeBuffer:
-    registry = {}
-
-    def __init__(self, nbytes):
-        self.data = np.zeros(nbytes, np.uint8)
-        self.address = 0x1000 + 0x100 * len(FakeBuffer.registry)
-        FakeBuffer.registry[self.address] = self
-
-    def __int__(self):
-        return self.address
-
-    def write(self, data):
-        self.data[: data.size] = data
-
-    def read(self, nbytes):
-        return self.data[:nbytes]
-
-
-class FakeDevice:
-    instances = []
-
-    def __init__(self, device):
-        cuda_memory.device_index(device)
-        self.name, self.freed, self.active_depth = "Fake GPU", False, 0
-        self.pinned = []
-        FakeDevice.instances.append(self)
-
-    @contextlib.contextmanager
-    def active(self):
-        self.active_depth += 1
-        try:
-            yield self
-        finally:
-            self.active_depth -= 1
-
-    def stream(self):
-        return FakeStream()
-
-    def device_buffer(self, nbytes):
-        return FakeBuffer(nbytes)
-
-    def pinned_buffer(self, count, dtype):
-        array = np.zeros(count, dtype)
-        self.pinned.append(array)
-        return array
-
-    def copy_to_device(self, dst, src):
-        dst.write(np.ascontiguousarray(src).view(np.uint8).ravel())
-
-    def free(self):
-        self.freed = True
-
-    def describe(self):
-        return {"gpu": self.name}
-
-
-_TRT_DTYPE = {np.dtype(nptype(t)): t for t in DataType if t is not DataType.BF16}
-
-
-class FakeEngine:
-    """Declares the ONNX's I/O (dtype overrides simulate FP16 bindings); runs it with ORT.
-
-    `spec` is fake_plan()'s ({"onnx", "dtypes", "max_batch"}) or a plan that fake_tensorrt's
-    Builder built (its record): profile 0 bounds the batch. Like real TensorRT, the FP16
-    builder flag changes kernels, not the I/O bindings: those keep the ONNX's declared types
-    (FP16 bindings are covered by fake_plan()'s dtype overrides).
-    """
-
-    def __init__(self, spec):
-        self.session = onnxruntime.InferenceSession(spec["onnx"], providers=["CPUExecutionProvider"])
-        if "profile" in spec:
-            spec = dict(spec, max_batch=min(shapes[2][0] for shapes in spec["profile"].values()), dtypes={})
-        self.max_batch = spec.get("max_batch", 4)
-        self.tensors = {}
-        for arg, mode in [(a, TensorIOMode.INPUT) for a in self.session.get_inputs()] + \
-                         [(a, TensorIOMode.OUTPUT) for a in self.session.get_outputs()]:
-            s = ort_spec(arg)
-            dtype = np.dtype(spec.get("dtypes", {}).get(s.name, s.dtype))
-            self.tensors[s.name] = (mode, s.shape, dtype, s.dtype)
-        self.names = list(self.tensors)
-
-    num_io_tensors = property(lambda self: len(self.names))
-
-    def get_tensor_name(self, i):
-        return self.names[i]
-
-    def get_tensor_mode(self, name):
-        return self.tensors[name][0]
-
-    def get_tensor_shape(self, name):
-        return self.tensors[name][1]
-
-    def get_tensor_dtype(self, name):
-        return _TRT_DTYPE[self.tensors[name][2]]
-
-    def get_tensor_profile_shape(self, name, profile):
-        shape = self.tensors[name][1]
-        return [(1,) + shape[1:], (1,) + shape[1:], (self.max_batch,) + shape[1:]]
-
-    def create_execution_context(self):
-        return FakeContext(self)
-
-
-class FakeContext:
-    def __init__(self, engine):
-        self.engine, self.shapes, self.addresses, self.runs = engine, {}, {}, 0
-
-    def set_input_shape(self, name, shape):
-        assert 1 <= shape[0] <= self.engine.max_batch, f"shape {shape} outside the profile"
-        self.shapes[name] = tuple(shape)
-        return True
-
-    def get_tensor_shape(self, name):
-        if name in self.shapes:
-            return self.shapes[name]
-        batch = self.shapes["state"][0]
-        return (batch,) + tuple(self.engine.tensors[name][1][1:])
-
-    def set_tensor_address(self, name, address):
-        self.addresses[name] = address
-        return True
-
-    def execute_async_v3(self, stream_handle):
-        assert set(self.addresses) == set(self.engine.names), "every I/O tensor needs an address"
-        FakeStream.registry[stream_handle].queue.append(self._execute)
-        return True
-
-    def _execute(self):
-        self.runs += 1
-        feeds = {}
-        for name in self.engine.names:
-            mode, _, bound, native = self.engine.tensors[name]
-            if mode == TensorIOMode.INPUT:
-                shape = self.shapes[name]
-                raw = FakeBuffer.registry[self.addresses[name]].read(int(np.prod(shape)) * bound.itemsize)
-                feeds[name] = raw.view(bound).reshape(shape).astype(native)
-        (actions,) = self.engine.session.run(["actions"], feeds)
-        FakeBuffer.registry[self.addresses["actions"]].write(
-            actions.astype(self.engine.tensors["actions"][2]).view(np.uint8).ravel())
-
-
-class FakeRuntime:
-    def __init__(self, logger):
-        pass
-
-    def deserialize_cuda_engine(self, data):
-        try:
-            return FakeEngine(json.loads(data))
-        except ValueError:
-            return None
-
-
 @pytest.fixture
 def fake_trt(monkeypatch):
-    """fake_tensorrt's TensorRT 10 builder surface, with this file's stand-in runtime."""
+    """fake_tensorrt's TensorRT 10 builder surface and stand-in runtime, on the stand-in CUDA."""
     trt = make_fake_tensorrt(10)
     trt.Runtime = FakeRuntime
     monkeypatch.setattr(tensorrt_engine, "import_tensorrt", lambda: trt)
@@ -452,7 +273,7 @@ def save_observations(path, size, seed=0, with_language=True, drop=None):
 
 @pytest.mark.parametrize("image", ["nhwc", "nchw"])
 def test_calibration_batches_follow_the_contract(tmp_path, image):
-    from test_engine_contract import specs
+    from support.tensor_specs import specs
 
     plan = contract.check_contract(*specs(image=image, tokens=8), CONFIG)
     first = save_observations(tmp_path / "a.npz", 2, seed=1)
@@ -471,7 +292,7 @@ def test_calibration_batches_follow_the_contract(tmp_path, image):
 
 
 def test_calibration_data_errors(tmp_path):
-    from test_engine_contract import specs
+    from support.tensor_specs import specs
 
     plan = contract.check_contract(*specs(), CONFIG)
     with pytest.raises(EngineError, match="no .npz calibration files"):

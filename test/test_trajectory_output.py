@@ -11,9 +11,9 @@ from trajectory_msgs.msg import JointTrajectory
 from alfie_gr00t import layout
 from alfie_gr00t.client.state_machine import ClientState
 
-from test_fault_injection import (ARM_HEAD_NAMES, CLIENT_NS, CONNECT_S, LOWER, POSTURE, UPPER, ScriptedServer,
+from support.client_harness import (ARM_HEAD_NAMES, CLIENT_NS, CONNECT_S, LOWER, POSTURE, UPPER, ScriptedServer,
                                   client_and_robot, wait_state)
-from ros_helpers import Collector, wait_for
+from support.ros_helpers import Collector, wait_for
 
 DT = 1.0 / 15.0
 JOINT_VEL = np.array(([1.5] * 5 + [3.0]) * 2 + [1.5] * 3)

@@ -6,7 +6,6 @@ environment they skip, except under `make test` (ALFIE_REQUIRE_TRITON=1), where 
 Every loop is bounded in count and time; every server is stopped in teardown.
 """
 
-import contextlib
 import os
 import subprocess
 import shutil
@@ -27,42 +26,10 @@ from alfie_gr00t.engines.base import EngineConfig, EngineError, ObservationBatch
 from alfie_gr00t.engines.mock import MockEngine
 from alfie_gr00t.engines.registry import create_engine
 
+from support.triton_server import serving_triton, triton_venv
+
 REPO = Path(__file__).resolve().parents[1]
-REQUIRED = os.environ.get("ALFIE_REQUIRE_TRITON") == "1"
 MOCK_DELAY_MS = 20  # a model execution takes this long: concurrent robots queue up behind it
-
-
-def _triton_venv() -> Path:
-    venv = Path(os.environ.get(triton_dev.VENV_ENV) or REPO / ".venv-triton")
-    problems = []
-    if not (venv / "bin" / "python").exists():
-        problems.append(f"no Triton environment at {venv} (run `make triton-venv`)")
-    try:
-        import tritonclient.grpc  # noqa: F401
-    except ImportError as exc:
-        problems.append(f"tritonclient is not installed in this environment ({exc}); `make triton-venv`")
-    if problems:
-        message = "; ".join(problems)
-        if REQUIRED:
-            pytest.fail(f"ALFIE_REQUIRE_TRITON=1 but {message}")
-        pytest.skip(message)
-    return venv
-
-
-@contextlib.contextmanager
-def serving_triton(models: dict, prefix: str = "ag_triton_"):
-    """A real tritonserver on 127.0.0.1 serving copies of the shipped model edited by `models`
-    ({name: triton_dev.edit_config keyword args}), ready to use; stopped and removed afterwards."""
-    venv = _triton_venv()
-    workdir = Path(tempfile.mkdtemp(prefix=prefix))
-    repo = triton_dev.write_repository(workdir / "models", REPO / "triton_repository", models)
-    server = triton_dev.ServerProcess(repo, venv=venv).start()
-    try:
-        server.wait_ready(60, model="groot_policy")
-        yield server
-    finally:
-        server.cleanup()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +112,7 @@ def test_edit_config_knobs():
 
 
 def test_unreachable_triton_refused_at_start():
-    _triton_venv()  # needs tritonclient
+    triton_venv()  # needs tritonclient
     config = EngineConfig(engine="triton", triton_url=f"127.0.0.1:{triton_dev.free_port()}")
     start = time.monotonic()
     with pytest.raises(EngineError, match="liveness check failed .* Is tritonserver running"):
@@ -244,7 +211,7 @@ def test_killed_triton_gives_errors_then_recovers():
     """groot_server answers error replies (the robot holds) while Triton is down, and serves again after."""
     from alfie_gr00t.server.service import PolicyService
 
-    venv = _triton_venv()
+    venv = triton_venv()
     workdir = Path(tempfile.mkdtemp(prefix="ag_triton_kill_"))
     repo = triton_dev.write_repository(workdir / "models", REPO / "triton_repository")
     server = triton_dev.ServerProcess(repo, venv=venv).start()
@@ -288,7 +255,7 @@ def test_killed_triton_gives_errors_then_recovers():
 
 def test_groot_triton_command_starts_and_stops():
     """The dev launcher: ready on 127.0.0.1 ports of its own, exits cleanly on SIGTERM."""
-    venv = _triton_venv()
+    venv = triton_venv()
     http, grpc, metrics = (triton_dev.free_port() for _ in range(3))
     command = [sys.executable, "-m", "alfie_gr00t.tools.triton_dev", "--venv", str(venv), "--http-port", str(http),
                "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--ready-timeout", "60"]
@@ -333,7 +300,7 @@ def test_grpcs_to_a_tls_triton_with_a_self_signed_certificate():
     """tritonserver --grpc-use-ssl with a self-signed certificate made here by the openssl CLI. The client
     verifies the server's certificate: trusted only through GRPC_DEFAULT_SSL_ROOTS_FILE_PATH (gRPC's own
     variable for its root store), refused with the system roots, and plain grpc:// gets nothing."""
-    venv = _triton_venv()
+    venv = triton_venv()
     if shutil.which("openssl") is None:
         pytest.skip("the openssl CLI is not installed: cannot make a self-signed certificate")
     workdir = Path(tempfile.mkdtemp(prefix="ag_tls_"))

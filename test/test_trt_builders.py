@@ -1,6 +1,6 @@
 """groot_build_engine against the TensorRT 10 and TensorRT 11 builder API surfaces.
 
-Both surfaces are fakes (test/fake_tensorrt.py) that record what the code asked for and
+Both surfaces are fakes (test/support/fake_tensorrt.py) that record what the code asked for and
 fail the way the real API would (a missing BuilderFlag is an AttributeError; precision
 flags on a strongly typed network are refused). Real builds: test_trt_gpu.py.
 """
@@ -17,8 +17,8 @@ from alfie_gr00t.tools import build_engine  # noqa: E402
 from alfie_gr00t.engines import dit_build, trt_api, tensorrt_engine  # noqa: E402
 from alfie_gr00t.engines.base import EngineConfig, EngineError  # noqa: E402
 
-from fake_tensorrt import make_fake_tensorrt  # noqa: E402
-from onnx_policy import build_reference_policy  # noqa: E402
+from support.fake_tensorrt import make_fake_tensorrt  # noqa: E402
+from support.onnx_policy import build_reference_policy  # noqa: E402
 
 ORIN = ("Orin (nvgpu)", (8, 7))
 H100 = ("NVIDIA H100 80GB HBM3", (9, 0))
@@ -211,7 +211,7 @@ def test_cli_check_recognises_a_dit(tmp_path, capsys):
 
 
 def test_single_graph_plan_on_both_surfaces(trt, tmp_path, monkeypatch):
-    from test_tensorrt_engine import FakeDevice
+    from support.fake_cuda import FakeDevice
     from alfie_gr00t.engines import cuda_memory
 
     monkeypatch.setattr(tensorrt_engine, "import_tensorrt", lambda: trt)
@@ -228,7 +228,7 @@ def test_single_graph_plan_on_both_surfaces(trt, tmp_path, monkeypatch):
 
 
 def test_single_graph_int8_on_tensorrt_11_is_refused(tmp_path, monkeypatch):
-    from test_tensorrt_engine import FakeDevice
+    from support.fake_cuda import FakeDevice
     from alfie_gr00t.engines import cuda_memory
 
     trt = make_fake_tensorrt(11)

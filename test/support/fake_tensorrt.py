@@ -12,7 +12,8 @@ On TensorRT 10 a build with BuilderFlag.INT8 and an `int8_calibrator` drives the
 the way the builder does: read_calibration_cache() first; without a cache, get_batch(names)
 until it returns None, then write_calibration_cache(CALIBRATION_TABLE).
 Each build is recorded in `trt.built` as (network, config, record); the "plan" is the
-record as JSON.
+record as JSON. The runtime (`Runtime`, `ICudaEngine`, `IExecutionContext`) deserialises such a
+plan and runs its ONNX with ONNX Runtime on the stand-in CUDA of fake_cuda.py.
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ import enum
 import json
 import types
 
-import numpy
+import numpy as np
 import onnx
 from onnx import TensorProto
+
+from alfie_gr00t.engines.onnx_engine import ort_spec
+
+from support.fake_cuda import FakeBuffer, FakeStream
 
 
 class DataType(enum.Enum):
@@ -48,7 +53,7 @@ def nptype(trt_type):
              "UINT8": "uint8", "INT64": "int64"}
     if trt_type.name not in names:
         raise TypeError(f"Could not resolve TensorRT datatype to an equivalent numpy datatype. {trt_type}")
-    return getattr(numpy, names[trt_type.name])
+    return getattr(np, names[trt_type.name])
 
 
 class TensorIOMode(enum.Enum):
@@ -231,3 +236,104 @@ def make_fake_tensorrt(major: int):
 
         trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
     return trt
+
+
+# ---------------------------------------------------------------- the runtime: a "plan" that runs its ONNX with ONNX Runtime
+
+
+_TRT_DTYPE = {np.dtype(nptype(t)): t for t in DataType if t is not DataType.BF16}
+
+
+class FakeEngine:
+    """Declares the ONNX's I/O (dtype overrides simulate FP16 bindings); runs it with ORT.
+
+    `spec` is fake_plan()'s ({"onnx", "dtypes", "max_batch"}) or a plan that fake_tensorrt's
+    Builder built (its record): profile 0 bounds the batch. Like real TensorRT, the FP16
+    builder flag changes kernels, not the I/O bindings: those keep the ONNX's declared types
+    (FP16 bindings are covered by fake_plan()'s dtype overrides).
+    """
+
+    def __init__(self, spec):
+        import onnxruntime  # here: the builder fakes need only onnx
+
+        self.session = onnxruntime.InferenceSession(spec["onnx"], providers=["CPUExecutionProvider"])
+        if "profile" in spec:
+            spec = dict(spec, max_batch=min(shapes[2][0] for shapes in spec["profile"].values()), dtypes={})
+        self.max_batch = spec.get("max_batch", 4)
+        self.tensors = {}
+        for arg, mode in [(a, TensorIOMode.INPUT) for a in self.session.get_inputs()] + \
+                         [(a, TensorIOMode.OUTPUT) for a in self.session.get_outputs()]:
+            s = ort_spec(arg)
+            dtype = np.dtype(spec.get("dtypes", {}).get(s.name, s.dtype))
+            self.tensors[s.name] = (mode, s.shape, dtype, s.dtype)
+        self.names = list(self.tensors)
+
+    num_io_tensors = property(lambda self: len(self.names))
+
+    def get_tensor_name(self, i):
+        return self.names[i]
+
+    def get_tensor_mode(self, name):
+        return self.tensors[name][0]
+
+    def get_tensor_shape(self, name):
+        return self.tensors[name][1]
+
+    def get_tensor_dtype(self, name):
+        return _TRT_DTYPE[self.tensors[name][2]]
+
+    def get_tensor_profile_shape(self, name, profile):
+        shape = self.tensors[name][1]
+        return [(1,) + shape[1:], (1,) + shape[1:], (self.max_batch,) + shape[1:]]
+
+    def create_execution_context(self):
+        return FakeContext(self)
+
+
+class FakeContext:
+    def __init__(self, engine):
+        self.engine, self.shapes, self.addresses, self.runs = engine, {}, {}, 0
+
+    def set_input_shape(self, name, shape):
+        assert 1 <= shape[0] <= self.engine.max_batch, f"shape {shape} outside the profile"
+        self.shapes[name] = tuple(shape)
+        return True
+
+    def get_tensor_shape(self, name):
+        if name in self.shapes:
+            return self.shapes[name]
+        batch = self.shapes["state"][0]
+        return (batch,) + tuple(self.engine.tensors[name][1][1:])
+
+    def set_tensor_address(self, name, address):
+        self.addresses[name] = address
+        return True
+
+    def execute_async_v3(self, stream_handle):
+        assert set(self.addresses) == set(self.engine.names), "every I/O tensor needs an address"
+        FakeStream.registry[stream_handle].queue.append(self._execute)
+        return True
+
+    def _execute(self):
+        self.runs += 1
+        feeds = {}
+        for name in self.engine.names:
+            mode, _, bound, native = self.engine.tensors[name]
+            if mode == TensorIOMode.INPUT:
+                shape = self.shapes[name]
+                raw = FakeBuffer.registry[self.addresses[name]].read(int(np.prod(shape)) * bound.itemsize)
+                feeds[name] = raw.view(bound).reshape(shape).astype(native)
+        (actions,) = self.engine.session.run(["actions"], feeds)
+        FakeBuffer.registry[self.addresses["actions"]].write(
+            actions.astype(self.engine.tensors["actions"][2]).view(np.uint8).ravel())
+
+
+class FakeRuntime:
+    def __init__(self, logger):
+        pass
+
+    def deserialize_cuda_engine(self, data):
+        try:
+            return FakeEngine(json.loads(data))
+        except ValueError:
+            return None

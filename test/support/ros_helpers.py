@@ -1,5 +1,6 @@
 """Helpers for tests that run real rclpy nodes and real node processes."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -8,7 +9,13 @@ import time
 
 from alfie_gr00t import discovery
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_domain_ids = itertools.count(1 + (os.getpid() * 7) % 90)
+
+
+def next_domain_id() -> int:
+    """A fresh ROS domain id per test (1..200), so parallel runs and tests never see each other."""
+    return 1 + next(_domain_ids) % 200
 
 
 def params(**values):
