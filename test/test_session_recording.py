@@ -22,6 +22,7 @@ from alfie_gr00t.tools.rig import ACTIVATE_TOPIC, NodeRig
 from alfie_gr00t.tools.session import read_session
 from support.ros_helpers import next_domain_id
 from support.ros_helpers import wait_for
+from support.strict_bag import strict_read
 from support.client_harness import CONNECT_S, ScriptedServer, client_and_robot, wait_state
 
 NS = "/alfie/groot_client"
@@ -53,8 +54,13 @@ def test_a_recorded_demo_has_every_message_kind_one_file_per_activation(ipc_dir)
         first = rig.client.status()["recording"]
         _activation(rig, deactivate, 0.3)
     files = sorted(os.path.join(record_dir, f) for f in os.listdir(record_dir))
-    assert len(files) == 2 and all(f.endswith(".mcap") for f in files), files
+    assert len(files) == 2 and all(os.path.isdir(f) for f in files), files  # one rosbag2 bag per activation
     assert first["path"] == files[0] and first["written"] > 0 and first["dropped"] == 0, first
+    for bag in files:  # rosbags, an independent strict reader: every message exactly its CDR bytes
+        name = os.path.basename(bag)
+        assert sorted(os.listdir(bag)) == sorted(["metadata.yaml", f"{name}_0.mcap"])
+        strict = strict_read(bag)
+        assert strict[f"{NS}/debug/chunk"] and strict[f"{NS}/joint_commands"] and strict["/alfie/joint_states"]
 
     session = read_session(files[0])
     assert session.complete and not session.warnings, session.warnings
@@ -83,8 +89,8 @@ def test_a_recorded_demo_has_every_message_kind_one_file_per_activation(ipc_dir)
     last_gate = [g for _, g in session.gate if g["kind"] != "none"][-1]
     assert last_gate["kind"] == "hold" and last_gate["message"] == "activate:false", last_gate
 
-    for path in files:  # log times strictly increasing in file order; publish times never after log times
-        with open(path, "rb") as f:
+    for bag in files:  # log times strictly increasing in file order; publish times never after log times
+        with open(os.path.join(bag, f"{os.path.basename(bag)}_0.mcap"), "rb") as f:
             stamps = [(m.log_time, m.publish_time) for _, _, m in make_reader(f).iter_messages(log_time_order=False)]
         logs = np.array([s[0] for s in stamps])
         assert len(logs) > 10 and np.all(np.diff(logs) > 0)
