@@ -42,6 +42,7 @@ setup(
             "groot_keys = alfie_gr00t.tools.keys:main",
             "groot_replay = alfie_gr00t.tools.replay:main",
             "groot_export_dataset = alfie_gr00t.tools.export_dataset:main",
+            "groot_bag = alfie_gr00t.tools.bag:main",
         ],
     },
 )
