@@ -128,7 +128,8 @@ class InferenceWorker:
     def stop(self) -> None:
         """Stop the thread; it may be inside a request, so wait up to the timeout cap for it."""
         self._stop.set()
-        self._thread.join(timeout=self._request_timeout_ms / 1000.0 + 1.0)
+        if self._thread.ident is not None:  # never started (tests drive step() by hand): nothing to join
+            self._thread.join(timeout=self._request_timeout_ms / 1000.0 + 1.0)
         if self._thread.is_alive():  # never close a socket another thread still uses; exit takes it
             self._log("warning", "inference thread still busy at shutdown; its socket is left to process exit")
             return
