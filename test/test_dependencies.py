@@ -26,7 +26,7 @@ INSTALL_NAME = {
     "tritonclient": "tritonclient",
     "simplejpeg": "simplejpeg",
     # session recording, replay and dataset export (docs/recording.md)
-    "mcap": "mcap", "mcap_ros2": "mcap-ros2-support", "pyarrow": "pyarrow",
+    "mcap": "mcap", "mcap_ros2": "mcap-ros2-support", "pyarrow": "pyarrow", "rosbags": "rosbags",
 }
 # package.xml keys for the ROS / rosdep-resolvable imports (pip-only ones are documented, not keyed)
 ROSDEP_KEY = {
