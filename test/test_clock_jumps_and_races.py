@@ -5,7 +5,7 @@ code as reviewed and states the behaviour the contract (SPEC §4-§6) asks for.
    the watchdog and the staleness checks: the scheduler played the newest chunk's first step (base
    velocity included) for as long as the jump, never asked for a new chunk, and state measured before
    the jump counted as fresh. Now: the scheduler treats a clock before the newest chunk's arrival as
-   expired, stamps from the future are stale, the worker re-paces, and the node's jump callback moves
+   expired, stamps from the future are stale, the worker re-paces, and the core's clock-jump handler moves
    the client to ERROR with a soft hold (test_motion_safety_node.py drives that through /clock).
 2. Race between the inference thread's `_on_inference_error` and an `activate:true` handled on the
    executor: the worker's late `gate.hold()` disarmed the new activation, leaving the client ACTIVE
@@ -20,7 +20,6 @@ import time
 
 import numpy as np
 import pytest
-from std_msgs.msg import Bool
 
 from alfie_gr00t import layout
 from alfie_gr00t.client.inputs import LatestInputs
@@ -57,16 +56,12 @@ class Clock:
 
 
 def _default_pipeline(clock):
-    """Scheduler, gate and measured state as the node builds them, with the default config."""
-    cfg = ClientConfig()
-    scheduler = ActionScheduler(SchedulerConfig(
-        action_step_hz=cfg.action_step_hz, action_horizon=cfg.action_horizon, crossfade_steps=cfg.crossfade_steps,
-        ema_alpha=cfg.ema_alpha, watchdog_timeout_s=cfg.watchdog_timeout_s, action_dim=cfg.action_dim), clock=clock)
-    measured = MeasuredState(cfg.joint_names, required_dims(cfg.state_msg_type), clock=clock)
+    """Scheduler, gate and measured state of the client's core, with the default config."""
+    from alfie_gr00t.client.core import ClientCore
+
     out = []
-    gate = MotionGate(cfg.motion_limits(), measured, cfg.max_observation_age_ms / 1000.0, output=out.append,
-                      clock=clock)
-    return cfg, scheduler, measured, gate, out
+    core = ClientCore(ClientConfig(), output=out.append, clock=clock)
+    return core.config, core.scheduler, core.measured, core.gate, out
 
 
 def _posture(cfg) -> np.ndarray:
@@ -188,24 +183,24 @@ def test_clock_jump_back_does_not_stall_the_inference_thread():
 
 # -- 2. worker error vs a re-activation on the executor ---------------------------------------------
 
-def test_inference_error_hold_racing_a_reactivation_leaves_active_without_motion(ros_context, ipc_path):
+def test_inference_error_hold_racing_a_reactivation_leaves_active_without_motion(ipc_path):
     """Interleaving (each line is the thread that runs it; the worker is preempted between the two
     halves of `_record_failure`, which is all a 5 ms GIL switch needs):
 
-      worker:   machine.fail(epoch) -> ERROR                (ACTIVE -> ERROR logged to /rosout)
-      executor: ~/activate true -> gate.arm(), CONNECTING     (a supervisor re-activating on ERROR)
-      worker:   node._on_inference_error -> gate.hold()     (disarms the NEW activation)
-      worker:   next chunk arrives -> ACTIVE
+      worker:    machine.fail(epoch) -> ERROR                (ACTIVE -> ERROR logged to /rosout)
+      stop path: ~/activate true -> gate.arm(), CONNECTING   (a supervisor re-activating on ERROR)
+      worker:    core.on_inference_error -> gate.hold()      (disarms the NEW activation)
+      worker:    next chunk arrives -> ACTIVE
 
     The client now reports ACTIVE, requests succeed, but the gate is disarmed: every policy step is
-    dropped and nothing is published, silently, until someone sends activate:false then true."""
-    from support.client_harness import make_client
+    dropped and nothing is published, silently, until someone sends activate:false then true.
+    Driven on the ROS-free core, each thread's part by hand (no threads started)."""
+    from alfie_gr00t.client.core import ClientCore
 
-    client = make_client(ros_context, ipc_path)
+    clock = Clock(1000.0)
+    out = []
+    client = ClientCore(ClientConfig(ipc_path=ipc_path), output=out.append, clock=clock).start(threads=False)
     try:
-        # drive the worker's part by hand, deterministically
-        client.worker._stop.set()
-        client.worker._thread.join(timeout=5.0)
         cfg = client.config
         posture = _posture(cfg)
 
@@ -216,42 +211,42 @@ def test_inference_error_hold_racing_a_reactivation_leaves_active_without_motion
             measure()
             chunk = np.tile(posture, (cfg.action_horizon, 1))
             chunk[:, layout.JOINT_DIMS.start] += 0.05  # the policy moves a joint
-            client.scheduler.add_chunk(chunk, client.now())
+            client.scheduler.add_chunk(chunk, clock())
             assert client.machine.chunk_arrived(client.machine.epoch)
 
+        def tick():
+            clock.advance(TICK)
+            measure()
+            client.tick()
+
         measure()
-        client._on_activate(Bool(data=True))
+        assert client.activate(True)[0]
         assert client.machine.state is ClientState.CONNECTING
         chunk_arrives()
         assert client.machine.state is ClientState.ACTIVE
         for _ in range(10):  # the policy plays normally
-            measure()
-            client._on_command_tick()
-            time.sleep(TICK)
+            tick()
         assert client.gate.policy_commands > 0
 
         epoch = client.machine.epoch
         left = client.machine.fail(epoch)  # worker: too many consecutive failures
         assert left is ClientState.ACTIVE
         measure()
-        client._on_activate(Bool(data=True))  # executor: re-activation from ERROR
+        assert client.activate(True)[0]  # stop path: re-activation from ERROR
         assert client.machine.state is ClientState.CONNECTING
-        client._on_inference_error(left, "5 consecutive failures", epoch)  # worker, resumed
+        client.on_inference_error(left, "5 consecutive failures", epoch)  # worker, resumed
         chunk_arrives()  # the new activation's first chunk
         assert client.machine.state is ClientState.ACTIVE
 
         before = client.gate.policy_commands
         for _ in range(20):
-            measure()
-            client._on_command_tick()
-            time.sleep(TICK)
+            tick()
         assert client.gate.policy_commands > before, (
             f"state {client.machine.state.value} with a fresh chunk queued, but the gate is "
             f"{'armed' if client.gate.armed else 'disarmed'} and published no policy command in 20 ticks "
             f"(last hold reason: {client.gate.last_hold_reason!r})")
     finally:
-        client.close()
-        client.destroy_node()
+        client.close(publish_stop=False)
 
 
 # -- 3. a reply checked for its activation, then deactivate + reactivate before it is queued ---------
@@ -286,7 +281,7 @@ def test_reply_of_an_old_activation_is_not_queued_into_a_new_one():
 
         def may_play(self, epoch):
             allowed = super().may_play(epoch)
-            if allowed and self.race:  # the executor runs here: what GrootClient._activate does
+            if allowed and self.race:  # the stop path runs here: what ClientCore.activate does
                 self.race = False
                 self.activate(False)
                 scheduler.reset()

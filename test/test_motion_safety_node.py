@@ -237,7 +237,7 @@ def test_estop_latched_before_the_client_started_is_honoured(ros_context, ipc_pa
             robot.activate(True)
             time.sleep(0.3)
             assert client.machine.state is ClientState.E_STOP
-            assert client._latched_estop is not None
+            assert client.stop_path.latched_estop is not None
     finally:
         client.close()
         client.destroy_node()

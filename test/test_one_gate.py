@@ -1,9 +1,9 @@
 """Every motion command leaves through the one gate (SPEC §4): read from the code, not assumed.
 
 The client's motion publishers (joint commands, base twist, joint trajectory) are created in one
-place and published only inside `GrootClient._publish`, the MotionGate's output sink; `_publish` is
-referenced only as that sink. Debug topics (raw chunks included) are not motion topics and use other
-names.
+place and published only inside `GrootClient._publish`; `_publish` is referenced only as the output
+handed to the ROS-free `ClientCore`, which builds the one MotionGate with exactly that output and
+nothing else. Debug topics (raw chunks included) are not motion topics and use other names.
 """
 
 import ast
@@ -11,6 +11,7 @@ import pathlib
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "alfie_gr00t"
 CLIENT = PACKAGE / "nodes" / "groot_client.py"
+CORE = PACKAGE / "client" / "core.py"
 MOTION_TOPICS = {"~/joint_commands", "~/cmd_vel", "~/joint_trajectory"}
 MOTION_PUBLISHERS = {"joint_pub", "twist_pub", "trajectory_pub"}
 
@@ -36,13 +37,33 @@ def test_motion_publishers_publish_only_in_the_gate_sink():
     assert set(motion_publish_sites(CLIENT.read_text(encoding="utf-8"))) == {"_publish"}
 
 
+def _calls(tree, name: str) -> list:
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == name]
+
+
 def test_the_gate_sink_is_wired_only_to_the_gate():
     tree = ast.parse(CLIENT.read_text(encoding="utf-8"))
     uses = [node for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "_publish"]
     assert len(uses) == 1, "self._publish is referenced outside the MotionGate's output"
-    gates = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "MotionGate"]
-    assert len(gates) == 1 and any(k.arg == "output" and isinstance(k.value, ast.Attribute)
-                                   and k.value.attr == "_publish" for k in gates[0].keywords)
+    cores = _calls(tree, "ClientCore")
+    assert len(cores) == 1 and any(k.arg == "output" and isinstance(k.value, ast.Attribute)
+                                   and k.value.attr == "_publish" for k in cores[0].keywords)
+    assert not _calls(tree, "MotionGate"), "the node builds no gate of its own"
+    core = ast.parse(CORE.read_text(encoding="utf-8"))
+    init = next(fn for fn in _functions(core) if fn.name == "__init__")
+    gates = _calls(core, "MotionGate")
+    assert len(gates) == 1 and any(k.arg == "output" and isinstance(k.value, ast.Name) and k.value.id == "output"
+                                   for k in gates[0].keywords), "the core's one gate outputs to the node's sink"
+    assert "output" in [a.arg for a in init.args.args + init.args.kwonlyargs]
+    outputs = [n for n in ast.walk(core) if isinstance(n, ast.Name) and n.id == "output"]
+    assert len(outputs) == 1, "the core uses the node's sink for anything but its gate"
+
+
+def test_only_the_core_builds_a_motion_gate():
+    for path in PACKAGE.rglob("*.py"):
+        if path not in (CORE, PACKAGE / "client" / "safety.py") and _calls(ast.parse(path.read_text("utf-8")),
+                                                                           "MotionGate"):
+            raise AssertionError(f"{path.relative_to(PACKAGE.parent)} builds a MotionGate")
 
 
 def test_no_other_module_creates_a_motion_topic():

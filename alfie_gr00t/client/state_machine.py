@@ -1,4 +1,4 @@
-"""The client's state machine (SPEC §4): IDLE, CONNECTING, ACTIVE, ERROR, E_STOP."""
+"""The client's state machine: IDLE, CONNECTING, ACTIVE, ERROR, E_STOP (docs/motion.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class ClientState(str, enum.Enum):
 
 
 class ClientStateMachine:
-    """SPEC §4 transitions. Each event returns True when the robot must get one hold now.
+    """The transitions of docs/motion.md. Each event returns True when the robot must get one hold now.
 
     `on_change(old, new, cause)` is called for every transition (the node logs them all)."""
 
@@ -95,6 +95,17 @@ class ClientStateMachine:
             left = self.state
             self._move(ClientState.ERROR, cause)
             return left
+
+    def restart(self, cause: str) -> bool:
+        """CONNECTING/ACTIVE -> CONNECTING under a new epoch (motion resumes with a chunk of the new
+        epoch only; replies of the old one are dropped). False when not running."""
+        with self._lock:
+            if self.state not in (ClientState.CONNECTING, ClientState.ACTIVE):
+                return False
+            old, self.state = self.state, ClientState.CONNECTING
+            self.epoch += 1
+            self._on_change(old, ClientState.CONNECTING, cause)
+            return True
 
     @property
     def wants_inference(self) -> bool:
