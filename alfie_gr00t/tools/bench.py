@@ -462,7 +462,7 @@ def measure_command_loop(seconds: float, domain_id: int, directory: str, progres
         if progress:
             progress(f"  command loop: ACTIVE, measuring {seconds:.0f} s")
         recorder = _RecordingStats(window=100000)
-        client.command_period_ms = recorder  # only periods while ACTIVE count
+        client.core.command_period_ms = recorder  # only periods while ACTIVE count
         ok_before = client.worker.requests_ok
         time.sleep(seconds)
         period = recorder.snapshot()
@@ -692,7 +692,7 @@ def run_benchmark(profile: Profile, domain_id: int, mode: str, log=print) -> tup
         table["command_period"] = {
             "p50": command["p50"], "p95": command["p95"], "p99": command["p99"], "mean": command["mean"],
             "n": int(command["count"]),
-            "notes": f"GrootClient 100 Hz timer, max {command['max']}; {command['requests_ok']} requests "
+            "notes": f"GrootClient 100 Hz command thread, max {command['max']}; {command['requests_ok']} requests "
                      f"({command['requests_ok'] / profile.command_loop_s:.1f}/s) meanwhile, "
                      f"rtt p50 {command['round_trip_p50_ms']} ms"}
         samples["command_period"] = command["samples"]

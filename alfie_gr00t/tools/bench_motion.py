@@ -322,7 +322,7 @@ def run_row(spec: RowSpec, domain_id: int, directory: str, log=print, external_s
                      with_server=external_server is None, with_robot=with_robot, name="groot_bench_motion") as rig:
             client = rig.client
             instrument(client, rec)
-            client.command_period_ms = _PeriodRecorder(rec, client.command_period_ms, client.now)
+            client.core.command_period_ms = _PeriodRecorder(rec, client.core.command_period_ms, client.now)
             if listen:  # (the CPU part leaves them out: they would be charged to the client process)
                 rig.subscribe(JointState, "/alfie/groot_client/joint_commands",
                               lambda msg: rec.on and rec.received.append(rig.stamp()), 100)
