@@ -241,6 +241,35 @@ def test_an_unreadable_session_exits_2(tmp_path):
         assert done.returncode == 2 and "cannot read" in done.stderr, done.stderr
 
 
+def test_a_bag_of_another_tool_is_refused_with_what_it_holds(tmp_path):
+    """A rosbag2 bag written by another tool (rosbags' Writer, its own CDR serializer) reads, but holds no
+    observation: the refusal names what replay needs and what the bag holds."""
+    pytest.importorskip("rosbags")
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    text = store.types["std_msgs/msg/String"]
+    bag = tmp_path / "teleop"
+    with Writer(bag, version=9) as writer:
+        connection = writer.add_connection("/task", "std_msgs/msg/String", typestore=store)
+        for k in range(3):
+            writer.write(connection, 1_000 + k, store.serialize_cdr(text(data=f"pick {k}"), "std_msgs/msg/String"))
+    done = run_cli([bag, "--server", "127.0.0.1:9"])
+    assert done.returncode == 2, done.stderr
+    reason = done.stderr.strip()
+    assert "holds no observation" in reason and "/task (3)" in reason and "debug/image" in reason, reason
+    assert not reason.endswith((":", "?", ";")), reason
+
+
+def test_the_bare_storage_file_replays_like_the_directory(session_file, ipc_path, tmp_path):
+    path, _ = session_file
+    storage = os.path.join(path, f"{os.path.basename(path)}_0.mcap")
+    with serve(ipc_path):
+        rc, report = run_main([storage, "--server", f"ipc://{ipc_path}"], tmp_path)
+    assert rc == 0 and report["compared"] == N_OBS and all(g["max"] == 0.0 for g in report["groups"].values())
+
+
 def test_a_wrong_token_is_refused_with_exit_2(session_file, ipc_path, tmp_path):
     path, _ = session_file
     with serve(ipc_path, api_token="right-token"):

@@ -1,7 +1,9 @@
 """groot_replay: open-loop evaluation. Re-send a recorded session's observations to any policy server and
 report how far its chunks are from the ones recorded on the robot.
 
-    groot_replay SESSION.mcap --server tcp://gpu-box:5555 [--protocol alfie|gr00t] [--plot DIR] [--json FILE]
+    groot_replay SESSION --server tcp://gpu-box:5555 [--protocol alfie|gr00t] [--plot DIR] [--json FILE]
+
+SESSION is a session's bag directory (or a bare .mcap).
 
 Each recorded observation (the frames exactly as sent, the state as sent, the task) goes out through the
 client's own links (client/links.py AlfieLink or Gr00tLink over wire/transport.py ReqClient), one request
@@ -220,9 +222,22 @@ def write_plots(directory: str, session, result: ReplayResult, report: dict) -> 
     return written
 
 
+def no_observation_reason(path: str, session) -> str:
+    """Why a readable bag cannot be replayed: what it holds against what a session needs."""
+    held = ", ".join(f"{t} ({n})" for t, n in sorted(session.topics.items())[:12]) or "no message"
+    more = f" and {len(session.topics) - 12} more topics" if len(session.topics) > 12 else ""
+    why = (f"{path} holds no observation to replay: groot_replay needs what groot_client records with "
+           f"record_dir (.../debug/image/<camera>, .../debug/state, .../debug/task and .../debug/chunk, paired "
+           f"by capture time); it holds {held}{more}")
+    if session.warnings:
+        why += "; " + "; ".join(session.warnings)
+    return why
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="groot_replay", description=__doc__.split("\n\n")[0])
-    parser.add_argument("session", help="a session file written by groot_client's record_dir")
+    parser.add_argument("session", help="a session recorded by groot_client's record_dir: its bag directory "
+                        "(or its .mcap file, or an older session's .mcap)")
     parser.add_argument("--server", required=True, help="tcp://HOST:PORT, HOST:PORT or ipc:///PATH")
     parser.add_argument("--protocol", choices=("alfie", "gr00t"), default="alfie")
     parser.add_argument("--api-token", default="")
@@ -244,8 +259,7 @@ def main(argv=None) -> int:
         except (SessionError, OSError) as exc:
             raise ReplayError(f"cannot read {args.session}: {exc}") from exc
         if not session.observations:
-            raise ReplayError(f"{args.session} holds no complete observation (frames + state): was the "
-                              f"client recording (record_dir)? {'; '.join(session.warnings)}")
+            raise ReplayError(no_observation_reason(args.session, session))
         normalizer = Normalizer.from_stats_file(args.stats_file) if args.stats_file else None
         result = run_replay(session, address, args.protocol, args.api_token, args.timeout_ms, normalizer, args.limit)
     except ReplayError as exc:
