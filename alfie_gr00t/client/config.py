@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from alfie_gr00t import layout
 from alfie_gr00t.settings import check_choice, require, require_curve_pair
-from alfie_gr00t.wire.transport import CurveClientKeys, endpoint_address, load_client_keys
+from alfie_gr00t.wire.curve import CurveClientKeys, load_client_keys
+from alfie_gr00t.wire.transport import endpoint_address
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from alfie_gr00t import layout
 from alfie_gr00t.engines.base import EngineConfig
 from alfie_gr00t.settings import check_choice, require, require_curve_pair
 from alfie_gr00t.wire.protocol import RequestLimits
-from alfie_gr00t.wire.transport import CurveServerKeys, endpoint_address, is_loopback_host, load_server_keys
+from alfie_gr00t.wire.curve import CurveServerKeys, load_server_keys
+from alfie_gr00t.wire.transport import endpoint_address, is_loopback_host
 
 _GROUP_NAMES = tuple(g.name for g in layout.LAYOUT_GROUPS)
 _GROUP_SIZES = tuple(g.size for g in layout.LAYOUT_GROUPS)
