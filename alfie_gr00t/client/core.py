@@ -389,7 +389,8 @@ class ClientCore:
             deadman_topic=self.deadman.topic, deadman_state=self.deadman.state(),
             deadman_age_ms=None if heartbeat_age is None else round(heartbeat_age * 1000.0, 1),
             deadman_holding=self._deadman_holding,
-            frame_age_p50_ms=frame_age.get("p50", 0.0), frame_age_p99_ms=frame_age.get("p99", 0.0))
+            frame_age_p50_ms=frame_age.get("p50", 0.0), frame_age_p99_ms=frame_age.get("p99", 0.0),
+            rtc=w.rtc_status())
 
 
 def activation_outcome(on: bool, before: ClientState, after: ClientState) -> tuple[bool, str]:
