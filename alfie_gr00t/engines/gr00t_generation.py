@@ -121,10 +121,15 @@ def require_match(checkpoint: Path) -> Generation | None:
     return theirs
 
 
-def backbone_names(checkpoint: Path) -> list[str]:
-    """The backbone an N1.7 checkpoint loads: config.json's and processor_config.json's model_name
-    (the model and the processor read one each), in that order, without repeats."""
+def backbone_names(checkpoint: Path) -> dict[str, str]:
+    """The backbone an N1.7 checkpoint loads, by the file that names it: the model reads config.json's
+    `model_name`, the processor processor_config.json's (both default to Cosmos-Reason2-2B)."""
     config = read_json(Path(checkpoint) / "config.json")
     processor = read_json(Path(checkpoint) / "processor_config.json").get("processor_kwargs") or {}
-    names = [config.get("model_name") or N1_7.backbone, processor.get("model_name") or N1_7.backbone]
-    return list(dict.fromkeys(str(n) for n in names))
+    return {"config.json": str(config.get("model_name") or N1_7.backbone),
+            "processor_config.json": str(processor.get("model_name") or N1_7.backbone)}
+
+
+# Upstream picks N1.7's backbone class by these substrings of config.json's model_name (get_backbone_cls):
+# a local directory must keep one in its path.
+BACKBONE_NAME_MARKERS = ("nvidia/Cosmos-Reason2", "Qwen/Qwen3-VL")

@@ -385,7 +385,7 @@ def _backbone_hint(generation, checkpoint: Path, exc: Exception) -> str:
     from_pretrained each time; offline, or the hub unreachable, that is an OSError)."""
     if generation is None or not generation.backbone or not isinstance(exc, OSError):
         return ""
-    names = ", ".join(gr00t_generation.backbone_names(checkpoint))
+    names = ", ".join(dict.fromkeys(gr00t_generation.backbone_names(checkpoint).values()))
     return (f". An Isaac-GR00T {generation.name} checkpoint loads its backbone {names} with from_pretrained at "
             "every start: download it once where there is network (hf download <name>) into the Hugging Face "
             "cache this machine uses, then run with HF_HUB_OFFLINE=1; groot_doctor --checkpoint says whether it is "
