@@ -13,7 +13,9 @@ Levels (docs/topics.md, "Diagnostics"):
 - client: ERROR in state ERROR; WARN in E_STOP (a deliberate, latched stop: the robot is
   held, nothing is broken), CONNECTING for longer than `connecting_warn_s`, stale inputs,
   holds or failures while running, a policy too slow for the chunk it plays, joints
-  missing from or invalid in the robot's state, non-finite commands rejected; else OK.
+  missing from or invalid in the robot's state, non-finite commands rejected, the deadman
+  holding (heartbeats stopped) or refusing an activation, command deadlines missed while
+  running, a real-time priority that was asked for and refused; else OK.
 
 Missing keys are ignored, so statuses from older or newer nodes still map.
 """
@@ -35,7 +37,7 @@ RECENT_WINDOW_S = 10.0
 # Counters whose increase within RECENT_WINDOW_S matters (the totals only ever grow).
 SERVER_COUNTERS = ("errors",)
 CLIENT_COUNTERS = ("holds_published", "requests_failed", "chunks_rejected", "safety_rejected_nonfinite",
-                   "stale_observations_skipped")
+                   "stale_observations_skipped", "command_deadlines_missed")
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,7 @@ def client_diagnostics(status: dict, node_name: str = "groot_client", *, recent:
         warn(f"{int(recent['safety_rejected_nonfinite'])} non-finite command(s) rejected")
     if running and int(recent.get("chunks_rejected", 0)):
         warn(f"{int(recent['chunks_rejected'])} chunk(s) rejected (beyond joint limits)")
+    _stop_path_problems(status, recent, running, warn)
     if problems:
         message = "; ".join(problems)
     elif state == "ACTIVE":
@@ -207,6 +210,23 @@ def client_diagnostics(status: dict, node_name: str = "groot_client", *, recent:
     extra = [("level", LEVEL_NAMES[level]), *((f"recent_{k}", _text(v)) for k, v in recent.items())]
     return _diagnostic(level, node_name, message, hardware_id or str(status.get("server_address", "")),
                        status, extra)
+
+
+def _stop_path_problems(status: dict, recent: dict, running: bool, warn) -> None:
+    """The deadman, the command thread's deadlines and its priority."""
+    topic = status.get("deadman_topic") or "the deadman topic"
+    if running and status.get("deadman_holding"):
+        age = status.get("deadman_age_ms")
+        since = "no heartbeat yet" if age is None else f"last heartbeat {_num(status, 'deadman_age_ms'):.0f} ms ago"
+        warn(f"deadman: holding, {since} on {topic}; motion resumes when heartbeats return")
+    error = str(status.get("activation_error") or "")
+    if not running and "(deadman)" in error:
+        warn(error)
+    if running and int(recent.get("command_deadlines_missed", 0)):
+        warn(f"{int(recent['command_deadlines_missed'])} command deadline(s) missed: the 100 Hz thread was "
+             "starved (docs/robot-jetson.md, real-time priority)")
+    if "refused" in str(status.get("command_thread", "")):
+        warn(f"command thread: {status['command_thread']}")
 
 
 class StatusHistory:
