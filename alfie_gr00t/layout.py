@@ -1,4 +1,4 @@
-"""The Alfie robot's 21-D state/action layout, cameras and model I/O sizes (SPEC §5).
+"""The Alfie robot's 21-D state/action layout, cameras and model I/O sizes (docs/design.md#the-21-d-layout).
 
 These are the *defaults*; nodes read the live values from `config/*.yaml` parameters.
 """

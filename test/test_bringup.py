@@ -1,4 +1,4 @@
-"""Issues 4 and 14: the single-process bringup (launch-argument rules: test_launch_args.py)."""
+"""The single-process bringup (launch-argument rules: test_launch_args.py)."""
 
 import os
 import re

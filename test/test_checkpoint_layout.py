@@ -1,4 +1,4 @@
-"""The checkpoint is the truth (SPEC section 7): the server adopts an Isaac-GR00T checkpoint's
+"""The checkpoint is the truth (docs/design.md#the-checkpoint-is-the-truth): the server adopts an Isaac-GR00T checkpoint's
 layout where the parameters are at their defaults, refuses contradictions at start with both
 sides named, and reports what it serves in its status, /diagnostics and get_modality_config.
 

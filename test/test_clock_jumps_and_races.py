@@ -1,5 +1,5 @@
-"""Two defects an adversarial review found (issues 11/12), kept as regression tests; each failed on the
-code as reviewed and states the behaviour the contract (SPEC §4-§6) asks for.
+"""Two defects an adversarial review found, kept as regression tests; each failed on the
+code as reviewed and states the behaviour the contract (docs/design.md) asks for.
 
 1. A ROS clock that jumps back (use_sim_time: `ros2 bag play --loop`, a simulator reset) used to defeat
    the watchdog and the staleness checks: the scheduler played the newest chunk's first step (base

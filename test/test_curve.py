@@ -1,4 +1,4 @@
-"""CurveZMQ on TCP (issue 22): real sockets on 127.0.0.1, real libzmq Curve, pyzmq's real ZAP handler.
+"""CurveZMQ on TCP (docs/security.md): real sockets on 127.0.0.1, real libzmq Curve, pyzmq's real ZAP handler.
 
 Keys come from the real key tool (`groot_keys`, alfie_gr00t.tools.keys). Every failure case
 checks its message and that it came before the request's timeout elapsed (a generous bound:

@@ -1,4 +1,4 @@
-"""Issue 14: the README's Jazzy-machine dependency list covers every import of the package,
+"""The README's Jazzy-machine dependency list covers every import of the package,
 the launch file and the tests (found with ast), and package.xml declares the ROS ones."""
 
 import ast

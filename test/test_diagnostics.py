@@ -1,4 +1,4 @@
-"""Issue 14: /diagnostics. Builders (levels, names, key-values) as unit tests; the server
+"""/diagnostics. Builders (levels, names, key-values) as unit tests; the server
 node's DiagnosticArray on real rclpy: OK while serving, WARN on refused requests, ERROR
 when the engine fails."""
 

@@ -1,4 +1,4 @@
-"""Issue 20: one discovery helper for every distro, used by the tests, the Makefile, the demo and the
+"""One discovery helper for every distro, used by the tests, the Makefile, the demo and the
 benchmarks; the ROS-free selection of `make test`'s Python 3.10 leg."""
 
 import os

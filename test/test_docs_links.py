@@ -1,4 +1,4 @@
-"""Issue 19: the README is a front page and the guides in docs/ stay reachable.
+"""The README is a front page and the guides in docs/ stay reachable.
 
 Every relative markdown link in README.md and docs/*.md resolves to a file of the
 repository, and a `#anchor` into a markdown file to one of its headings (GitHub's slugs).
@@ -14,7 +14,8 @@ import pytest
 from support.ros_helpers import REPO
 
 GUIDES = ("robot-jetson.md", "checkpoint.md", "parameters.md", "topics.md", "motion.md", "latency.md",
-          "wire.md", "remote-gpu.md", "triton.md", "performance.md", "security.md", "recording.md", "README.md")
+          "wire.md", "remote-gpu.md", "triton.md", "performance.md", "security.md", "recording.md", "design.md",
+          "README.md")
 README_MAX_LINES = 250
 
 FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.M | re.S)

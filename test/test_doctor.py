@@ -1,4 +1,4 @@
-"""Issue 20: groot_doctor checks and explains without starting anything. The parts this machine has
+"""groot_doctor checks and explains without starting anything. The parts this machine has
 are checked for real; TensorRT, CUDA and numpy 1.x/2.x are fakes (modules named Fake*, injected through
 sys.modules) that carry only the attributes the doctor reads: `__version__`, `cuda.*`."""
 

@@ -329,7 +329,7 @@ def test_export_refuses_a_non_empty_output_and_bad_options(tmp_path):
 
 
 def _record_session(recorder, now, name, *, t0, duration, tasks):
-    """Drive SessionRecorder the way groot_client does (contract of issue 21), on a simulated clock:
+    """Drive SessionRecorder the way groot_client does (docs/recording.md), on a simulated clock:
     state inputs at 50 Hz, observations (frames, state, task, chunk) at 5 Hz stamped with their capture
     time, then 100 Hz joint commands and twists, and the 1 Hz status. Returns the file's path."""
     from builtin_interfaces.msg import Duration

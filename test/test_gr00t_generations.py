@@ -1,4 +1,4 @@
-"""Both upstream Isaac-GR00T wire generations (N1.6 npy, N1.7 msgpack-numpy), both ways (SPEC §3).
+"""Both upstream Isaac-GR00T wire generations (N1.6 npy, N1.7 msgpack-numpy), both ways (docs/design.md#isaac-gr00ts-protocol).
 
 Byte-exact samples are hand-built from the documented formats (msgpack bytes typed out, npy
 headers written by hand), not produced by our codec. The sockets are real ZeroMQ over IPC and

@@ -32,7 +32,7 @@ def ideal(t):
 def simulate(latency_s, jitter_s=0.0, seconds=20.0, crossfade_steps=3, **refill):
     """Returns per-tick records after the first chunk: (t, command or None, remaining steps, plan time).
 
-    The policy plans on the plan's clock (SPEC §6): what it answers for an observation is the
+    The policy plans on the plan's clock (docs/design.md#the-plan-clock): what it answers for an observation is the
     continuation from where the robot was in its plan at capture time."""
     clock = Clock()
     scheduler = ActionScheduler(SchedulerConfig(watchdog_timeout_s=2.0, crossfade_steps=crossfade_steps), clock=clock)

@@ -1,4 +1,4 @@
-"""Edges a review found (issues 14 and 15), kept as regression tests: launch-argument validation
+"""Edges a review found, kept as regression tests: launch-argument validation
 under real `ros2 launch` composition (launch's own settings, inclusion from a parent file, a token
 file that is not UTF-8), and that each observation's capture time and chunk prefix reach the policy
 through Triton as they do in-process. Each failed on the code as reviewed."""
@@ -73,7 +73,7 @@ def _batch(config: EngineConfig, prefix) -> ObservationBatch:
 @pytest.mark.parametrize("with_prefix", [False, True])
 def test_triton_actions_follow_the_observation_timestamp_and_prefix(triton_trajectory, with_prefix):
     """The same observation through Triton and through the in-process engine gives the same chunk:
-    the mock trajectory is a function of the observation's capture time (SPEC), and a request's
+    the mock trajectory is a function of the observation's capture time (docs/design.md#mock-policies), and a request's
     real-time-chunking prefix (`send_action_prefix: true`, the default) is continued. The Triton
     engine sends neither, so the model falls back to Triton's wall clock and drops the prefix."""
     config = EngineConfig(engine="triton", triton_url=triton_trajectory.grpc_url, triton_timeout_ms=5000.0,

@@ -1,4 +1,4 @@
-"""Issue 14: launch arguments respect the YAML, unknown names fail, values are typed.
+"""Launch arguments respect the YAML, unknown names fail, values are typed.
 
 Everything runs through the code the launch file runs: `arguments_from_launch_configurations`
 on what a launch context holds, then `plan_from_arguments`; the launch file itself is run

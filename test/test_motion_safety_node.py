@@ -125,7 +125,7 @@ def test_unexpected_exception_in_the_worker_is_a_failure_and_reactivation_works(
 
 def test_a_policy_slower_than_its_chunk_is_not_late_it_runs_synchronously(ros_context, ipc_path):
     """16 steps at 15 Hz last 1.07 s; the engine takes 1.2 s. The robot held still while it waited, so
-    nothing of the reply had been executed: it plays from step 0 (SPEC §6), the client stays ACTIVE and
+    nothing of the reply had been executed: it plays from step 0 (docs/design.md#the-plan-clock), the client stays ACTIVE and
     says the policy is too slow. (Before, every such reply was refused as late and the client went to ERROR.)"""
     with ScriptedServer(f"ipc://{ipc_path}", delay_s=1.2), \
             client_and_robot(ros_context, ipc_path, inference_timeout_ms=10000, max_consecutive_failures=2) \

@@ -1,4 +1,4 @@
-"""No top-level folder of the repository may be importable under another package's name (SPEC section 2).
+"""No top-level folder of the repository may be importable under another package's name (docs/design.md#the-machine-around-it).
 
 A folder without `__init__.py` is a namespace-package portion: a *regular* installed
 package of the same name always wins over it, so a folder named like a package that is

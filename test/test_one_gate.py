@@ -1,4 +1,4 @@
-"""Every motion command leaves through the one gate (SPEC §4): read from the code, not assumed.
+"""Every motion command leaves through the one gate (docs/design.md#one-gate): read from the code, not assumed.
 
 The client's motion publishers (joint commands, base twist, joint trajectory) are created in one
 place and published only inside `GrootClient._publish`; `_publish` is referenced only as the output

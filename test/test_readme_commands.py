@@ -1,4 +1,4 @@
-"""Issue 14: every `ros2 ...` line in the bash blocks of README.md and docs/*.md works when pasted.
+"""Every `ros2 ...` line in the bash blocks of README.md and docs/*.md works when pasted.
 
 Where the `ros2` CLI is absent (the PyPI set-up), each line is checked the way the CLI
 would use it: flags exist in Jazzy's `ros2 topic echo/pub`, the topic exists on the real

@@ -15,7 +15,7 @@ from alfie_gr00t.client.safety import ActivationRefused, CommandKind, MotionGate
 DIM = 21
 TICK = 0.01
 NAMES = tuple(f"j{i}" for i in range(DIM))
-# The table of SPEC §5, written out independently of alfie_gr00t.layout.
+# The table of docs/design.md#the-21-d-layout, written out independently of alfie_gr00t.layout.
 SPEC_LOWER = np.array([-0.15] * 3 + [-0.5] * 3 + [
     -1.5, -1.0, -1.6, -1.6, -1.6, 0.0,
     -1.5, -1.5, -1.6, -1.6, -1.6, 0.0,

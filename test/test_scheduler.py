@@ -334,7 +334,7 @@ def test_chunk_whose_steps_all_elapsed_is_ignored():
 
 
 def test_old_capture_on_an_empty_queue_plays_from_step_0():
-    """SPEC §6: the plan's clock did not run (nothing played), so nothing of the chunk elapsed."""
+    """The plan's clock (docs/design.md#the-plan-clock) did not run (nothing played), so nothing of the chunk elapsed."""
     scheduler, _ = make()
     chunk = curved_chunk()
     assert scheduler.add_chunk(chunk, observation_time=T0 - 5.0) == 0

@@ -1,4 +1,4 @@
-"""Issue 20: the client's commands as services that answer with what really happened.
+"""The client's commands as services that answer with what really happened.
 
 `~/set_active` (std_srvs/SetBool), `~/stop` (std_srvs/Trigger: latches E_STOP) and `~/estop`
 (std_srvs/SetBool: true latches, false releases), called from a real rclpy client node on the test

@@ -1,4 +1,4 @@
-"""A policy slower than its chunk runs synchronously (SPEC §6): real client node, real groot_server.
+"""A policy slower than its chunk runs synchronously (docs/design.md#when-the-policy-is-too-slow): real client node, real groot_server.
 
 The server's mock engine takes 2.5 s per chunk (a CPU policy), the chunk lasts 16 / 15 Hz = 1.07 s,
 and every client parameter that matters here is at its default. The client must go ACTIVE, play

@@ -279,7 +279,7 @@ def test_groot_triton_command_starts_and_stops():
             process.communicate(timeout=10)
 
 
-# -- TLS on the robot -> Triton hop (issue 22) ---------------------------------------------
+# -- TLS on the robot -> Triton hop --------------------------------------------------------
 _TLS_PROBE = """
 import sys
 from alfie_gr00t.engines.base import EngineConfig, EngineError, dummy_batch

@@ -1,4 +1,4 @@
-"""Issue 13, item 7: the Isaac-GR00T protocol edges found with the real upstream client.
+"""The Isaac-GR00T protocol edges found with the real upstream client.
 
 * the default size limit fits the default batch of raw observations, with margin;
 * a message ZeroMQ drops for size is logged (it would otherwise vanish silently);

@@ -4,7 +4,7 @@ GR00T N1.6 takes 35-150 ms per chunk on desktop GPUs, 170-550 ms on Jetson Orin 
 on a CPU. A 16-step chunk at 15 Hz lasts 1.07 s. With one request in flight, inference
 overlaps execution: the next request leaves when the time left in the queue is no more than
 the expected latency plus a margin, so the reply lands before the queue runs dry. The
-scheduler aligns each reply by the plan time the robot executed since its capture (SPEC §6),
+scheduler aligns each reply by the plan time the robot executed since its capture (docs/design.md#the-plan-clock),
 so a reply that comes while the robot holds is never "late".
 
 - expected latency: the larger of the last exchange and the 95th percentile of the recent

@@ -1,4 +1,4 @@
-"""Robot units <-> model units, from optional LeRobot-style dataset stats (SPEC §5).
+"""Robot units <-> model units, from optional LeRobot-style dataset stats (identity without them).
 
 A policy fine-tuned on normalized data expects normalized state and returns normalized
 actions. When no stats file is given the mapping is the identity.

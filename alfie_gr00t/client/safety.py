@@ -1,4 +1,4 @@
-"""The motion gate: the one place that decides what the robot is commanded (SPEC §4).
+"""The motion gate: the one place that decides what the robot is commanded (docs/design.md#safety-invariants).
 
 Every outgoing command passes through `MotionGate`: policy steps, holds, e-stop stops and
 the shutdown stop. The node only publishes what the gate emits; the gate owns the

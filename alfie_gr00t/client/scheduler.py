@@ -1,4 +1,4 @@
-"""Turn action chunks from the policy into a smooth command stream (SPEC §6).
+"""Turn action chunks from the policy into a smooth command stream (docs/design.md#latency-model).
 
 The policy answers with chunks of steps at the training rate (15 Hz); the robot wants a
 command every control tick (100 Hz). The scheduler sits in between:
@@ -63,7 +63,7 @@ _MAX_SEGMENTS = 256
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """How chunks are played. Defaults follow SPEC §5/§6 (15 Hz steps, 16-step chunks)."""
+    """How chunks are played. Defaults follow docs/design.md#the-21-d-layout (15 Hz steps, 16-step chunks)."""
 
     action_step_hz: float = 15.0
     action_horizon: int = layout.ACTION_HORIZON

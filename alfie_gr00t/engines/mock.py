@@ -2,7 +2,7 @@
 
 Two policies (`mock_policy`):
 
-- `hold` (SPEC §4, seed 002's pattern): the joint dims (6+) of every step hold the received
+- `hold` (docs/design.md#mock-policies): the joint dims (6+) of every step hold the received
   state; the base-velocity dims 0-5 of step i are `state * exp(-i/4)` (velocities decay to zero).
   Never a move toward the zero pose.
 - `trajectory`: step i is `trajectory_at(timestamp + i / action_step_hz)`, a smooth known function
@@ -24,7 +24,7 @@ from alfie_gr00t import layout
 from alfie_gr00t.engines.base import Engine, EngineConfig, EngineOutput, ObservationBatch
 
 MOCK_POLICIES = ("hold", "trajectory")
-TRAJECTORY_STEP_HZ = 15.0  # the training rate the trajectory's steps are spaced at (SPEC §5)
+TRAJECTORY_STEP_HZ = 15.0  # the training rate the trajectory's steps are spaced at (docs/design.md#the-21-d-layout)
 _BLEND_STEPS = 4  # steps over which a prefix's end blends into the trajectory
 
 # (dim, centre rad, amplitude rad, frequency Hz, phase rad): inside every joint's default limits and

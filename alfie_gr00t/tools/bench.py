@@ -65,7 +65,7 @@ JPEG_QUALITY = 90
 TASK = "find the can and pick it up"
 REQUEST_TIMEOUT_MS = 5000  # generous: a benchmark sample must not turn into a reconnect
 
-# Targets (SPEC and the performance brief). Ratios are p50 over p50.
+# Targets (docs/performance.md). Ratios are p50 over p50.
 SERVER_RATIO_TARGET = 0.6
 E2E_RATIO_TARGET = 0.8
 COMMAND_PERIOD_P99_TARGET_MS = 12.0
@@ -91,7 +91,7 @@ QUICK = Profile(iterations=60, warmup=5, throughput_rounds=1, throughput_burst_s
 def synthetic_frame(seed: int, width: int = CAMERA_WIDTH, height: int = CAMERA_HEIGHT) -> np.ndarray:
     """A deterministic camera-like RGB frame: gradients, texture and smoothed noise.
 
-    Tuned so the four frames, resized to 320x280, JPEG-encode to ~84 KB at q=90 (SPEC §2);
+    Tuned so the four frames, resized to 320x280, JPEG-encode to ~84 KB at q=90 (a real camera's size);
     a flat test pattern would compress far better than a real camera image.
     """
     rng = np.random.default_rng(1000 + seed)

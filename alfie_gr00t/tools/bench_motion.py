@@ -22,7 +22,7 @@ Parts, each on this machine:
 5. codecs: JPEG encode/decode of the four 320x280 frames at q90, OpenCV vs simplejpeg, 1 and 2
    threads, interleaved.
 
-Targets (issue 12) are printed with PASS/MISS beside each number; nothing here asserts them.
+Targets (docs/performance.md) are printed with PASS/MISS beside each number; nothing here asserts them.
 The instrumentation wraps the gate's output sink and the scheduler's `add_chunk`/`command` on
 the node's own objects: the nodes run unchanged. Nothing leaves loopback: DDS discovery stays
 on localhost, in a domain of the benchmark's own; IPC sockets live under a fresh /tmp folder.
@@ -72,7 +72,7 @@ LATENCIES = (("1ms", 1.0, 0.0), ("50ms", 50.0, 10.0), ("250ms", 250.0, 50.0), ("
              ("2500ms", 2500.0, 200.0))  # a policy slower than its 1.07 s chunk: runs synchronously
 SEAM_VARIANTS = tuple((cf, prefix) for prefix in (True, False) for cf in (0, 3, 6))
 
-# Targets from issue 12.
+# Targets (docs/performance.md).
 DEAD_TIME_TARGET_PCT = 0.0
 RMS_TARGET_RAD = 0.01  # at 250 ms
 SEAM_RATIO_TARGET = 1.5

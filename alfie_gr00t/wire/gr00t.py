@@ -1,4 +1,4 @@
-"""The Isaac-GR00T PolicyServer wire format (SPEC §3, seed 003): one import for both halves.
+"""The Isaac-GR00T PolicyServer wire format (docs/design.md#isaac-gr00ts-protocol): one import for both halves.
 
 * :mod:`alfie_gr00t.wire.gr00t_codec` — msgpack bytes <-> values for both upstream generations
   (N1.6 ``__ndarray_class__``/``__ModalityConfig_class__``; N1.7 msgpack-numpy envelopes with bin

@@ -2,7 +2,7 @@
 
 Isaac-GR00T's PolicyServer/PolicyClient exchange msgpack messages (``use_bin_type=True``) over a
 ZeroMQ REQ/REP socket. Requests are maps ``{"endpoint": name, "data": {...}, "api_token": str}``.
-Two upstream generations encode numpy arrays and ``ModalityConfig`` differently (SPEC §3):
+Two upstream generations encode numpy arrays and ``ModalityConfig`` differently (docs/design.md#isaac-gr00ts-protocol):
 
 * **N1.6** (tag ``n1.6-release``): arrays as ``{"__ndarray_class__": True, "as_npy": <np.save
   bytes, allow_pickle=False>}``; configs as ``{"__ModalityConfig_class__": True, "as_json": {...}}``.

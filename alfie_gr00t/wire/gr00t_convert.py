@@ -1,4 +1,4 @@
-"""Conversions between Isaac-GR00T's dicts and ours (SPEC §3): observation and action maps <->
+"""Conversions between Isaac-GR00T's dicts and ours (docs/design.md#isaac-gr00ts-protocol): observation and action maps <->
 ObservationBatch / our (B, H, 21) chunk layout, and the ModalityConfig map both ways.
 
 The codec (bytes <-> values, both wire generations) is :mod:`alfie_gr00t.wire.gr00t_codec`; this

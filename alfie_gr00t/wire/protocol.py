@@ -1,4 +1,4 @@
-"""Our wire protocol (SPEC §3): msgpack maps over ZeroMQ REQ/REP.
+"""Our wire protocol (docs/design.md#our-protocol): msgpack maps over ZeroMQ REQ/REP.
 
 Request:  {"timestamp", "frame_id", "images": {camera: jpeg bytes}, "state": [21], "language"}
 Response: {"actions": [[21] x 16], "inference_time_ms", "status": "ok"}

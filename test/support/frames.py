@@ -23,7 +23,7 @@ def image_message(rgb: np.ndarray) -> SimpleNamespace:
 
 
 def hold_chunk(state) -> np.ndarray:
-    """What the `hold` mock must return (SPEC §4), written out independently of the engine: joint dims
+    """What the `hold` mock must return (docs/design.md#mock-policies), written out independently of the engine: joint dims
     hold the state for every step; base dims 0-5 of step i are state * exp(-i/4). state: (D,) or (B, D)."""
     state = np.asarray(state, dtype=np.float32)
     steps = np.arange(layout.ACTION_HORIZON, dtype=np.float32)
