@@ -117,8 +117,9 @@ demo: build
 	  mock_policy:=trajectory mock_delay_ms:=$(LATENCY) mock_jitter_ms:=$(JITTER) \
 	  ipc_path:=/tmp/alfie_gr00t_demo_$$$$.sock duration:=$(DURATION)
 
-# `make bench`: the inference-path benchmark, the motion-fidelity one, then Isaac-GR00T interop (bench-motion alone:
-# BENCH_MOTION_ARGS, e.g. --quick or --latencies 250; results in bench_out/motion.json).
+# `make bench`: the inference-path benchmark, the motion-fidelity one, Isaac-GR00T interop, then real-time chunking
+# against the crossfade (bench-motion alone: BENCH_MOTION_ARGS, e.g. --quick or --latencies 250; results in
+# bench_out/motion.json; BENCH_RTC_ARGS, e.g. --quick or --policies mock; bench_out/rtc.json).
 # matplotlib for the plots, pinned, only for the benchmarks
 $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-bench.txt
@@ -130,6 +131,8 @@ bench: build $(VENV)/.bench-installed
 	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-64} \
 	  python -m alfie_gr00t.tools.bench_motion $(BENCH_MOTION_ARGS)
 	$(PY) -m alfie_gr00t.tools.bench_interop $(BENCH_INTEROP_ARGS)
+	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-65} \
+	  python -m alfie_gr00t.tools.bench_rtc $(BENCH_RTC_ARGS)
 
 bench-motion: build $(VENV)/.bench-installed
 	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-64} \

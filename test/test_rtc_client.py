@@ -24,7 +24,8 @@ from alfie_gr00t.engines.mock import MockEngine  # noqa: E402
 from alfie_gr00t.server.config import ServerConfig  # noqa: E402
 from alfie_gr00t.server.service import BackgroundServer, PolicyService  # noqa: E402
 
-from support.rtc_sim import ClientSim, FakeClock, disagreeing  # noqa: E402
+from alfie_gr00t.tools.bench_rtc import disagreeing  # noqa: E402
+from support.rtc_sim import ClientSim, FakeClock  # noqa: E402
 
 HZ = 15.0
 DIM = 21

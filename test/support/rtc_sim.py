@@ -17,7 +17,6 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from alfie_gr00t import layout
 from alfie_gr00t.client.config import ClientConfig
 from alfie_gr00t.client.inputs import LatestInputs
 from alfie_gr00t.client.latency import RefillPolicy
@@ -143,17 +142,3 @@ class ClientSim:
     def close(self) -> None:
         self.worker._client.close()
         self.worker._codec.close()
-
-
-def disagreeing(trajectory, amplitude: float, seed: int = 0, dims=None):
-    """`trajectory` plus a random offset per call (per chunk) on the moving dims: consecutive
-    chunks disagree as a real policy's samples do."""
-    rng = np.random.default_rng(seed)
-    dims = list(dims if dims is not None else layout.JOINT_DIMS)
-
-    def offset_trajectory(times, dim: int = layout.ACTION_DIM):
-        out = trajectory(times, dim)
-        out[:, dims] += rng.uniform(-amplitude, amplitude, len(dims))
-        return out
-
-    return offset_trajectory
