@@ -145,6 +145,8 @@ def test_replan_every_steps_is_validated(value):
     ({"status": "ok", "rtc": True}, True),
     ({"status": "ok", "rtc": {"enabled": "yes"}}, False),
     ({"status": "ok", "rtc": {"enabled": False}}, False),
+    ({"status": "ok", "rtc": {"enabled": True, "inpaints": False}}, False),  # switched on, but cannot
+    ({"status": "ok", "rtc": {"enabled": True, "inpaints": True}}, True),
     ({"status": "ok"}, False),
     ("ok", False),
 ])

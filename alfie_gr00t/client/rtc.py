@@ -22,12 +22,12 @@ RTC_KEY = "rtc"  # in the ping reply and in each chunk reply (our protocol and I
 
 def advertised(reply) -> bool:
     """True when a ping reply says the server inpaints the prefix: `rtc` is true, or a map whose
-    `enabled` is true. Anything else (no key, a malformed value) is no."""
+    `inpaints` is true (or, without that key, `enabled`). Anything else (no key, a malformed value) is no."""
     if not isinstance(reply, dict):
         return False
     value = reply.get(RTC_KEY)
     if isinstance(value, dict):
-        value = value.get("enabled")
+        value = value.get("inpaints", value.get("enabled"))
     return value is True
 
 
