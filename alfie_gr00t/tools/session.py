@@ -62,9 +62,9 @@ def _suffix(topic: str, n: int) -> tuple:
     return tuple(topic.strip("/").split("/")[-n:])
 
 
-def decoded(bag, warnings: list):
-    """(message, decoded ROS message, 'pkg/Type') for every message of a Bag that decodes; the rest named
-    once in `warnings`."""
+def decoded(bag, warnings: list, want=None):
+    """(message, decoded ROS message, 'pkg/Type') for every message of a Bag that decodes (and that
+    `want(message)` accepts, when given); the rest named in `warnings`."""
     from mcap.records import Schema
     from mcap_ros2.decoder import DecoderFactory
 
@@ -72,7 +72,7 @@ def decoded(bag, warnings: list):
     decoders: dict = {}
     for message in bag.messages():
         schema = message.schema
-        if schema is None:
+        if schema is None or (want is not None and not want(message)):
             continue
         key = (schema.name, schema.encoding, schema.data)
         decoder = decoders.get(key)
