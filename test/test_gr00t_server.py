@@ -252,9 +252,9 @@ def test_kill_is_honoured_when_allowed(transport, ipc_path, free_tcp_port):
             reply = client.kill_server()
             assert reply["status"] == "ok"  # upstream answers nil; we answer a status map (docs/wire.md)
         deadline = time.monotonic() + 5.0
-        while s.server._thread.is_alive() and time.monotonic() < deadline:
+        while s.server.alive and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert not s.server._thread.is_alive(), "server thread still running after kill"
+        assert not s.server.alive, "server thread still running after kill"
         with s.client(timeout_ms=300) as late:
             assert late.ping() is False  # nobody answers any more
         if transport == "ipc":

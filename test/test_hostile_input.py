@@ -1029,7 +1029,7 @@ def test_multipart_request_gets_one_error_reply_and_the_server_keeps_serving(ipc
                 assert reply["status"] == "error" and reply["actions"] == []
         finally:
             sock.close(0)
-        assert server._thread.is_alive()
+        assert server.alive
         client = ReqClient(svc.config.address, timeout_ms=5000)
         try:
             reply = protocol.parse_action_response(client.request(pack_ours(ours_tree(frame_id=4))), HORIZON, DIM)

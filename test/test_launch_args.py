@@ -230,4 +230,3 @@ def test_known_arguments_table_in_readme_matches():
     rows = [line.split("|")[1].strip().strip("`") for line in section.splitlines()
             if line.startswith("| `")]
     assert rows == list(ARGUMENTS)
-    assert launch_args.LAUNCH_ARGUMENTS.keys() == ARGUMENTS.keys()

@@ -344,12 +344,6 @@ def set_denoising_steps(policy, steps: int) -> int | None:
     return int(head.num_inference_timesteps)
 
 
-def load_policy(config: EngineConfig, model_path: str | os.PathLike | None = None):
-    """(torch, Gr00tPolicy instance), its layout checked against `config` (see `load_adopted`)."""
-    torch, policy, _config, _layout = load_adopted(config, model_path)
-    return torch, policy
-
-
 def load_adopted(config: EngineConfig, model_path: str | os.PathLike | None = None):
     """(torch, Gr00tPolicy, the config with the checkpoint's layout adopted, ModelLayout)."""
     torch, Gr00tPolicy, EmbodimentTag = _import_gr00t()

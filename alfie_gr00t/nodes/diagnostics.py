@@ -48,10 +48,6 @@ class Diagnostic:
     hardware_id: str
     values: tuple[tuple[str, str], ...]
 
-    @property
-    def level_name(self) -> str:
-        return LEVEL_NAMES[self.level]
-
 
 def _text(value) -> str:
     if isinstance(value, bool):

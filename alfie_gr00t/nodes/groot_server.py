@@ -60,8 +60,7 @@ class GrootServer(Node):
         """The JSON status plus whether the serving thread still runs (for /diagnostics only)."""
         if self.service is None:
             return {"serving": False}
-        thread = getattr(self.server, "_thread", None)  # BackgroundServer's serving thread
-        return {**self.service.status(), "serving": thread is not None and thread.is_alive()}
+        return {**self.service.status(), "serving": self.server is not None and self.server.alive}
 
     def _publish_status(self) -> None:
         self.status_pub.publish(String(data=json.dumps(self.service.status())))

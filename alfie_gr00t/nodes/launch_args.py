@@ -97,9 +97,6 @@ ARGUMENTS: dict[str, LaunchArgument] = {
                                        "includes this one (its own arguments are visible here too)"),
 }
 
-# The historical name: {argument: (default, description)}.
-LAUNCH_ARGUMENTS = {name: (a.default, a.description) for name, a in ARGUMENTS.items()}
-
 # Entries launch and launch_ros themselves keep in the launch configurations (PushRosNamespace,
 # SetParameter, SetRemap; the process prefix and tty settings every ExecuteProcess reads): not
 # arguments of this file.

@@ -2,7 +2,8 @@
 
 `PolicyService.respond` is where a request is decoded, validated, run and answered.
 It never raises: every failure becomes an error reply, so the REP socket is never
-left waiting for a send. `serve_pending` is the loop body the node's timer calls.
+left waiting for a send. `serve_pending` answers what is queued on the REP socket; `BackgroundServer`
+runs it in a loop on its own thread.
 """
 
 from __future__ import annotations
@@ -323,9 +324,11 @@ def serve_pending(endpoint: RepEndpoint, service: PolicyService, wait_ms: int = 
 
 
 class BackgroundServer:
-    """A ROS-free server on its own thread (tests, benchmark, bringup without the node).
+    """The serving loop on its own thread: what groot_server runs inside its node, and what the tests,
+    benchmarks and the bringup run without one.
 
-    The thread owns the REP socket; `stop()` joins it and removes the socket file.
+    The thread owns the REP socket; `stop()` joins it and removes the socket file; `alive` says whether
+    it still serves.
     """
 
     def __init__(self, service: PolicyService, address: str | None = None, ipc_mode: int = 0o660):
@@ -340,6 +343,11 @@ class BackgroundServer:
     def start(self) -> "BackgroundServer":
         self._thread.start()
         return self
+
+    @property
+    def alive(self) -> bool:
+        """The serving thread runs (False before start, after stop, and after a remote kill)."""
+        return self._thread.is_alive()
 
     def _run(self) -> None:
         try:

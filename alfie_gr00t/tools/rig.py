@@ -10,8 +10,8 @@ Every benchmark that needs the robot stack starts it here; what it measures is i
         if rig.activate(timeout_s=10.0):
             ...
 
-`server=None` leaves the server out (the benchmark serves `ipc_path` itself, e.g. from a process);
-`robot=None` leaves the sim robot out.
+`with_server=False` leaves the server out (the benchmark serves `ipc_path` itself, e.g. from a process);
+`with_robot=False` leaves the sim robot out. `server`, `client` and `robot` are parameter overrides.
 """
 
 from __future__ import annotations
