@@ -5,16 +5,22 @@ sys.modules) that carry only the attributes the doctor reads: `__version__`, `cu
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
 from alfie_gr00t.engines import trt_api
-from alfie_gr00t.tools import doctor
+from alfie_gr00t.tools import doctor, doctor_gr00t
+
+from support import n1d7_checkpoint as n17
 
 ALFIE_VIDEO = ["left_wide", "right_wide", "left_center", "right_center"]
 ALFIE_ACTION = {"base_velocity": 6, "left_arm": 6, "right_arm": 6, "head": 3}
+PINS = {"N1.6": "4.51.3", "N1.7": "4.57.3"}
 
 
 def fake_module(name: str, **attrs) -> types.ModuleType:
@@ -111,8 +117,9 @@ def test_torch_with_cuda_names_the_gpu(monkeypatch):
 
 
 def write_checkpoint(path, video=ALFIE_VIDEO, action=ALFIE_ACTION, weights=True, tag="new_embodiment"):
+    """An N1.6 checkpoint's files as upstream saves them (config.json names the model class)."""
     path.mkdir()
-    (path / "config.json").write_text("{}")
+    (path / "config.json").write_text(json.dumps({"model_type": "Gr00tN1d6", "architectures": ["Gr00tN1d6"]}))
     if weights:
         (path / "model-00001-of-00002.safetensors").write_bytes(b"\0" * 8)
     modality = {"video": {"delta_indices": [0], "modality_keys": list(video)},
@@ -126,29 +133,193 @@ def write_checkpoint(path, video=ALFIE_VIDEO, action=ALFIE_ACTION, weights=True,
     return path
 
 
+def fake_install(root, *modules):
+    """An Isaac-GR00T tree holding gr00t/model/<module>/ for each generation named (what tells it)."""
+    for module in modules:
+        (root / "gr00t" / "model" / module).mkdir(parents=True)
+    return root / "gr00t"
+
+
+def by_topic(checks, topic):
+    return [c for c in checks if c.topic == topic]
+
+
 def test_checkpoint_that_fits_the_shipped_config(tmp_path):
-    checks = doctor.check_checkpoint(write_checkpoint(tmp_path / "ckpt"))
+    checks = doctor_gr00t.check_checkpoint(write_checkpoint(tmp_path / "ckpt"), where=tmp_path / "none")
     assert [c.level for c in checks] == [doctor.OK] * len(checks), [c.line() for c in checks]
-    assert any(c.topic == "action groups" and "= 21 dims" in c.message for c in checks)
+    (layout_check,) = by_topic(checks, "layout")
+    assert "groups [base_velocity 6, left_arm 6, right_arm 6, head 3]; adopts language_key" in layout_check.message
+    assert by_topic(checks, "generation")[0].message == "Isaac-GR00T N1.6 (config.json model_type 'Gr00tN1d6')"
 
 
 @pytest.mark.parametrize("kwargs, topic, says", [
     (dict(weights=False), "checkpoint", "model*.safetensors"),
-    (dict(video=["front", "wrist"]), "modality config", "video keys ['front', 'wrist']"),
-    (dict(action={"arm": 7, "gripper": 1}), "action groups", "add up to 8, action_dim is 21"),
-    (dict(tag="unitree_g1"), "modality config", "no embodiment 'new_embodiment'"),
+    (dict(video=["front", "wrist"]), "layout", "have no video key in the checkpoint (its video keys: "
+                                               "['front', 'wrist'])"),
+    (dict(action={"arm": 7, "gripper": 1}), "layout", "add up to 8 dims, action_dim is 21: set action_dim:=8"),
+    (dict(tag="unitree_g1"), "layout", "no embodiment 'new_embodiment'"),
 ])
 def test_checkpoint_mismatches_fail_with_both_sides(tmp_path, kwargs, topic, says):
-    if kwargs.get("tag"):  # two embodiments, neither the configured one
-        path = write_checkpoint(tmp_path / "ckpt", **kwargs)
-        data = json.loads((path / "processor_config.json").read_text())
-        data["processor_kwargs"]["modality_configs"]["other"] = {}
-        (path / "processor_config.json").write_text(json.dumps(data))
-    else:
-        path = write_checkpoint(tmp_path / "ckpt", **kwargs)
-    failed = [c for c in doctor.check_checkpoint(path) if c.level == doctor.FAIL]
+    path = write_checkpoint(tmp_path / "ckpt", **kwargs)
+    failed = [c for c in doctor_gr00t.check_checkpoint(path) if c.level == doctor.FAIL]
     assert failed and failed[0].topic.startswith(topic) and says in failed[0].message, [c.line() for c in failed]
     assert doctor.main(["--checkpoint", str(path)]) == 1
+
+
+def test_the_layout_is_judged_by_the_servers_rule_on_the_parameter_file(tmp_path):
+    """The same refusal the server gives at start, from the parameter file given: a language_key set in
+    it that contradicts the checkpoint."""
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "groot_server.yaml").write_text("groot_server:\n  ros__parameters:\n    language_key: instruction\n")
+    checks = doctor_gr00t.check_checkpoint(write_checkpoint(tmp_path / "ckpt"), config_dir)
+    assert by_topic(checks, "parameters")[0].message == str(config_dir / "groot_server.yaml")
+    (layout_check,) = by_topic(checks, "layout")
+    assert layout_check.level == doctor.FAIL
+    assert "language_key: parameter 'instruction', checkpoint 'annotation.human.task_description'" in \
+        layout_check.message
+
+
+def test_an_n1d7_checkpoint_with_several_language_keys_and_rl_info(tmp_path):
+    checkpoint = n17.write_checkpoint(tmp_path / "ckpt")
+    cache = tmp_path / "hf"
+    write_cached_backbone(cache)
+    checks = doctor_gr00t.check_checkpoint(checkpoint, env={"HF_HUB_CACHE": str(cache)},
+                                           where=fake_install(tmp_path, "gr00t_n1d7"))
+    assert [c.level for c in checks] == [doctor.OK] * len(checks), [c.line() for c in checks]
+    assert by_topic(checks, "generation")[0].message == "Isaac-GR00T N1.7 (config.json model_type 'Gr00tN1d7')"
+    assert f"language key '{n17.LANGUAGE_KEYS[0]}' (the first of {list(n17.LANGUAGE_KEYS)})" in \
+        by_topic(checks, "layout")[0].message
+    history = n17.write_checkpoint(tmp_path / "history", n17.Gr00tN1d7Config(state_history_length=2))
+    (layout_check,) = by_topic(doctor_gr00t.check_checkpoint(history, env={"HF_HUB_CACHE": str(cache)}), "layout")
+    assert layout_check.level == doctor.FAIL and "state_history_length 2" in layout_check.message
+
+
+@pytest.mark.parametrize("theirs, installed, names", [
+    ("Gr00tN1d7", "gr00t_n1d6", ("Isaac-GR00T N1.7", "is N1.6 (gr00t.model.gr00t_n1d6)", "checkout main")),
+    ("Gr00tN1d6", "gr00t_n1d7", ("Isaac-GR00T N1.6", "is N1.7 (gr00t.model.gr00t_n1d7)", "checkout n1.6-release")),
+])
+def test_a_checkpoint_of_another_generation_than_installed_fails_with_the_fix(tmp_path, theirs, installed, names):
+    checkpoint = n17.write_checkpoint(tmp_path / "ckpt", model_type=theirs)
+    (check,) = by_topic(doctor_gr00t.check_checkpoint(checkpoint, where=fake_install(tmp_path, installed),
+                                                      env={"HF_HUB_OFFLINE": "0", "HF_HUB_CACHE": str(tmp_path)}),
+                        "generation")
+    assert check.level == doctor.FAIL and all(name in check.message for name in names[:2]), check.message
+    assert names[2] in check.fix
+
+
+@pytest.mark.parametrize("generations, version, levels, says", [
+    (("gr00t_n1d7",), "4.51.3", [doctor.FAIL], "too old for N1.7's Qwen3-VL backbone (needs 4.57 or later)"),
+    (("gr00t_n1d7",), "4.57.3", [doctor.OK], "4.57.3, as Isaac-GR00T N1.7 pins"),
+    (("gr00t_n1d7",), "4.58.0", [doctor.WARN], "Isaac-GR00T N1.7 pins transformers 4.57.3"),
+    (("gr00t_n1d6",), "4.57.3", [doctor.WARN], "Isaac-GR00T N1.6 pins transformers 4.51.3"),
+    (("gr00t_n1d6",), "4.51.3", [doctor.OK], "as Isaac-GR00T N1.6 pins"),
+])
+def test_the_installed_generation_and_transformers_against_it(tmp_path, generations, version, levels, says):
+    where = fake_install(tmp_path, *generations)
+    checks = doctor_gr00t.check_gr00t(where, transformers=version)
+    name = {"gr00t_n1d6": "N1.6", "gr00t_n1d7": "N1.7"}[generations[0]]
+    assert checks[0].level == doctor.OK and f"{name} (gr00t.model.{generations[0]})" in checks[0].message
+    transformers = by_topic(checks, "transformers")
+    assert [c.level for c in transformers] == levels and says in transformers[0].message
+    assert transformers[0].level == doctor.OK or f"pip install transformers=={PINS[name]}" in transformers[0].fix
+
+
+def test_a_tree_without_either_generation_fails(tmp_path):
+    (tmp_path / "gr00t" / "model" / "gr00t_n1_5").mkdir(parents=True)
+    (check,) = doctor_gr00t.check_gr00t(tmp_path / "gr00t", transformers="4.51.3")
+    assert check.level == doctor.FAIL and "neither gr00t/model/gr00t_n1d6 nor gr00t_n1d7" in check.message
+
+
+# ---------------------------------------------------------------- the N1.7 backbone, offline
+
+
+def write_cached_backbone(cache, repo="nvidia/Cosmos-Reason2-2B", files=("config.json", "preprocessor_config.json",
+                                                                          "tokenizer_config.json", "model.safetensors")):
+    """A Hugging Face hub cache as huggingface_hub lays it out (refs/main -> snapshots/<commit>/<file>)."""
+    model = cache / f"models--{repo.replace('/', '--')}"
+    (model / "refs").mkdir(parents=True, exist_ok=True)
+    (model / "refs" / "main").write_text("0123abcd")
+    snapshot = model / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        (snapshot / name).write_text("{}")
+    return snapshot
+
+
+def test_backbone_found_in_the_cache_missing_and_offline(tmp_path):
+    checkpoint = n17.write_checkpoint(tmp_path / "ckpt")
+    cache = tmp_path / "home" / "hub"
+    missing = doctor_gr00t.check_backbone(checkpoint, {"HF_HOME": str(tmp_path / "home")})
+    assert [c.level for c in missing] == [doctor.WARN] * 2 and "every start downloads" in missing[0].message
+    assert "hf download nvidia/Cosmos-Reason2-2B" in missing[0].fix
+    offline = doctor_gr00t.check_backbone(checkpoint, {"HF_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"})
+    assert offline[0].level == doctor.FAIL and "HF_HUB_OFFLINE is set, so the server cannot start" in offline[0].message
+    write_cached_backbone(cache, files=("config.json", "preprocessor_config.json", "tokenizer_config.json"))
+    no_weights = doctor_gr00t.check_backbone(checkpoint, {"HF_HOME": str(tmp_path / "home")})
+    assert "lacks ['model*.safetensors']" in no_weights[0].message
+    write_cached_backbone(cache)
+    found = doctor_gr00t.check_backbone(checkpoint, {"HF_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"})
+    assert [c.level for c in found] == [doctor.OK] * 2 and str(cache) in found[0].message
+    assert [c.topic for c in found] == ["backbone (config.json)", "backbone (processor_config.json)"]
+
+
+def test_a_local_backbone_must_keep_upstreams_name_in_its_path(tmp_path):
+    good = write_cached_backbone(tmp_path / "models", files=()).parent.parent / "nvidia" / "Cosmos-Reason2-2B"
+    good.mkdir(parents=True)
+    for name in ("config.json", "preprocessor_config.json", "tokenizer_config.json", "model.safetensors"):
+        (good / name).write_text("{}")
+    checkpoint = n17.write_checkpoint(tmp_path / "ckpt", n17.Gr00tN1d7Config(model_name=str(good)))
+    local = doctor_gr00t.check_backbone(checkpoint, {})  # config.json and processor_config.json name it
+    assert [c.level for c in local] == [doctor.OK, doctor.OK] and f"local backbone {good}" in local[0].message
+    renamed = tmp_path / "cosmos"
+    good.rename(renamed)
+    checkpoint = n17.write_checkpoint(tmp_path / "ckpt2", n17.Gr00tN1d7Config(model_name=str(renamed)))
+    (bad, processor) = doctor_gr00t.check_backbone(checkpoint, {})
+    assert bad.level == doctor.FAIL and "containing nvidia/Cosmos-Reason2 or Qwen/Qwen3-VL" in bad.message
+    assert processor.level == doctor.OK, "the processor loads any local directory"
+
+
+def test_the_cache_lookup_agrees_with_huggingface_hub(tmp_path):
+    hub = pytest.importorskip("huggingface_hub", reason="huggingface_hub not installed: the layout lookup runs")
+    write_cached_backbone(tmp_path)
+    found = hub.try_to_load_from_cache("nvidia/Cosmos-Reason2-2B", "config.json", cache_dir=str(tmp_path))
+    assert isinstance(found, str)
+    assert doctor_gr00t._cached_file("nvidia/Cosmos-Reason2-2B", "config.json", tmp_path) == Path(found)
+
+
+# ---------------------------------------------------------------- from a colcon install
+
+
+def test_from_a_colcon_install_the_doctor_reads_the_installed_parameter_file(tmp_path):
+    """The doctor finds groot_server.yaml where the nodes do: in a colcon install, share/alfie_gr00t/config
+    through the ament index (not a path relative to its own file, which there is site-packages)."""
+    pytest.importorskip("colcon_core", reason="colcon (requirements.txt) builds the install")
+    pytest.importorskip("ament_index_python")
+    checkout = Path(__file__).resolve().parents[1]
+    build = subprocess.run([sys.executable, "-c", "import sys; from colcon_core.command import main; sys.exit(main())",
+                            "--log-base", str(tmp_path / "log"), "build", "--base-paths", str(checkout),
+                            "--build-base", str(tmp_path / "build"), "--install-base", str(tmp_path / "install"),
+                            "--packages-select", "alfie_gr00t"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=300)
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
+    prefix = tmp_path / "install" / "alfie_gr00t"
+    (site,) = prefix.glob("lib/python3*/site-packages")
+    shipped = prefix / "share" / "alfie_gr00t" / "config" / "groot_server.yaml"
+    text = shipped.read_text()
+    shipped.write_text(text.replace('language_key: "task"', 'language_key: "instruction"', 1))  # only this copy
+    assert shipped.read_text() != text, "the shipped YAML sets language_key"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "AMENT_PREFIX_PATH")}
+    env.update(PYTHONPATH=str(site), AMENT_PREFIX_PATH=str(prefix))
+    checkpoint = write_checkpoint(tmp_path / "ckpt")
+    run = subprocess.run([sys.executable, "-m", "alfie_gr00t.tools.doctor", "--checkpoint", str(checkpoint), "--json"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    checks = {c["topic"]: c for c in json.loads(run.stdout)}
+    assert checks["parameters"]["message"] == str(shipped)
+    assert checks["layout"]["level"] == "fail" and "parameter 'instruction'" in checks["layout"]["message"]
+    where = subprocess.run([sys.executable, "-c", "import alfie_gr00t; print(alfie_gr00t.__file__)"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert where.stdout.startswith(str(site)), "the installed package ran, not the checkout"
 
 
 def test_engine_sidecar_against_this_machine(tmp_path):

@@ -5,8 +5,10 @@
 Each line is `ok`, `warn` or `fail` with the fix. Exit code 1 only when a line is `fail`.
 Checks: ROS distro and discovery settings; Python, numpy and OpenCV against cv_bridge (numpy < 2
 on Humble); the JPEG codec; ZeroMQ (an IPC path can be bound, Curve); torch and CUDA; TensorRT
-(and which JetPack ships it); ONNX Runtime's providers; Isaac-GR00T; a checkpoint directory's files
-and modality config against config/*.yaml; engine files' sidecars against this machine.
+(and which JetPack ships it); ONNX Runtime's providers; the installed Isaac-GR00T generation (N1.6,
+N1.7) and transformers against it; a checkpoint directory (doctor_gr00t.py): its files, its generation
+against the install, an N1.7 backbone available offline, its layout against the groot_server.yaml the
+nodes start with, judged by the server's own rule; engine files' sidecars against this machine.
 Nothing is started: no ROS node, no server, no model load (a socket is bound in a temporary
 directory and closed at once to prove IPC works).
 """
@@ -14,56 +16,23 @@ directory and closed at once to prove IPC works).
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from alfie_gr00t import discovery
+from alfie_gr00t.tools import doctor_gr00t
+from alfie_gr00t.tools.doctor_check import FAIL, OK, WARN, Check, import_or_error as _import, \
+    major_minor as _major_minor, version_of as _version
 
-OK, WARN, FAIL = "ok", "warn", "fail"
-REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 # TensorRT major.minor -> the JetPack 6 release that ships it
 JETPACK_TENSORRT = {(8, 6): "JetPack 6.0", (10, 3): "JetPack 6.1/6.2"}
 HUMBLE_PYTHON = (3, 10)
-
-
-@dataclass
-class Check:
-    level: str
-    topic: str
-    message: str
-    fix: str = ""
-
-    def line(self) -> str:
-        text = f"{self.level:4}  {self.topic}: {self.message}"
-        return text + (f"\n      fix: {self.fix}" if self.fix and self.level != OK else "")
-
-
-def _version(module) -> str:
-    return str(getattr(module, "__version__", "") or "?")
-
-
-def _import(name: str):
-    """The module, or the exception that importing it raised (never raises)."""
-    try:
-        return importlib.import_module(name)
-    except Exception as exc:  # ImportError, or a binary built against another numpy
-        return exc
-
-
-def _major_minor(version: str) -> tuple[int, int]:
-    match = re.match(r"(\d+)\.(\d+)", version)
-    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
 # ---------------------------------------------------------------------------------------- ROS
@@ -241,135 +210,6 @@ def check_onnxruntime() -> list[Check]:
     return [Check(OK, "ONNX Runtime", f"{_version(ort)}: {', '.join(providers)}")]
 
 
-def _git_describe(directory: Path) -> str:
-    git = shutil.which("git")
-    if git is None:
-        return ""
-    try:
-        out = subprocess.run([git, "-C", str(directory), "describe", "--tags", "--always"], capture_output=True,
-                             text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
-
-
-def check_gr00t() -> list[Check]:
-    spec = None
-    try:
-        spec = importlib.util.find_spec("gr00t")
-    except (ImportError, ValueError):
-        pass
-    if spec is None or not spec.origin:
-        return [Check(WARN, "Isaac-GR00T", "package 'gr00t' not found; needed only where groot_server loads a "
-                      "checkpoint directory",
-                      "git clone Isaac-GR00T, check out n1.6-release; on the Jetson its "
-                      "scripts/deployment/orin/install_deps.sh (JetPack 6.2, Python 3.10)")]
-    where = Path(spec.origin).parent
-    try:
-        version = importlib.metadata.version("gr00t")
-    except importlib.metadata.PackageNotFoundError:
-        version = "?"
-    described = _git_describe(where.parent)
-    tag = f", git {described}" if described else ""
-    has_n16 = (where / "policy" / "gr00t_policy.py").is_file()
-    if not has_n16:
-        return [Check(FAIL, "Isaac-GR00T", f"{version} at {where}{tag} has no gr00t/policy/gr00t_policy.py "
-                      "(an N1.5 or older tree?)", "check out Isaac-GR00T's n1.6-release tag")]
-    return [Check(OK, "Isaac-GR00T", f"gr00t {version} at {where}{tag} (importable; not loaded)")]
-
-
-# --------------------------------------------------------------------------------- checkpoint
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8")), None
-    except (OSError, ValueError) as exc:
-        return None, exc
-
-
-def _yaml_params(path: Path, node: str) -> dict:
-    yaml = _import("yaml")
-    if isinstance(yaml, Exception) or not path.is_file():
-        return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    for key, value in data.items():  # `groot_client: {ros__parameters: ...}` or `/**: ...`
-        if isinstance(value, dict) and "ros__parameters" in value and (key.endswith(node) or key.startswith("/**")):
-            return value["ros__parameters"]
-    return {}
-
-
-def _modality_configs(processor: dict) -> dict:
-    kwargs = processor.get("processor_kwargs", processor)
-    return kwargs.get("modality_configs", {}) if isinstance(kwargs, dict) else {}
-
-
-def check_checkpoint(directory: Path, config_dir: Path = REPO_CONFIG) -> list[Check]:
-    """The files an Isaac-GR00T N1.6 fine-tuned checkpoint holds, and its modality config against the
-    shipped parameter files (config/groot_server.yaml, config/groot_client.yaml)."""
-    topic = f"checkpoint {directory}"
-    if not directory.is_dir():
-        return [Check(FAIL, topic, "is not a directory", "pass --checkpoint the fine-tuning output directory")]
-    checks = []
-    weights = sorted(p.name for p in directory.glob("*.safetensors")) + \
-        sorted(p.name for p in directory.glob("*.safetensors.index.json"))
-    missing = [name for name in ("config.json",) if not (directory / name).is_file()]
-    if not weights:
-        missing.append("model*.safetensors")
-    if missing:
-        checks.append(Check(FAIL, topic, f"lacks {', '.join(missing)} (has {sorted(p.name for p in directory.iterdir())[:12]})",
-                            "point it at Isaac-GR00T's fine-tuning output (config.json + model*.safetensors)"))
-    else:
-        checks.append(Check(OK, topic, f"config.json, {len(weights)} weight file(s) ({weights[0]}...)"))
-    statistics, error = _read_json(directory / "statistics.json")
-    if statistics is None:
-        checks.append(Check(WARN, "statistics.json", f"not readable ({error}); Gr00tPolicy may still hold them",
-                            "keep statistics.json from fine-tuning beside the weights"))
-    else:
-        checks.append(Check(OK, "statistics.json", f"embodiments {sorted(statistics)}"))
-    for name in ("experiment_cfg/metadata.json", "embodiment_id.json"):
-        if (directory / name).is_file():
-            checks.append(Check(OK, name, "present"))
-    processor, error = _read_json(directory / "processor_config.json")
-    if processor is None:
-        checks.append(Check(WARN, "processor_config.json", f"not readable ({error}): the modality config is not "
-                            "checked here (the server checks it at start)",
-                            "keep processor_config.json from fine-tuning beside the weights"))
-        return checks
-    configs = _modality_configs(processor)
-    server = _yaml_params(config_dir / "groot_server.yaml", "groot_server")
-    client = _yaml_params(config_dir / "groot_client.yaml", "groot_client")
-    tag = server.get("embodiment_tag", "")
-    entry = configs.get(tag) if tag in configs else (next(iter(configs.values())) if len(configs) == 1 else None)
-    if entry is None:
-        checks.append(Check(FAIL, "modality config", f"no embodiment '{tag}' in processor_config.json "
-                            f"(it has {sorted(configs)})", "set embodiment_tag to the one it was fine-tuned with"))
-        return checks
-
-    def keys(modality):
-        value = entry.get(modality) or {}
-        return list(value.get("modality_keys", [])) if isinstance(value, dict) else []
-
-    video = keys("video")
-    cameras = list(client.get("camera_names", []))
-    video_keys = list(server.get("video_keys", [])) or cameras
-    if video and video_keys and sorted(video) != sorted(video_keys):
-        checks.append(Check(FAIL, "modality config", f"video keys {video}, parameters {video_keys} "
-                            "(camera_names / video_keys)",
-                            "set video_keys (server) to the checkpoint's keys, one per camera, in camera_names order"))
-    else:
-        checks.append(Check(OK, "modality config", f"embodiment '{tag}': video {video}, state {keys('state')}, "
-                            f"action {keys('action')}, language {keys('language')}"))
-    if isinstance(statistics, dict) and tag in statistics:
-        sizes = {g: len(v.get("mean", v.get("min", []))) for g, v in statistics[tag].get("action", {}).items()}
-        total = sum(sizes.values())
-        dim = server.get("action_dim", client.get("action_dim"))
-        if sizes and dim and total != dim:
-            checks.append(Check(FAIL, "action groups", f"{sizes} add up to {total}, action_dim is {dim}",
-                                f"set action_dim to {total} (server and client) or use a matching checkpoint"))
-        elif sizes:
-            checks.append(Check(OK, "action groups", f"{sizes} = {total} dims"))
-    return checks
-
-
 # ------------------------------------------------------------------------------------ engines
 def check_engines(paths, trt=None, gpu=None) -> list[Check]:
     """Each engine's sidecar (<engine>.json, written by groot_build_engine) against this machine's
@@ -411,11 +251,11 @@ def check_engines(paths, trt=None, gpu=None) -> list[Check]:
 
 
 # ------------------------------------------------------------------------------------- main
-def run_checks(checkpoint: Path | None = None, engines=(), config_dir: Path = REPO_CONFIG, env=None) -> list[Check]:
+def run_checks(checkpoint: Path | None = None, engines=(), config_dir: Path | None = None, env=None) -> list[Check]:
     checks = check_ros(env) + check_python(env) + check_jpeg() + check_zmq() + check_torch() + check_tensorrt() \
-        + check_onnxruntime() + check_gr00t()
+        + check_onnxruntime() + doctor_gr00t.check_gr00t()
     if checkpoint is not None:
-        checks += check_checkpoint(checkpoint, config_dir)
+        checks += doctor_gr00t.check_checkpoint(checkpoint, config_dir, env)
         engines = list(engines) + sorted(str(p) for p in checkpoint.glob("*.engine"))
     if engines:
         checks += check_engines(engines)
@@ -430,8 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="groot_doctor", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=Path, help="an Isaac-GR00T checkpoint directory to check")
     parser.add_argument("--engine", action="append", default=[], help="a TensorRT engine file to check (repeatable)")
-    parser.add_argument("--config-dir", type=Path, default=REPO_CONFIG,
-                        help="where groot_server.yaml and groot_client.yaml are (default: the package's config/)")
+    parser.add_argument("--config-dir", type=Path, default=None,
+                        help="where groot_server.yaml is (default: the one the nodes start with: the installed "
+                        "share/alfie_gr00t/config, else the source checkout's config/)")
     parser.add_argument("--json", action="store_true", help="print the checks as JSON")
     args = parser.parse_args(argv)
     checks = run_checks(args.checkpoint, args.engine, args.config_dir)

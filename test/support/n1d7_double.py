@@ -1,14 +1,8 @@
 """A GR00T N1.7-shaped policy in real torch, and a stand-in Isaac-GR00T N1.7 install (no Isaac-GR00T here).
 
-A DOUBLE of upstream N1.7 (Isaac-GR00T main, commit 626af89), mirroring what the deployment code
-and `groot_doctor` touch, with upstream's names:
+A DOUBLE of upstream N1.7 (Isaac-GR00T main, commit 626af89), reading a checkpoint directory written
+by support/n1d7_checkpoint.py, mirroring what the deployment code touches, with upstream's names:
 
-* the checkpoint directory as N1.7 saves it: `config.json` (`model_type` and `architectures`
-  "Gr00tN1d7", `model_name` "nvidia/Cosmos-Reason2-2B", `state_history_length`, ...),
-  `processor_config.json` (`processor_class` "Gr00tN1d7Processor", `processor_kwargs.modality_configs`
-  per embodiment, which may carry an `rl_info` entry), `statistics.json`, `model*.safetensors`;
-* `ModalityConfig` (gr00t/data/types.py: delta_indices, modality_keys, sin_cos_embedding_keys,
-  mean_std_embedding_keys, action_configs);
 * `Gr00tPolicy(embodiment_tag, model_path, *, device, strict=True)`: drops `rl_info` from the
   modality configs, accepts several language keys and reads the first, checks (strict) that the
   observation carries every video, state and language key with the configured time steps;
@@ -33,96 +27,19 @@ import enum
 import json
 import sys
 import types
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-try:  # the N1.6 double's parts: in the package, or (older trees) beside the tests
-    from alfie_gr00t.tools.policy_double import (OUT_DIM, SA_DIM, VL_DIM, VL_TOKENS, ActionDecoder, ActionEncoder,
-                                                 Backbone, ExportWrapper, TinyDiT, perturbed)
-except ImportError:
-    from dit_double import (OUT_DIM, SA_DIM, VL_DIM, VL_TOKENS, ActionDecoder, ActionEncoder, Backbone,  # noqa: F401
-                            ExportWrapper, TinyDiT, perturbed)
+from alfie_gr00t.tools.policy_double import (SA_DIM, VL_DIM, VL_TOKENS, ActionDecoder, ActionEncoder, Backbone,
+                                             ExportWrapper, TinyDiT, perturbed)  # noqa: F401
 
-from alfie_gr00t import layout
+from support.n1d7_checkpoint import (LANGUAGE_KEYS, TAG, Gr00tN1d7Config, ModalityConfig,  # noqa: F401
+                                     modality_configs, statistics, write_checkpoint)
 
-TAG = "new_embodiment"
-LANGUAGE_KEYS = ("annotation.human.task_description", "annotation.human.coarse_action")
 DELTA_SCALE, DELTA_CLIP = 0.02, 0.05  # decoded action = last state + clip(DELTA_SCALE * pred, +-DELTA_CLIP)
-
-
-@dataclass
-class ModalityConfig:
-    """gr00t/data/types.py ModalityConfig."""
-
-    delta_indices: list
-    modality_keys: list
-    sin_cos_embedding_keys: list | None = None
-    mean_std_embedding_keys: list | None = None
-    action_configs: list | None = None
-
-
-@dataclass
-class Gr00tN1d7Config:
-    """The fields of gr00t/configs/model/gr00t_n1d7.py the deployment code reads, sized for a CPU test."""
-
-    model_type: str = "Gr00tN1d7"
-    model_name: str = "nvidia/Cosmos-Reason2-2B"
-    backbone_model_type: str = "qwen"
-    max_state_dim: int = layout.ACTION_DIM
-    max_action_dim: int = layout.ACTION_DIM
-    action_horizon: int = layout.ACTION_HORIZON
-    hidden_size: int = OUT_DIM
-    input_embedding_dim: int = SA_DIM
-    backbone_embedding_dim: int = VL_DIM
-    state_history_length: int = 1
-    add_pos_embed: bool = True
-    max_seq_len: int = 64
-    use_alternate_vl_dit: bool = True
-    num_inference_timesteps: int = 4
-    num_timestep_buckets: int = 1000
-    architectures: list = field(default_factory=lambda: ["Gr00tN1d7"])
-
-
-def modality_configs(language_keys=LANGUAGE_KEYS, state_steps: int = 1, rl_info: bool = True) -> dict:
-    """One embodiment's modality configs as an N1.7 fine-tune of the Alfie robot saves them."""
-    groups = [g.name for g in layout.LAYOUT_GROUPS]
-    configs = {"video": ModalityConfig([0], list(layout.CAMERA_NAMES)),
-               "state": ModalityConfig(list(range(1 - state_steps, 1)), groups),
-               "action": ModalityConfig(list(range(layout.ACTION_HORIZON)), groups),
-               "language": ModalityConfig([0], list(language_keys))}
-    if rl_info:
-        configs["rl_info"] = ModalityConfig([0], ["reward"])
-    return configs
-
-
-def statistics() -> dict:
-    table = {g.name: {s: [v] * g.size for s, v in (("min", -1.0), ("max", 1.0), ("mean", 0.0), ("std", 0.5),
-                                                   ("q01", -0.9), ("q99", 0.9))} for g in layout.LAYOUT_GROUPS}
-    return {TAG: {"state": table, "action": table, "relative_action": table}}
-
-
-def write_checkpoint(path: Path, config: Gr00tN1d7Config | None = None, configs: dict | None = None,
-                     model_type: str | None = None) -> Path:
-    """A checkpoint directory with N1.7's files (weights are a placeholder: the double seeds its own)."""
-    config = config or Gr00tN1d7Config()
-    path.mkdir(parents=True, exist_ok=True)
-    saved = {**asdict(config), "transformers_version": "4.57.3"}
-    if model_type:  # another generation's checkpoint
-        saved.update(model_type=model_type, architectures=[model_type])
-    (path / "config.json").write_text(json.dumps(saved))
-    configs = configs or modality_configs()
-    (path / "processor_config.json").write_text(json.dumps({
-        "processor_class": "Gr00tN1d7Processor",
-        "processor_kwargs": {"modality_configs": {TAG: {m: asdict(c) for m, c in configs.items()}},
-                             "model_name": config.model_name, "model_type": "qwen"}}))
-    (path / "statistics.json").write_text(json.dumps(statistics()))
-    (path / "embodiment_id.json").write_text(json.dumps({TAG: 10}))
-    (path / "model-00001-of-00001.safetensors").write_bytes(b"\0" * 8)
-    return path
 
 
 class Gr00tN1d7ActionHead(nn.Module):
