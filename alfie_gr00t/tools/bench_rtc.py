@@ -103,7 +103,7 @@ def disagreeing(trajectory, amplitude: float, seed: int = 0, dims=None):
     """`trajectory` plus a random offset per call (per chunk) on `dims` (default: the moving joints of
     the `trajectory` mock): consecutive chunks disagree as a real policy's samples do."""
     rng = np.random.default_rng(seed)
-    dims = list(dims if dims is not None else (d for d, *_ in mock_engine._TRAJECTORY))
+    dims = list(dims if dims is not None else mock_engine.TRAJECTORY_DIMS)
 
     def offset_trajectory(times, dim: int = layout.ACTION_DIM):
         out = trajectory(times, dim)
@@ -147,14 +147,21 @@ class Recording:
 
 
 def instrument(client, rec: Recording) -> None:
-    """Wrap the gate's output sink and the scheduler's add_chunk on the node's own objects: each queued
-    chunk is kept with the clock time at which its first kept step plays."""
+    """Wrap the gate's output sink and the scheduler's add_chunk and command on the node's own objects:
+    each queued chunk is kept with the clock time at which its first kept step plays, and each command
+    with the time the scheduler computed it for (a tick's publishing time jitters on shared cores)."""
     now, gate, scheduler = client.now, client.gate, client.scheduler
-    output, add_chunk = gate._output, scheduler.add_chunk
+    output, add_chunk, command = gate._output, scheduler.add_chunk, scheduler.command
+    evaluated = {"t": None}
+
+    def recorded_command(at=None):
+        evaluated["t"] = now() if at is None else at
+        return command(evaluated["t"])
 
     def recorded_output(cmd):
         if rec.on:
-            rec.commands.append((now(), cmd.kind.value, cmd.vector.copy()))
+            t = evaluated["t"] if cmd.kind.value == "policy" and evaluated["t"] is not None else now()
+            rec.commands.append((t, cmd.kind.value, cmd.vector.copy()))
         output(cmd)
 
     def recorded_add_chunk(actions, observation_time, *args, **kwargs):
@@ -167,6 +174,7 @@ def instrument(client, rec: Recording) -> None:
 
     gate._output = recorded_output
     scheduler.add_chunk = recorded_add_chunk
+    scheduler.command = recorded_command
 
 
 # -- metrics (pure) ----------------------------------------------------------------------------------
@@ -208,13 +216,16 @@ def seam_metrics(times, vectors, chunks, dims=JOINTS) -> dict:
     v = np.asarray(vectors, dtype=np.float64)[:, dims]
     change = np.diff(v, axis=0)
     size = np.abs(change).max(axis=1)
-    own = float(np.median(size))
+    consecutive = np.diff(t) < 1.5 * TICK_S  # policy commands on adjacent ticks (not across a hold)
+    if not consecutive.any():
+        return empty
+    own = float(np.median(size[consecutive]))
     ordered = sorted(chunks, key=lambda c: c[0])
     jumps, excesses = [], []
     for index, (queued, _, kept, start) in enumerate(ordered[1:], start=1):
         after = ordered[index + 1][0] if index + 1 < len(ordered) else np.inf
         end = min(queued + WINDOW_STEPS / STEP_HZ, after)
-        hit = np.flatnonzero((t[1:] > queued) & (t[1:] <= end))
+        hit = np.flatnonzero((t[1:] > queued) & (t[1:] <= end) & consecutive)
         if hit.size == 0 or start is None:
             continue
         new = chunk_alone(kept[:, dims], start, np.concatenate([t[hit], t[hit + 1]]))
@@ -263,7 +274,7 @@ def summarize(rec: Recording, stopped: float, seconds: float) -> dict:
     first = rec.chunks[0][0]
     commands = [c for c in rec.commands if first <= c[0] <= stopped]
     policy = [c for c in commands if c[1] == "policy"]
-    holds = [c[0] for c in commands if c[1] != "policy"]
+    holds = [c[0] for c in commands if c[1] in ("hold", "stop")]
     policy_t = [c[0] for c in policy]
     seams = seam_metrics(policy_t, [c[2] for c in policy] or np.zeros((0, layout.ACTION_DIM)), rec.chunks)
     return {"seconds": seconds, "chunks": len(rec.chunks),
