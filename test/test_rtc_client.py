@@ -29,7 +29,7 @@ from support.rtc_sim import ClientSim, FakeClock  # noqa: E402
 
 HZ = 15.0
 DIM = 21
-TRAJECTORY_DIMS = [d for d, *_ in mock_engine._TRAJECTORY]
+TRAJECTORY_DIMS = list(mock_engine.TRAJECTORY_DIMS)
 
 
 def ramp(start: float, slope: float = 0.01, steps: int = 16) -> np.ndarray:

@@ -181,6 +181,18 @@ class MotionGate:
     def armed(self) -> bool:
         return self._armed
 
+    def watch(self, listener: Callable[[Command], None]) -> None:
+        """Hand every command to `listener` too, right after the output and under the same lock: how a
+        benchmark or a recorder sees exactly what the robot was sent. A listener must be quick and not raise."""
+        output = self._output
+
+        def output_then_listener(command: Command) -> None:
+            output(command)
+            listener(command)
+
+        with self._lock:
+            self._output = output_then_listener
+
     @property
     def engaged(self) -> bool:
         """Armed, or commanding (a policy step or a hold in progress): a shutdown must stop it."""

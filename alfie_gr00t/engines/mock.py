@@ -25,7 +25,7 @@ from alfie_gr00t.engines.base import Engine, EngineConfig, EngineOutput, Observa
 
 MOCK_POLICIES = ("hold", "trajectory")
 TRAJECTORY_STEP_HZ = 15.0  # the training rate the trajectory's steps are spaced at (docs/design.md#the-21-d-layout)
-_BLEND_STEPS = 4  # steps over which a prefix's end blends into the trajectory
+BLEND_STEPS = 4  # steps over which a prefix's end blends into the trajectory
 
 # (dim, centre rad, amplitude rad, frequency Hz, phase rad): inside every joint's default limits and
 # under 0.4 rad/s peak speed, well below the 1.5 rad/s joint velocity limit.
@@ -37,6 +37,7 @@ _TRAJECTORY = (
     (18, -0.2, 0.20, 0.10, 0.5),  # head_yaw
     (19, -0.3, 0.15, 0.12, 1.5),  # head_pitch
 )
+TRAJECTORY_DIMS = tuple(d for d, *_ in _TRAJECTORY)  # the dims the trajectory moves (the others stay 0)
 
 
 def trajectory_at(times, dim: int = layout.ACTION_DIM) -> np.ndarray:
@@ -59,6 +60,7 @@ class MockEngine(Engine):
         if config.mock_policy not in MOCK_POLICIES:
             raise ValueError(f"mock_policy must be one of {MOCK_POLICIES}, got {config.mock_policy!r}")
         self.policy = config.mock_policy
+        self.trajectory = trajectory_at  # the `trajectory` policy's function of time (a benchmark may swap it)
         self._delay_s = max(0.0, config.mock_delay_ms) / 1000.0
         self._jitter_s = max(0.0, config.mock_jitter_ms) / 1000.0
         self._horizon = config.action_horizon
@@ -87,7 +89,7 @@ class MockEngine(Engine):
         chunks = []
         for b in range(batch.batch_size):
             stamp = batch.timestamps[b] if b < len(batch.timestamps) else time.time()
-            chunk = trajectory_at(stamp + offsets, dim)
+            chunk = self.trajectory(stamp + offsets, dim)
             prefix = batch.prefixes[b] if b < len(batch.prefixes) else None
             if prefix is not None:
                 chunk = _continue_prefix(chunk, prefix)
@@ -103,6 +105,6 @@ def _continue_prefix(chunk: np.ndarray, prefix) -> np.ndarray:
     out = chunk.copy()
     out[:k] = prefix.actions[:k]
     offset = prefix.actions[k - 1] - chunk[k - 1]
-    for j in range(k, min(len(chunk), k + _BLEND_STEPS)):
-        out[j] += offset * (1.0 - (j - k + 1) / (_BLEND_STEPS + 1))
+    for j in range(k, min(len(chunk), k + BLEND_STEPS)):
+        out[j] += offset * (1.0 - (j - k + 1) / (BLEND_STEPS + 1))
     return out

@@ -64,7 +64,7 @@ from alfie_gr00t.engines import mock as mock_engine  # noqa: E402
 SLOT_S = 0.01  # dead time is counted in 10 ms slots (one 100 Hz tick each)
 STEP_HZ = 15.0
 HORIZON = layout.ACTION_HORIZON
-TRAJECTORY_DIMS = tuple(d for d, *_ in mock_engine._TRAJECTORY)  # (7, 8, 13, 14, 18, 19)
+TRAJECTORY_DIMS = mock_engine.TRAJECTORY_DIMS  # (7, 8, 13, 14, 18, 19)
 IDEAL = mock_engine.trajectory_at  # bound before any variant patches the mock module
 
 # (name, mock_delay_ms, mock_jitter_ms)
@@ -207,7 +207,7 @@ def period_summary(periods_ms) -> dict:
             "max_ms": round(float(p.max()), 3), "n": int(p.size)}
 
 
-def seam_window_s(crossfade_steps: int, prefix: bool, blend_steps: int = mock_engine._BLEND_STEPS) -> float:
+def seam_window_s(crossfade_steps: int, prefix: bool, blend_steps: int = mock_engine.BLEND_STEPS) -> float:
     """The ticks a seam can touch: the crossfade (or the mock's prefix blend), plus one step."""
     return (max(crossfade_steps, blend_steps if prefix else 0) + 1) / STEP_HZ
 
