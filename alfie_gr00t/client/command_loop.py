@@ -24,7 +24,8 @@ _LOG_EVERY = 500
 
 class CommandLoop:
     def __init__(self, period_s: float, tick: Callable[[], None], priority: int = 0,
-                 log: Callable[[str, str], None] | None = None, clock=time.monotonic, name: str = "command"):
+                 log: Callable[[str, str], None] | None = None, clock=time.monotonic, name: str = "command",
+                 wait: Callable[[float], bool] | None = None):
         if not period_s > 0:
             raise ValueError(f"period must be positive, got {period_s}")
         self.period_s = float(period_s)
@@ -33,7 +34,8 @@ class CommandLoop:
         self._log = log or (lambda level, message: None)
         self._clock = clock
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._wait = wait or self._stop.wait  # (seconds) -> True once stopped; tests pass a simulated one
+        self._thread = threading.Thread(target=self.run, name=name, daemon=True)
         self.scheduling = "not started"
         self.ticks = 0
         self.deadlines_missed = 0
@@ -53,12 +55,17 @@ class CommandLoop:
     def running(self) -> bool:
         return self._thread.is_alive() and not self._stop.is_set()
 
-    def _run(self) -> None:
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """The loop, on the calling thread, until `stop()` (`start()` runs it on its own thread)."""
         self.scheduling = self._apply_priority()
         deadline = self._clock()
         while True:
             delay = deadline - self._clock()
-            if self._stop.wait(delay) if delay > 0 else self._stop.is_set():
+            if self._wait(delay) if delay > 0 else self._stop.is_set():
                 return
             self._run_tick()
             deadline += self.period_s

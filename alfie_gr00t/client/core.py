@@ -260,7 +260,9 @@ class ClientCore:
     def _decide(self):
         if self._pending_stops:  # a stop is on its way: a hold now, never a policy step
             return None, (self.gate.hold("stop requested") if self.gate.armed else self.gate.step(None))
-        self._watch_deadman()
+        held = self._watch_deadman()
+        if held is not None:  # the deadman's hold began this tick: its first command is this tick's
+            return None, held
         active = self.machine.state is ClientState.ACTIVE and not self._deadman_holding
         target = self.scheduler.command() if active else None
         return target, self.gate.step(target)
@@ -281,27 +283,30 @@ class ClientCore:
             self.gate.plan(planned, dt)
 
     # -- the deadman -------------------------------------------------------------------------------
-    def _watch_deadman(self) -> None:
+    def _watch_deadman(self) -> Command | None:
+        """Hold on silence, resume when heartbeats return; the hold's first command when it began now."""
         if not self.deadman.enabled:
-            return
+            return None
         if not self.machine.wants_inference:
             self._deadman_holding = False
-            return
+            return None
         fresh = self.deadman.fresh()
         if not fresh and not self._deadman_holding:
-            self._deadman_hold()
-        elif fresh and self._deadman_holding:
+            return self._deadman_hold()
+        if fresh and self._deadman_holding:
             self._deadman_resume()
+        return None
 
-    def _deadman_hold(self) -> None:
+    def _deadman_hold(self) -> Command | None:
         why = self.deadman.describe()
         with self._transitions:
             if not self.machine.wants_inference or self._deadman_holding:
-                return
+                return None
             self._deadman_holding = True
-            self.gate.hold("deadman: no heartbeat")
+            command = self.gate.hold("deadman: no heartbeat")
             self.scheduler.reset()
         self._log("warning_now", f"{why}: holding; motion resumes with a fresh chunk once heartbeats return")
+        return command
 
     def _deadman_resume(self) -> None:
         with self._transitions:
