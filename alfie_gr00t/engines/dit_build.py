@@ -61,7 +61,8 @@ def check_dit_io(inputs: dict, outputs: dict) -> None:
     unknown = [n for n in inputs if n not in REQUIRED_INPUTS + OPTIONAL_INPUTS]
     if missing or unknown:
         raise EngineError(f"not a GR00T N1.6 DiT ONNX: missing {missing}, unexpected inputs {unknown}; expected "
-                          f"{list(REQUIRED_INPUTS + OPTIONAL_INPUTS)} -> '{OUTPUT}' (export_onnx_n1d6.py)")
+                          f"{list(REQUIRED_INPUTS + OPTIONAL_INPUTS)} -> '{OUTPUT}' (export_onnx_n1d6.py, or "
+                          "export_onnx_n1d7.py --export-mode dit_only)")
 
 
 def onnx_precision(inputs: dict) -> str:
@@ -109,7 +110,7 @@ def sequence_hints(onnx_path: Path, sa_seq_len: int | None, vl_seq_len: int | No
     vl = vl_seq_len or meta.get("vl_seq_len")
     if not sa or not vl:
         raise EngineError(f"the DiT profile needs the sequence lengths: pass --sa-seq-len (1 + action horizon) and "
-                          f"--vl-seq-len (backbone tokens), or keep export_metadata.json from export_onnx_n1d6.py "
+                          f"--vl-seq-len (backbone tokens), or keep export_metadata.json from export_onnx_n1d6.py/_n1d7.py "
                           f"beside {onnx_path.name}")
     return int(sa), int(vl)
 

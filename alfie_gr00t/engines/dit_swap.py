@@ -57,7 +57,8 @@ def check_dit_io(path, inputs, outputs) -> None:
     unknown = [n for n in inputs if n not in REQUIRED_INPUTS + OPTIONAL_INPUTS]
     if missing or unknown:
         raise EngineError(f"{path} is not a GR00T N1.6 DiT: missing {missing}, unexpected inputs {unknown} "
-                          f"(expected {list(REQUIRED_INPUTS + OPTIONAL_INPUTS)} -> '{OUTPUT}', export_onnx_n1d6.py)")
+                          f"(expected {list(REQUIRED_INPUTS + OPTIONAL_INPUTS)} -> '{OUTPUT}', export_onnx_n1d6.py or "
+                          "N1.7's export_onnx_n1d7.py --export-mode dit_only)")
 
 
 def backend_of(path: Path) -> str:
@@ -75,7 +76,8 @@ def _existing(path_text: str, parameter: str) -> Path:
     path = Path(path_text).expanduser()
     if not path.is_file():
         raise EngineError(f"{parameter} {path} does not exist: export the DiT with Isaac-GR00T's "
-                          "export_onnx_n1d6.py, build an engine with groot_build_engine <dit_model.onnx> "
+                          "export_onnx_n1d6.py (N1.7: export_onnx_n1d7.py), build an engine with groot_build_engine "
+                          "<dit_model.onnx> "
                           "(docs/checkpoint.md)")
     return path
 
@@ -88,7 +90,7 @@ def find_beside(checkpoint: Path) -> Path:
     if not found:
         raise EngineError(
             f"use_tensorrt is set but no DiT engine is beside {checkpoint} (looked for {', '.join(ENGINE_PATTERNS)}) "
-            "and tensorrt_engine_path is empty: export the DiT with Isaac-GR00T's export_onnx_n1d6.py, build it with "
+            "and tensorrt_engine_path is empty: export the DiT with Isaac-GR00T's export_onnx_n1d6.py (N1.7: export_onnx_n1d7.py), build it with "
             "groot_build_engine dit_model.onnx -o <checkpoint>/dit_model_fp16.engine, or set use_tensorrt:=false "
             "(an ONNX DiT runs with dit_engine_path:=<dit_model_fp32.onnx>)")
     raise EngineError(f"several DiT engines beside {checkpoint}: {[p.name for p in found]}; "
