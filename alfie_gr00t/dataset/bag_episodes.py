@@ -168,6 +168,11 @@ def bag_streams(bag, tmap: TopicMap, decode, joint_names=layout.JOINT_NAMES) -> 
     if missing:
         have = ", ".join(f"{t} [{ty}]" for t, ty in sorted(seen.items())) or "no topic"
         raise ExportError(f"{source}: the topic map names topics the bag does not have: {missing}; it has {have}")
+    for cam, topic in tmap.cameras.items():
+        kind = seen[topic].replace("/msg/", "/")
+        if kind not in IMAGE_TYPES:
+            raise ExportError(f"{source}: {topic} (camera {cam}) is {kind}, the topic map needs "
+                              f"{' or '.join(IMAGE_TYPES)}")
     frames = {}
     for cam, topic in tmap.cameras.items():
         times = np.asarray(camera_times[topic], dtype=np.float64) if tmap.time == "receive" else \

@@ -23,6 +23,9 @@ from alfie_gr00t import layout
 
 DEFAULT_FPS = 15.0
 DEFAULT_MAX_GAP_S = 1.0
+# "At or before t" allows this much: times in seconds since 1970 as float64 are only good to ~0.24 us,
+# so a sample stamped exactly at a grid time must not flip to "after" by rounding.
+TIME_EPS_S = 1e-6
 
 
 class ExportError(ValueError):
@@ -74,7 +77,7 @@ def latest_at_or_before(times, values, grid) -> tuple[np.ndarray, np.ndarray]:
     values. Returns (sampled (G, D), valid (G, D)); invalid entries (no finite sample yet) are NaN."""
     times = np.asarray(times, dtype=np.float64).reshape(-1)
     values = np.asarray(values, dtype=np.float64).reshape(len(times), -1)
-    grid = np.asarray(grid, dtype=np.float64)
+    grid = np.asarray(grid, dtype=np.float64) + TIME_EPS_S
     out = np.full((len(grid), values.shape[1]), np.nan)
     for d in range(values.shape[1]):
         rows = np.flatnonzero(np.isfinite(values[:, d]))  # recording order
@@ -90,7 +93,7 @@ def latest_at_or_before(times, values, grid) -> tuple[np.ndarray, np.ndarray]:
 
 def latest_index(times: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Index of the latest time at or before each grid time (times sorted), -1 where there is none."""
-    return np.searchsorted(times, grid, side="right") - 1
+    return np.searchsorted(times, np.asarray(grid, dtype=np.float64) + TIME_EPS_S, side="right") - 1
 
 
 def _combine(parts, grid, dim: int) -> np.ndarray:
