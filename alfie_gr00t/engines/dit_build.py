@@ -110,8 +110,8 @@ def sequence_hints(onnx_path: Path, sa_seq_len: int | None, vl_seq_len: int | No
     vl = vl_seq_len or meta.get("vl_seq_len")
     if not sa or not vl:
         raise EngineError(f"the DiT profile needs the sequence lengths: pass --sa-seq-len (1 + action horizon) and "
-                          f"--vl-seq-len (backbone tokens), or keep export_metadata.json from export_onnx_n1d6.py/_n1d7.py "
-                          f"beside {onnx_path.name}")
+                          "--vl-seq-len (backbone tokens), or keep export_metadata.json from export_onnx_n1d6.py "
+                          f"(or _n1d7.py) beside {onnx_path.name}")
     return int(sa), int(vl)
 
 

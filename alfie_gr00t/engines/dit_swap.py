@@ -90,7 +90,8 @@ def find_beside(checkpoint: Path) -> Path:
     if not found:
         raise EngineError(
             f"use_tensorrt is set but no DiT engine is beside {checkpoint} (looked for {', '.join(ENGINE_PATTERNS)}) "
-            "and tensorrt_engine_path is empty: export the DiT with Isaac-GR00T's export_onnx_n1d6.py (N1.7: export_onnx_n1d7.py), build it with "
+            "and tensorrt_engine_path is empty: export the DiT with Isaac-GR00T's export_onnx_n1d6.py "
+            "(N1.7: export_onnx_n1d7.py), build it with "
             "groot_build_engine dit_model.onnx -o <checkpoint>/dit_model_fp16.engine, or set use_tensorrt:=false "
             "(an ONNX DiT runs with dit_engine_path:=<dit_model_fp32.onnx>)")
     raise EngineError(f"several DiT engines beside {checkpoint}: {[p.name for p in found]}; "
