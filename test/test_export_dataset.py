@@ -86,10 +86,12 @@ def make_session(path="s.mcap", *, t0=100.0, obs_hz=5.0, duration=2.0, cmd_start
 
 
 def latest(times, t):
-    """Brute force: the index of the sample recorded last among those whose time is <= t."""
+    """Brute force: the index of the sample recorded last among those whose time is <= t (within the
+    exporter's 1 us: seconds since 1970 in float64 are good to ~0.24 us, a sample stamped at a grid time
+    counts as at it)."""
     best = None
     for i, ti in enumerate(times):
-        if ti <= t:
+        if ti <= t + ex.TIME_EPS_S:
             best = i
     return best
 

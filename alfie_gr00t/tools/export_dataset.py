@@ -25,7 +25,7 @@ import sys
 
 from alfie_gr00t import layout
 from alfie_gr00t.dataset.episode import (  # noqa: F401 (the export's API, re-exported)
-    DEFAULT_FPS, DEFAULT_MAX_GAP_S, Episode, ExportError, latest_at_or_before, resample, resample_streams)
+    DEFAULT_FPS, DEFAULT_MAX_GAP_S, TIME_EPS_S, Episode, ExportError, latest_at_or_before, resample, resample_streams)
 from alfie_gr00t.dataset.lerobot import (  # noqa: F401
     FOURCC_CODECS, MODALITY_CONFIG_FILE, TASK_ANNOTATION, check_output, decode_frame, export_episodes,
     export_sessions, modality_config_source, modality_json, raw_size_of)
