@@ -212,6 +212,7 @@ def test_a_checkpoint_of_another_generation_than_installed_fails_with_the_fix(tm
     (("gr00t_n1d7",), "4.51.3", [doctor.FAIL], "too old for N1.7's Qwen3-VL backbone (needs 4.57 or later)"),
     (("gr00t_n1d7",), "4.57.3", [doctor.OK], "4.57.3, as Isaac-GR00T N1.7 pins"),
     (("gr00t_n1d7",), "4.58.0", [doctor.WARN], "Isaac-GR00T N1.7 pins transformers 4.57.3"),
+    (("gr00t_n1d7",), "4.57.6", [doctor.OK], "4.57.6, as Isaac-GR00T N1.7 pins"),
     (("gr00t_n1d6",), "4.57.3", [doctor.WARN], "Isaac-GR00T N1.6 pins transformers 4.51.3"),
     (("gr00t_n1d6",), "4.51.3", [doctor.OK], "as Isaac-GR00T N1.6 pins"),
 ])

@@ -28,16 +28,19 @@ class Generation:
     module: str           # gr00t/model/<module>/ in an install
     model_type: str       # config.json "model_type" (and "architectures") of its checkpoints
     processor_class: str  # processor_config.json "processor_class"
-    transformers: str     # the transformers version upstream pins
+    transformers: str     # the transformers version upstream's default (x86 / dGPU) pyproject pins
     python: str           # the Pythons upstream's pyproject allows
     ref: str              # the git ref of Isaac-GR00T to check out
     backbone: str = ""    # hub model loaded with from_pretrained at every build ("" = shipped in the package)
+    pins: tuple = ()      # every transformers pin of its pyprojects (dGPU, Orin, Thor, Spark)
+    pythons: tuple = ()   # every Python (major, minor) of its pyprojects
 
 
 N1_6 = Generation("N1.6", "gr00t_n1d6", "Gr00tN1d6", "Gr00tN1d6Processor", "4.51.3", "3.10-3.12",
-                  "n1.6-release")
-N1_7 = Generation("N1.7", "gr00t_n1d7", "Gr00tN1d7", "Gr00tN1d7Processor", "4.57.3", "3.10",
-                  "main", backbone="nvidia/Cosmos-Reason2-2B")
+                  "n1.6-release", pins=("4.51.3",), pythons=((3, 10), (3, 11), (3, 12)))
+N1_7 = Generation("N1.7", "gr00t_n1d7", "Gr00tN1d7", "Gr00tN1d7Processor", "4.57.3", "3.10 (Thor, Spark: 3.12)",
+                  "main", backbone="nvidia/Cosmos-Reason2-2B", pins=("4.57.3", "4.57.6"),
+                  pythons=((3, 10), (3, 12)))
 GENERATIONS = (N1_6, N1_7)
 N1_7_MIN_TRANSFORMERS = (4, 57)  # Qwen3-VL first shipped in transformers 4.57
 

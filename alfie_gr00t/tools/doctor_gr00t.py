@@ -61,9 +61,11 @@ def check_gr00t(where: Path | None = None, transformers: str | None = None) -> l
                       "older tree?)", _FIX_INSTALL)]
     names = ", ".join(f"{g.name} (gr00t.model.{g.module})" for g in generations)
     checks = [Check(OK, "Isaac-GR00T", f"{found}: {names} (importable; not loaded)")]
-    if gen.N1_7 in generations and sys.version_info[:2] != (3, 10):
-        checks.append(Check(WARN, "Isaac-GR00T", f"N1.7 asks for Python 3.10 (its pyproject), this is "
-                            f"{sys.version_info[0]}.{sys.version_info[1]}", "a Python 3.10 environment"))
+    for generation in generations:
+        if sys.version_info[:2] not in generation.pythons:
+            checks.append(Check(WARN, "Isaac-GR00T", f"{generation.name} asks for Python {generation.python} (its "
+                                f"pyprojects), this is {sys.version_info[0]}.{sys.version_info[1]}",
+                                f"a Python {generation.python} environment"))
     return checks + check_transformers(generations, transformers or _distribution_version("transformers"))
 
 
@@ -78,9 +80,9 @@ def check_transformers(generations, version: str | None) -> list[Check]:
         elif generation is gen.N1_7 and major_minor(version) < gen.N1_7_MIN_TRANSFORMERS:
             checks.append(Check(FAIL, "transformers", f"{version}: too old for {generation.name}'s Qwen3-VL backbone "
                                 f"(needs 4.57 or later); {needs}", pin))
-        elif version != generation.transformers:
-            checks.append(Check(WARN, "transformers", f"{version}; {needs} (other versions are untested upstream)",
-                                pin))
+        elif version not in generation.pins:
+            checks.append(Check(WARN, "transformers", f"{version}; {needs} (its Jetson pyprojects "
+                                f"{', '.join(generation.pins)}; other versions are untested upstream)", pin))
         else:
             checks.append(Check(OK, "transformers", f"{version}, as Isaac-GR00T {generation.name} pins"))
     return checks
