@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alfie_gr00t.client.robot_state import MeasuredState, capture_time, describe_problems, fresh_mask
+from alfie_gr00t.stats import RollingStats
 from alfie_gr00t.wire import images
 
 try:  # cv_bridge is a ROS system package (not on PyPI); numpy conversion covers the common encodings.
@@ -37,7 +38,11 @@ class Snapshot:
 
 class LatestInputs:
     """The newest camera frames (with capture times) and task, plus the shared MeasuredState;
-    written by callbacks, read by the inference thread."""
+    written by callbacks, read by the inference thread.
+
+    Two rolling figures say how old the frames are (ms, per camera frame): `frame_delay_ms`, capture
+    to stored (transport and the wait for the subscription's callback), and `frame_age_ms`, capture
+    to the snapshot the inference thread takes (the delay plus the time the frame waited here)."""
 
     def __init__(self, camera_names, measured: MeasuredState, task: str, clock=time.monotonic):
         self._lock = threading.Lock()
@@ -47,22 +52,30 @@ class LatestInputs:
         self._camera_names = tuple(camera_names)
         self.measured = measured
         self.task = task
+        self.frame_delay_ms = RollingStats(window=2000)
+        self.frame_age_ms = RollingStats(window=2000)
 
     def store_frame(self, name: str, msg, stamp: float | None = None) -> None:
-        """A camera frame, captured at `stamp` (its header stamp, trusted only when sane) or now."""
-        when = capture_time(stamp, self._clock())
+        """A camera frame, captured at `stamp` (its header stamp, trusted only when sane) or now.
+        Called from the subscription callback: it only keeps the reference (serialized bytes are fine)."""
+        now = self._clock()
+        when = capture_time(stamp, now)
         with self._lock:
             self._frames[name] = msg
             self._frame_times[name] = when
+        self.frame_delay_ms.add((now - when) * 1000.0)
 
     def snapshot(self, max_age_s: float) -> Snapshot:
         """The latest inputs, or StaleInputs naming every camera and state dim that may not be sent."""
         now = self._clock()
         reading = self.measured.reading()
         with self._lock:
+            times = {n: self._frame_times[n] for n in self._camera_names if n in self._frame_times}
             stale = [n for n in self._camera_names
-                     if not fresh_mask(self._frame_times.get(n, -np.inf), now, max_age_s)]
+                     if not fresh_mask(times.get(n, -np.inf), now, max_age_s)]
             frames = dict(self._frames)
+        for when in times.values():
+            self.frame_age_ms.add((now - when) * 1000.0)
         problems = reading.problems(now, max_age_s)
         if stale or problems:
             detail = "; ".join(filter(None, [f"cameras: {', '.join(stale)}" if stale else "",
