@@ -221,3 +221,20 @@ def test_a_broken_topic_or_field_is_reported(rig_graph):
     assert "no node publishes /alfie/groot_client/debug/image/left_wid" in problems[0]
     assert any("no field 'positon'" in p for p in problems)
     assert any("DiagnosticArray" in p and "std_msgs/msg/String" in p for p in problems)
+
+
+def test_the_client_status_panel_selects_the_name_and_hardware_id_the_client_publishes(rig_graph):
+    """Foxglove's Diagnostics - Detail panel finds a status by hardware id and name: both must be what
+    the client publishes (and records). The hardware id is the client's server address, so the layout
+    selects the default one; the rig's client, on its own IPC path, publishes its own address there."""
+    from alfie_gr00t.client.config import ClientConfig
+    from alfie_gr00t.nodes.diagnostics import client_diagnostics
+
+    layout, _, received, _ = rig_graph
+    panel = layout["configById"]["DiagnosticStatusPanel!client"]
+    default = client_diagnostics({"state": "IDLE", "server_address": ClientConfig().address})
+    assert (panel["selectedName"], panel["selectedHardwareId"]) == (default.name, default.hardware_id)
+    published = [s for m in received["/diagnostics"] for s in m.status if s.name == panel["selectedName"]]
+    assert published, "the client published no status under the panel's name"
+    assert len({s.hardware_id for s in published}) == 1  # one stable id: the detail panel keeps finding it
+    assert published[0].hardware_id.startswith("ipc://") and published[0].hardware_id.endswith("/groot.sock")
