@@ -63,7 +63,7 @@ import numpy as np  # noqa: E402
 from alfie_gr00t import layout  # noqa: E402
 from alfie_gr00t.engines import mock as mock_engine  # noqa: E402
 from alfie_gr00t.tools import report  # noqa: E402
-from alfie_gr00t.tools.bench_motion import dead_time  # noqa: E402
+from alfie_gr00t.tools.motion_metrics import dead_time  # noqa: E402
 from alfie_gr00t.tools.rig import NodeRig  # noqa: E402
 
 STEP_HZ = 15.0
