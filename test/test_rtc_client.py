@@ -199,17 +199,19 @@ class ShiftingEngine:
         return out
 
 
-def serve(ipc_path, service_cls=AdvertisingService, shift: float = 0.0):
+def serve(ipc_path, service_cls=AdvertisingService, shift: float = 0.0, disagree: float = 0.0):
     config = ServerConfig(mock_mode=True, mock_policy="trajectory", ipc_path=ipc_path, warmup_runs=0)
     engine = MockEngine(config.engine_config())
+    if disagree:
+        engine.trajectory = disagreeing(engine.trajectory, disagree)
     if shift:
         engine = ShiftingEngine(engine, shift)
     service = service_cls(engine, config)
     return service, BackgroundServer(service).start()
 
 
-def simulate(ipc_path, latency_s, seconds=6.0, service_cls=AdvertisingService, shift=0.0, **client):
-    service, server = serve(ipc_path, service_cls, shift)
+def simulate(ipc_path, latency_s, seconds=6.0, service_cls=AdvertisingService, shift=0.0, disagree=0.0, **client):
+    service, server = serve(ipc_path, service_cls, shift, disagree)
     sim = ClientSim(ClientConfig(ipc_path=ipc_path, **client), latency_s)
     try:
         return sim.run(seconds)
@@ -262,12 +264,10 @@ def test_a_server_without_rtc_gets_todays_requests(ipc_path):
 
 
 @pytest.mark.parametrize("latency_s", [0.05, 0.25])
-def test_splices_continue_the_motion_with_chunks_that_disagree(ipc_path, monkeypatch, latency_s):
+def test_splices_continue_the_motion_with_chunks_that_disagree(ipc_path, latency_s):
     """Each chunk is offset by up to 0.05 rad (a policy's samples disagree); the server still freezes
     the prefix. At every splice the command is the one the old schedule would have given."""
-    monkeypatch.setattr(mock_engine, "trajectory_at",
-                        disagreeing(mock_engine.trajectory_at, 0.05, dims=TRAJECTORY_DIMS))
-    sim = simulate(ipc_path, latency_s=latency_s)
+    sim = simulate(ipc_path, latency_s=latency_s, disagree=0.05)
     spliced = [(t, old) for t, old, splice in sim.record.arrivals if splice]
     assert len(spliced) >= 10, sim.worker.rtc_status()
     commands = dict(sim.record.commands)

@@ -113,8 +113,9 @@ def disagreeing(trajectory, amplitude: float, seed: int = 0, dims=None):
     return offset_trajectory
 
 
-def make_engine(policy: str, workdir: str, log=print):
-    """The engine a policy row serves: the denoising double with its DiT in ONNX Runtime, or the mock."""
+def make_engine(policy: str, workdir: str, disagree: float = 0.0, log=print):
+    """The engine a policy row serves: the denoising double with its DiT in ONNX Runtime, or the mock
+    (its chunks offset by +-`disagree` rad each)."""
     from alfie_gr00t.engines.base import EngineConfig
 
     if policy == "double":
@@ -122,7 +123,10 @@ def make_engine(policy: str, workdir: str, log=print):
 
         log("policy double: training the flow-matching action head and exporting its DiT to ONNX (about a minute)")
         return policy_double.make_engine(dit="onnxruntime", workdir=workdir)
-    return mock_engine.MockEngine(EngineConfig(mock_policy="trajectory"))
+    engine = mock_engine.MockEngine(EngineConfig(mock_policy="trajectory"))
+    if disagree > 0:
+        engine.trajectory = disagreeing(engine.trajectory, disagree)
+    return engine
 
 
 def advertises_rtc(address: str) -> bool:
@@ -147,11 +151,11 @@ class Recording:
 
 
 def instrument(client, rec: Recording) -> None:
-    """Wrap the gate's output sink and the scheduler's add_chunk and command on the node's own objects:
+    """Watch the gate's commands and wrap the scheduler's add_chunk and command on the node's own objects:
     each queued chunk is kept with the clock time at which its first kept step plays, and each command
     with the time the scheduler computed it for (a tick's publishing time jitters on shared cores)."""
     now, gate, scheduler = client.now, client.gate, client.scheduler
-    output, add_chunk, command = gate._output, scheduler.add_chunk, scheduler.command
+    add_chunk, command = scheduler.add_chunk, scheduler.command
     evaluated = {"t": None}
 
     def recorded_command(at=None):
@@ -162,7 +166,6 @@ def instrument(client, rec: Recording) -> None:
         if rec.on:
             t = evaluated["t"] if cmd.kind.value == "policy" and evaluated["t"] is not None else now()
             rec.commands.append((t, cmd.kind.value, cmd.vector.copy()))
-        output(cmd)
 
     def recorded_add_chunk(actions, observation_time, *args, **kwargs):
         t = now()
@@ -172,7 +175,7 @@ def instrument(client, rec: Recording) -> None:
             rec.chunks.append((t, float(observation_time), kept, scheduler.newest_start()))
         return dropped
 
-    gate._output = recorded_output
+    gate.watch(recorded_output)
     scheduler.add_chunk = recorded_add_chunk
     scheduler.command = recorded_command
 
@@ -297,12 +300,10 @@ def run(args, log) -> dict:
     started = time.perf_counter()
     result = {"meta": report.machine_facts(mode="quick" if args.quick else "default", seconds_per_row=seconds,
                                            disagree_rad=args.disagree, ros_domain_id=args.domain_id), "rows": []}
-    original = mock_engine.trajectory_at
     try:
-        mock_engine.trajectory_at = disagreeing(original, args.disagree) if args.disagree > 0 else original
         for policy in args.policies.split(","):
             ipc_path = os.path.join(directory, f"{policy}.sock")
-            held = HeldBack(make_engine(policy, directory, log))
+            held = HeldBack(make_engine(policy, directory, args.disagree, log))
             service = PolicyService(held, ServerConfig(ipc_path=ipc_path, device="cpu", mock_mode=policy == "mock",
                                                        mock_policy="trajectory", warmup_runs=0))
             server = BackgroundServer(service).start()
@@ -320,7 +321,6 @@ def run(args, log) -> dict:
                 server.stop()
                 service.close()
     finally:
-        mock_engine.trajectory_at = original
         shutil.rmtree(directory, ignore_errors=True)
     result["meta"]["wall_s"] = round(time.perf_counter() - started, 1)
     result["targets"] = targets(result["rows"])
