@@ -418,14 +418,36 @@ class Gr00tPolicyEngine(Engine):
     max_batch_size = 8
 
     def __init__(self, config: EngineConfig, model_path: str | os.PathLike | None = None):
-        from alfie_gr00t.engines import trt_dit
-
         _import_gr00t()  # say what is missing before looking for engines
         self._config = config
         self._path = Path(model_path or config.model_checkpoint)
         gr00t_generation.require_match(self._path)  # an N1.7 checkpoint on an N1.6 install, or the reverse
         dit = open_dit_engine(config, self._path)  # None: eager PyTorch; fail fast, before the slow load
         torch, self._policy, self._config, self.layout = load_adopted(config, self._path)
+        self._install(torch, dit)
+
+    @classmethod
+    def from_policy(cls, policy, config: EngineConfig, model_path: str | os.PathLike | None = None):
+        """An engine on an already loaded Gr00tPolicy (or a double with its API, tools/policy_double.py):
+        the layout adopted from the policy's modality config and statistics, the DiT as `config` says."""
+        from alfie_gr00t.engines import dit_swap
+
+        self = cls.__new__(cls)
+        self._path = Path(model_path or config.model_checkpoint or ".")
+        dit = open_dit_engine(config, self._path)
+        tag = getattr(getattr(policy, "embodiment_tag", None), "value", None) or config.embodiment_tag
+        statistics = checkpoint_statistics(policy, str(tag), self._path)
+        self._config, self.layout = adopt_layout(policy.get_modality_config(), statistics, config,
+                                                 state_history_length(policy))
+        self._policy = policy
+        self._install(dit_swap.import_torch(), dit)
+        return self
+
+    def _install(self, torch, dit) -> None:
+        """Denoising steps, the DiT swap and the real-time-chunking hook on the loaded policy."""
+        from alfie_gr00t.engines import rtc, trt_dit
+
+        config = self._config
         self.denoising_steps = set_denoising_steps(self._policy, config.denoising_steps)
         self.tensorrt = {}
         if dit is not None:
@@ -433,22 +455,32 @@ class Gr00tPolicyEngine(Engine):
             trt_dit.free_pytorch_dit(self._policy, torch)
             # larger batches would fall outside the engine's profile; run_batched splits them
             self.max_batch_size = max(1, min(type(self).max_batch_size, dit.max_batch))
-        log.info("Isaac-GR00T policy %s on %s (embodiment %s, denoising steps %s, DiT in %s)",
+        self._rtc = rtc.Inpainter(self._policy, config, torch)
+        self.inpaints = self._rtc.inpaints
+        if self._rtc.unavailable:
+            log.warning("real-time chunking unavailable: %s (requests' action prefixes are ignored)",
+                        self._rtc.unavailable)
+        log.info("Isaac-GR00T policy %s on %s (embodiment %s, denoising steps %s, DiT in %s, real-time chunking %s)",
                  self._path, config.device, config.embodiment_tag, self.denoising_steps,
-                 self.tensorrt.get("dit_backend", "PyTorch"))
+                 self.tensorrt.get("dit_backend", "PyTorch"), "on" if self.inpaints else "off")
 
     def infer(self, batch: ObservationBatch) -> EngineOutput:
         start = time.perf_counter()
         observation = to_gr00t_observation(batch, self._config, getattr(self.layout, "language_keys", ()))
         prepared = time.perf_counter()
+        plan, rows = self._rtc.plan(batch)
         try:
-            action, _info = self._policy.get_action(observation, None)
+            if plan is None:
+                action, _info = self._policy.get_action(observation, None)
+            else:
+                with self._rtc.hook.active(plan):
+                    action, _info = self._policy.get_action(observation, None)
         except Exception as exc:
             raise EngineError(f"Gr00tPolicy.get_action failed: {type(exc).__name__}: {exc}") from exc
         ran = time.perf_counter()
         chunk = from_gr00t_action(action, self._config)
         done = time.perf_counter()
-        return EngineOutput(chunk, stage_split(start, prepared, ran, done))
+        return EngineOutput(chunk, stage_split(start, prepared, ran, done), tuple(r.report() for r in rows))
 
     def close(self) -> None:
         self._policy = None
@@ -457,4 +489,5 @@ class Gr00tPolicyEngine(Engine):
         return {"backend": "gr00t_policy", "tensorrt": self.tensorrt.get("dit_backend") == "tensorrt",
                 "dit_backend": self.tensorrt.get("dit_backend", "pytorch"), "model": str(self._path),
                 "device": self._config.device, "embodiment_tag": self._config.embodiment_tag,
-                "denoising_steps": self.denoising_steps, "max_batch_size": self.max_batch_size, **self.tensorrt}
+                "denoising_steps": self.denoising_steps, "max_batch_size": self.max_batch_size,
+                "rtc": self._rtc.describe(), **self.tensorrt}

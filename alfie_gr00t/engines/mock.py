@@ -60,6 +60,7 @@ class MockEngine(Engine):
         if config.mock_policy not in MOCK_POLICIES:
             raise ValueError(f"mock_policy must be one of {MOCK_POLICIES}, got {config.mock_policy!r}")
         self.policy = config.mock_policy
+        self.inpaints = config.mock_policy == "trajectory" and config.rtc
         self.trajectory = trajectory_at  # the `trajectory` policy's function of time (a benchmark may swap it)
         self._delay_s = max(0.0, config.mock_delay_ms) / 1000.0
         self._jitter_s = max(0.0, config.mock_jitter_ms) / 1000.0
@@ -74,7 +75,18 @@ class MockEngine(Engine):
         if delay > 0:
             time.sleep(delay)
         actions = self._hold(batch) if self.policy == "hold" else self._trajectory(batch)
-        return EngineOutput(actions.astype(np.float32, copy=False), {"inference": (time.perf_counter() - start) * 1000.0})
+        return EngineOutput(actions.astype(np.float32, copy=False), {"inference": (time.perf_counter() - start) * 1000.0},
+                            tuple(self._rtc_report(batch, b) for b in range(batch.batch_size)))
+
+    def _rtc_report(self, batch: ObservationBatch, row: int) -> dict:
+        prefix = batch.prefixes[row] if row < len(batch.prefixes) else None
+        if prefix is None or not self.inpaints:
+            reason = "" if prefix is None else ("mock_policy hold ignores the prefix" if self.policy == "hold"
+                                               else "rtc:=false on this server")
+            return {"applied": False, "frozen_steps": 0, "overlap_steps": 0, **({"reason": reason} if reason else {})}
+        frozen = min(int(prefix.delay_steps), len(prefix.actions), self._horizon)
+        return {"applied": frozen > 0, "frozen_steps": frozen,
+                "overlap_steps": min(self._horizon, frozen + BLEND_STEPS) if frozen else 0}
 
     def _hold(self, batch: ObservationBatch) -> np.ndarray:
         state = batch.state.astype(np.float32, copy=False)
@@ -91,7 +103,7 @@ class MockEngine(Engine):
             stamp = batch.timestamps[b] if b < len(batch.timestamps) else time.time()
             chunk = self.trajectory(stamp + offsets, dim)
             prefix = batch.prefixes[b] if b < len(batch.prefixes) else None
-            if prefix is not None:
+            if prefix is not None and self.inpaints:
                 chunk = _continue_prefix(chunk, prefix)
             chunks.append(chunk)
         return np.stack(chunks)

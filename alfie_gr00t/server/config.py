@@ -34,6 +34,8 @@ class ServerConfig:
     device: str = "cuda:0"
     embodiment_tag: str = "new_embodiment"
     denoising_steps: int = 4
+    rtc: bool = True  # real-time chunking: inpaint a request's action_prefix (docs/rtc.md)
+    rtc_ramp_rate: float = 1.0  # soft-mask decay over the prefix after its frozen steps; 1 = the RTC paper's
     warmup_runs: int = 3
     action_horizon: int = layout.ACTION_HORIZON
     action_dim: int = layout.ACTION_DIM
@@ -65,6 +67,8 @@ class ServerConfig:
         check_choice("mock_policy", self.mock_policy, ("hold", "trajectory"))
         check_choice("engine", self.engine, ("auto", "triton"))
         require(self.triton_timeout_ms > 0, f"triton_timeout_ms must be positive, got {self.triton_timeout_ms}")
+        require(self.rtc_ramp_rate > 0 and self.rtc_ramp_rate < 50,
+                f"rtc_ramp_rate must be in (0, 50), got {self.rtc_ramp_rate}")
         require(self.mock_delay_ms >= 0 and self.mock_jitter_ms >= 0, "mock_delay_ms and mock_jitter_ms must be >= 0")
         require(len(self.camera_names) == len(set(self.camera_names)) > 0, "camera_names must be unique and non-empty")
         require(len(self.video_keys) == len(self.camera_names), "video_keys needs one key per camera name")
@@ -124,6 +128,7 @@ class ServerConfig:
             device=self.device, action_horizon=self.action_horizon, action_dim=self.action_dim,
             image_width=self.image_width, image_height=self.image_height, camera_names=self.camera_names,
             embodiment_tag=self.embodiment_tag, denoising_steps=self.denoising_steps,
+            rtc=self.rtc, rtc_ramp_rate=self.rtc_ramp_rate,
             mock_delay_ms=self.mock_delay_ms, mock_jitter_ms=self.mock_jitter_ms, mock_policy=self.mock_policy,
             video_keys=self.video_keys, state_groups=self.groups,
             language_key=self.language_key,

@@ -54,6 +54,8 @@ class PolicyService:
         self.request_ms = RollingStats()
         self.warmup_ms: list[float] = []  # the node's warm-up runs: the latency figure before any request
         self.stages = StageStats()
+        self.rtc_counts = {"requests_with_prefix": 0, "applied": 0}
+        self.rtc_last: dict = {}
 
     # -- entry point -------------------------------------------------------------
     def respond(self, payload) -> bytes:
@@ -112,6 +114,7 @@ class PolicyService:
             timer.mark("preprocess")
             output = self._infer(batch)
             timer.mark("inference")
+            rtc = self._rtc_report(batch, output, 0)
             packed_actions = protocol.pack_actions(output.actions[0])
             timer.mark("pack")
         except (protocol.ProtocolError, images.ImageError, PermissionError) as exc:
@@ -120,7 +123,7 @@ class PolicyService:
             log.exception("inference failed")
             return self._fail(f"Model inference failed: {type(exc).__name__}: {exc}", frame_id)
         self.stages.add(timer.stages)
-        return protocol.assemble_actions_reply(packed_actions, self.inference_ms.last, obs.frame_id, timer.stages)
+        return protocol.assemble_actions_reply(packed_actions, self.inference_ms.last, obs.frame_id, timer.stages, rtc)
 
     def _decode_image(self, image) -> np.ndarray:
         if isinstance(image, protocol.RawImage):
@@ -142,6 +145,27 @@ class PolicyService:
         if engine_stages:
             self.stages.add(engine_stages)
         return output
+
+    def _rtc_report(self, batch: ObservationBatch, output: EngineOutput, row: int) -> dict | None:
+        """What real-time chunking did with row `row`'s prefix (None when it carried none), counted for status."""
+        prefix = batch.prefixes[row] if row < len(batch.prefixes) else None
+        if prefix is None:
+            return None
+        report = output.rtc[row] if row < len(output.rtc) and output.rtc[row] else {}
+        if "applied" not in report:
+            report = {"applied": False, "frozen_steps": 0, "overlap_steps": 0,
+                      "reason": f"engine {self.engine.name} does not inpaint"}
+        self.rtc_counts["requests_with_prefix"] += 1
+        self.rtc_counts["applied"] += int(bool(report["applied"]))
+        self.rtc_last = dict(report)
+        return dict(report)
+
+    def rtc_status(self) -> dict:
+        """The status's "rtc" entry: whether the engine inpaints (and how), what requests asked and got."""
+        described = self.engine.describe().get("rtc")
+        facts = dict(described) if isinstance(described, dict) else {}
+        return {**facts, "inpaints": bool(getattr(self.engine, "inpaints", False)), **self.rtc_counts,
+                "last": self.rtc_last}
 
     def _check_token(self, token: str | None) -> None:
         if self._token and not hmac.compare_digest((token or "").encode(), self._token):
@@ -192,7 +216,7 @@ class PolicyService:
             raise gr00t_protocol.Gr00tProtocolError(f"'endpoint' must be a string, got {type(endpoint).__name__}")
         if endpoint == "ping":
             return {"status": "ok", "message": "Server is running", "engine": self.engine.name,
-                    **self.latency_figure()}
+                    "rtc": bool(getattr(self.engine, "inpaints", False)), **self.latency_figure()}
         if endpoint == "get_modality_config":
             return gr00t_protocol.modality_config(cfg.video_keys, cfg.groups, cfg.language_key, cfg.action_horizon,
                                                   generation=generation)
@@ -219,6 +243,12 @@ class PolicyService:
             timer.mark("inference")
             self.stages.add(timer.stages)
             info = {"inference_time_ms": self.inference_ms.last, "engine": self.engine.name}
+            rtc = self._rtc_report(batch, output, 0)
+            if rtc is None and prefix is not None:
+                rtc = {"applied": False, "frozen_steps": 0, "overlap_steps": 0,
+                       "reason": f"an action_prefix applies to one observation; this request holds {batch.batch_size}"}
+            if rtc is not None:
+                info["rtc"] = rtc
             return [gr00t_protocol.action_dict(output.actions, cfg.groups), info]
         raise gr00t_protocol.Gr00tProtocolError(
             f"unknown endpoint {str(endpoint)[:80]!r}; known: ping, get_action, reset, get_modality_config, kill")
@@ -257,6 +287,7 @@ class PolicyService:
             "stages_ms": self.stages.summary(),
             "layout": self.layout(),
             **self.engine.describe(),
+            "rtc": self.rtc_status(),
         }
 
     def layout(self) -> dict:

@@ -7,7 +7,8 @@ Error:    {"actions": [], "inference_time_ms": 0.0, "status": "error", "error_me
 Extra keys we add: `frame_id` echo and `stages_ms` in responses, `api_token` in requests,
 the optional real-time-chunking hint `action_prefix` ([[21] x k], the steps of the client's
 current chunk still executing when the reply is expected, aligned to this observation) with
-`prefix_delay_steps` (int), and an image may be raw RGB (`{"format": "rgb8", "width", "height",
+`prefix_delay_steps` (int) and, in the reply to such a request, `rtc` (what the server did with
+it: `{"applied", "frozen_steps", "overlap_steps"[, "reason"]}`; docs/rtc.md), and an image may be raw RGB (`{"format": "rgb8", "width", "height",
 "data"}`) instead of JPEG.
 This module only packs, unpacks and validates; it never touches sockets or pixels.
 """
@@ -75,6 +76,7 @@ class ActionResponse:
     inference_time_ms: float
     frame_id: int | None = None
     stages_ms: dict[str, float] = field(default_factory=dict)
+    rtc: dict | None = None  # the server's real-time-chunking report, when the request carried a prefix
 
 
 def unpack_message(payload, max_bytes: int) -> Any:
@@ -226,8 +228,8 @@ def encode_observation(timestamp: float, frame_id: int, images: dict, state, lan
 
 
 def encode_actions(actions: np.ndarray, inference_time_ms: float, frame_id: int | None = None,
-                   stages_ms: dict[str, float] | None = None) -> bytes:
-    return assemble_actions_reply(pack_actions(actions), inference_time_ms, frame_id, stages_ms)
+                   stages_ms: dict[str, float] | None = None, rtc: dict | None = None) -> bytes:
+    return assemble_actions_reply(pack_actions(actions), inference_time_ms, frame_id, stages_ms, rtc)
 
 
 def pack_actions(actions: np.ndarray) -> bytes:
@@ -236,13 +238,15 @@ def pack_actions(actions: np.ndarray) -> bytes:
 
 
 def assemble_actions_reply(packed_actions: bytes, inference_time_ms: float, frame_id: int | None = None,
-                           stages_ms: dict[str, float] | None = None) -> bytes:
+                           stages_ms: dict[str, float] | None = None, rtc: dict | None = None) -> bytes:
     """An ok reply around already packed actions, so the packing can be timed and reported in it."""
     rest = {"inference_time_ms": float(inference_time_ms), "status": "ok"}
     if frame_id is not None:
         rest["frame_id"] = frame_id
     if stages_ms:
         rest["stages_ms"] = {k: round(float(v), 4) for k, v in stages_ms.items()}
+    if rtc is not None:
+        rest["rtc"] = rtc
     packer = msgpack.Packer(use_bin_type=True)
     parts = [packer.pack_map_header(1 + len(rest)), packer.pack("actions"), packed_actions]
     for key, value in rest.items():
@@ -280,10 +284,26 @@ def parse_action_response(payload, horizon: int, dim: int, max_bytes: int = 1 <<
         raise ProtocolError("response 'actions' holds NaN or infinite values")
     stages = message.get("stages_ms")
     frame_id = message.get("frame_id")
+    rtc = message.get("rtc")
     return ActionResponse(
         actions=actions,
         inference_time_ms=_finite_number(message.get("inference_time_ms", 0.0), "'inference_time_ms'"),
         frame_id=frame_id if isinstance(frame_id, int) else None,
         stages_ms={str(k): float(v) for k, v in stages.items() if isinstance(v, (int, float))}
         if isinstance(stages, dict) else {},
+        rtc=parse_rtc_report(rtc),
     )
+
+
+def parse_rtc_report(value: Any) -> dict | None:
+    """A reply's "rtc" entry, checked: {"applied": bool, "frozen_steps": int, "overlap_steps": int} (plus an
+    optional "reason" string); None when absent or malformed (a client then relies on nothing)."""
+    if not isinstance(value, dict) or not isinstance(value.get("applied"), bool):
+        return None
+    steps = [value.get(k) for k in ("frozen_steps", "overlap_steps")]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in steps):
+        return None
+    report = {"applied": value["applied"], "frozen_steps": steps[0], "overlap_steps": steps[1]}
+    if isinstance(value.get("reason"), str):
+        report["reason"] = value["reason"][:500]
+    return report
