@@ -17,60 +17,44 @@ One run measures, on this machine, in one process:
 Latency rows are measured interleaved: every iteration takes one sample of every row, in a
 fresh random order, so machine drift hits all rows alike. Nothing leaves loopback: IPC
 sockets live in a fresh directory under /tmp, TCP binds 127.0.0.1, and DDS discovery is
-limited to localhost on a domain id of the benchmark's own.
+limited to localhost (by `main()`) on a domain id of the benchmark's own. The inputs are in
+bench_inputs.py, the ratios, targets, table and plot in latency_report.py.
 """
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
 
-# Before anything can import rclpy: DDS stays on loopback, in a domain of our own.
-from alfie_gr00t import discovery  # noqa: E402
+import cv2
+import numpy as np
+import zmq
 
-discovery.confine_to_localhost()  # the variable this ROS distro reads
-os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+from alfie_gr00t import discovery, layout
+from alfie_gr00t.client.config import ClientConfig
+from alfie_gr00t.client.latency import RefillConfig, RefillPolicy
+from alfie_gr00t.client.links import AlfieLink, Gr00tLink
+from alfie_gr00t.client.scheduler import ActionScheduler, SchedulerConfig
+from alfie_gr00t.engines.mock import MockEngine
+from alfie_gr00t.server.config import ServerConfig
+from alfie_gr00t.server.service import BackgroundServer, PolicyService
+from alfie_gr00t.stats import RollingStats, StageStats, StageTimer, percentiles
+from alfie_gr00t.tools import report
+from alfie_gr00t.tools.bench_inputs import JPEG_QUALITY, Inputs
+from alfie_gr00t.tools.latency_report import compute_ratios, compute_targets, format_report, write_plot
+from alfie_gr00t.wire import images, protocol
+from alfie_gr00t.wire.transport import ReqClient
 
-import argparse  # noqa: E402
-import math  # noqa: E402
-import shutil  # noqa: E402
-import socket  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Callable  # noqa: E402
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import zmq  # noqa: E402
-
-from alfie_gr00t import layout
-from alfie_gr00t.wire import images
-from alfie_gr00t.wire import protocol  # noqa: E402
-from alfie_gr00t.client.inputs import Snapshot  # noqa: E402
-from alfie_gr00t.client.links import AlfieLink, Gr00tLink  # noqa: E402
-from alfie_gr00t.client.config import ClientConfig  # noqa: E402
-from alfie_gr00t.server.config import ServerConfig  # noqa: E402
-from alfie_gr00t.engines.mock import MockEngine  # noqa: E402
-from alfie_gr00t.client.latency import RefillConfig, RefillPolicy  # noqa: E402
-from alfie_gr00t.client.scheduler import ActionScheduler, SchedulerConfig  # noqa: E402
-from alfie_gr00t.server.service import BackgroundServer, PolicyService  # noqa: E402
-from alfie_gr00t.stats import RollingStats, StageStats, StageTimer, percentiles  # noqa: E402
-from alfie_gr00t.wire.transport import ReqClient  # noqa: E402
-from alfie_gr00t.tools import report  # noqa: E402
-
-CAMERA_WIDTH, CAMERA_HEIGHT = 640, 480
-JPEG_QUALITY = 90
-TASK = "find the can and pick it up"
 REQUEST_TIMEOUT_MS = 5000  # generous: a benchmark sample must not turn into a reconnect
-
-# Targets (docs/performance.md). Ratios are p50 over p50.
-SERVER_RATIO_TARGET = 0.6
-E2E_RATIO_TARGET = 0.8
-COMMAND_PERIOD_P99_TARGET_MS = 12.0
-THROUGHPUT_TARGET_RPS = 500.0
-
 
 @dataclass(frozen=True)
 class Profile:
@@ -85,60 +69,6 @@ class Profile:
 
 DEFAULT = Profile(iterations=1000, warmup=30, throughput_rounds=4, throughput_burst_s=0.5, command_loop_s=5.0)
 QUICK = Profile(iterations=60, warmup=5, throughput_rounds=1, throughput_burst_s=0.3, command_loop_s=2.0)
-
-
-# -- inputs ---------------------------------------------------------------------------------
-def synthetic_frame(seed: int, width: int = CAMERA_WIDTH, height: int = CAMERA_HEIGHT) -> np.ndarray:
-    """A deterministic camera-like RGB frame: gradients, texture and smoothed noise.
-
-    Tuned so the four frames, resized to 320x280, JPEG-encode to ~84 KB at q=90 (a real camera's size);
-    a flat test pattern would compress far better than a real camera image.
-    """
-    rng = np.random.default_rng(1000 + seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack([x / width * 200.0, y / height * 200.0,
-                     np.sin(x / 23.0 + seed) * np.cos(y / 17.0) * 60.0 + 100.0], axis=-1)
-    noise = cv2.GaussianBlur(rng.normal(0.0, 45.0, (height, width, 3)).astype(np.float32), (0, 0), 1.7)
-    return np.clip(base + noise, 0, 255).astype(np.uint8)
-
-
-@dataclass
-class StubImage:
-    """Carries the sensor_msgs/Image fields the client reads (height, width, encoding, step, data)."""
-
-    height: int
-    width: int
-    encoding: str
-    step: int
-    data: bytes
-
-
-@dataclass
-class Inputs:
-    camera: dict  # name -> (480, 640, 3) RGB
-    model: dict  # name -> (280, 320, 3) RGB, as the client sends it
-    jpegs: dict  # name -> JPEG bytes of `model`
-    state: np.ndarray
-
-    @classmethod
-    def build(cls, camera_names=layout.CAMERA_NAMES) -> "Inputs":
-        camera = {name: synthetic_frame(i) for i, name in enumerate(camera_names)}
-        model = {name: images.resize(f, layout.IMAGE_WIDTH, layout.IMAGE_HEIGHT) for name, f in camera.items()}
-        jpegs = {name: images.encode_jpeg(f, JPEG_QUALITY) for name, f in model.items()}
-        state = np.linspace(-0.1, 0.1, layout.ACTION_DIM).astype(np.float32)
-        return cls(camera, model, jpegs, state)
-
-    def snapshot(self) -> Snapshot:
-        frames = {name: StubImage(f.shape[0], f.shape[1], "rgb8", f.shape[1] * 3, f.tobytes())
-                  for name, f in self.camera.items()}
-        return Snapshot(frames, self.state.copy(), time.monotonic(), TASK)
-
-    def jpeg_observation(self) -> bytes:
-        return protocol.encode_observation(time.time(), 1, self.jpegs, self.state, TASK)
-
-    def raw_observation(self) -> bytes:
-        raw = {name: protocol.RawImage(f.shape[1], f.shape[0], f.tobytes()) for name, f in self.model.items()}
-        return protocol.encode_observation(time.time(), 1, raw, self.state, TASK)
 
 
 # -- sockets --------------------------------------------------------------------------------
@@ -190,7 +120,7 @@ class Endpoints:
         return config, config.address
 
     def client_config(self, server: ServerConfig, **overrides) -> ClientConfig:
-        # The links use the ReqClient the rig gives them (REQUEST_TIMEOUT_MS), not inference_timeout_ms.
+        # The links use the ReqClient the rows give them (REQUEST_TIMEOUT_MS), not inference_timeout_ms.
         return ClientConfig(transport=server.transport, ipc_path=server.ipc_path, server_host="127.0.0.1",
                             server_port=server.bind_port, **overrides)
 
@@ -217,7 +147,7 @@ def _timed(fn: Callable[[], object]) -> Callable[[], float]:
     return sample
 
 
-class Rig:
+class LatencyRows:
     """Every server, client and socket the latency rows use; `close()` releases them all."""
 
     def __init__(self, inputs: Inputs):
@@ -410,9 +340,9 @@ def throughput_burst(address: str, payload: bytes, clients: int, seconds: float)
     return sum(counts), elapsed, [v for per in latencies for v in per]
 
 
-def measure_throughput(rig: Rig, profile: Profile, levels=(1, 2, 4), progress=None) -> tuple[dict, PolicyService]:
-    service, _, address = rig.start_server("ipc")
-    payload = rig.inputs.jpeg_observation()
+def measure_throughput(rows: LatencyRows, profile: Profile, levels=(1, 2, 4), progress=None) -> tuple[dict, PolicyService]:
+    service, _, address = rows.start_server("ipc")
+    payload = rows.inputs.jpeg_observation()
     totals = {n: [0, 0.0, []] for n in levels}
     for _ in range(profile.throughput_rounds):  # interleaved rounds, like the latency rows
         for n in levels:
@@ -526,150 +456,21 @@ def crossfade_trajectory(crossfade_steps: int, seconds: float = 2.0, rate_hz: fl
             "max_step": round(float(steps.max()) if steps.size else 0.0, 4)}
 
 
-# -- report ---------------------------------------------------------------------------------
-def _ratio(name, value, target, definition):
-    return {"value": round(value, 3) if math.isfinite(value) else None, "target": target,
-            "met": None if target is None or not math.isfinite(value) else bool(value <= target),
-            "definition": definition}
-
-
-def compute_ratios(rows: dict) -> dict:
-    p = {name: row["p50"] for name, row in rows.items()}
-
-    def div(a, b):
-        return a / b if b > 0 else math.inf
-
-    return {
-        "server_vs_floor_ipc": _ratio(
-            "server", div(p["server_rtt_ipc"], p["floor_jpeg_decode_x4"] + p["floor_zmq_echo_ipc"]),
-            SERVER_RATIO_TARGET, "server_rtt_ipc / (floor_jpeg_decode_x4 + floor_zmq_echo_ipc), p50"),
-        "e2e_vs_floor_ipc": _ratio(
-            "e2e", div(p["e2e_ipc"], p["floor_jpeg_encode_x4"] + p["floor_jpeg_decode_x4"] + p["floor_zmq_echo_ipc"]),
-            E2E_RATIO_TARGET, "e2e_ipc / (floor_jpeg_encode_x4 + floor_jpeg_decode_x4 + floor_zmq_echo_ipc), p50"),
-        "jpeg_vs_gr00t_tcp": _ratio(
-            "jpeg/gr00t", div(p["e2e_tcp"], p["gr00t_rtt_tcp"]), None,
-            "e2e_tcp / gr00t_rtt_tcp, p50 (< 1: our JPEG path is faster than Isaac-GR00T npy)"),
-        "raw_vs_jpeg_ipc": _ratio(
-            "raw/jpeg", div(p["e2e_raw_ipc"], p["e2e_ipc"]), None,
-            "e2e_raw_ipc / e2e_ipc, p50 (< 1: raw frames beat JPEG on-device)"),
-        "raw_vs_gr00t_ipc": _ratio(
-            "raw/gr00t", div(p["e2e_raw_ipc"], p["gr00t_rtt_ipc"]), None,
-            "e2e_raw_ipc / gr00t_rtt_ipc, p50 (< 1: our raw path beats Isaac-GR00T npy)"),
-    }
-
-
-def compute_targets(ratios: dict, throughput: dict, command: dict) -> list[dict]:
-    best = max(throughput.values(), key=lambda r: r["req_per_s"])
-    period_p99 = command.get("p99")
-    return [
-        {"name": "server_rtt_ipc / (decode + echo) p50", "value": ratios["server_vs_floor_ipc"]["value"],
-         "target": f"<= {SERVER_RATIO_TARGET}", "met": ratios["server_vs_floor_ipc"]["met"]},
-        {"name": "e2e_ipc / (encode + decode + echo) p50", "value": ratios["e2e_vs_floor_ipc"]["value"],
-         "target": f"<= {E2E_RATIO_TARGET}", "met": ratios["e2e_vs_floor_ipc"]["met"]},
-        {"name": "command period p99 (ms, 100 Hz, inference in flight)", "value": period_p99,
-         "target": f"<= {COMMAND_PERIOD_P99_TARGET_MS}",
-         "met": None if period_p99 is None else bool(period_p99 <= COMMAND_PERIOD_P99_TARGET_MS)},
-        {"name": f"mock server throughput, 4 JPEG cameras (req/s, best of {sorted(throughput)} clients)",
-         "value": best["req_per_s"], "target": f">= {THROUGHPUT_TARGET_RPS:.0f}",
-         "met": bool(best["req_per_s"] >= THROUGHPUT_TARGET_RPS)},
-    ]
-
-
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def format_report(result: dict) -> str:
-    ratios = result["ratios"]
-    inline = {"server_rtt_ipc": f"ratio {ratios['server_vs_floor_ipc']['value']} (target <= {SERVER_RATIO_TARGET})",
-              "e2e_ipc": f"ratio {ratios['e2e_vs_floor_ipc']['value']} (target <= {E2E_RATIO_TARGET})",
-              "e2e_tcp": f"x{ratios['jpeg_vs_gr00t_tcp']['value']} of gr00t_rtt_tcp",
-              "e2e_raw_ipc": f"x{ratios['raw_vs_jpeg_ipc']['value']} of e2e_ipc, "
-                             f"x{ratios['raw_vs_gr00t_ipc']['value']} of gr00t_rtt_ipc"}
-    lines = [f"{'row':<24}{'n':>6}{'p50':>9}{'p95':>9}{'p99':>9}{'mean':>9}  notes (times in ms)"]
-    for name, row in result["rows"].items():
-        note = row["notes"] + (f"; {inline[name]}" if name in inline else "")
-        lines.append(f"{name:<24}{row['n']:>6}{_fmt(row['p50']):>9}{_fmt(row['p95']):>9}"
-                     f"{_fmt(row['p99']):>9}{_fmt(row['mean']):>9}  {note}")
-    lines += ["", "ratios (p50 over p50):"]
-    for name, r in ratios.items():
-        verdict = "" if r["met"] is None else ("  met" if r["met"] else "  NOT met")
-        target = "" if r["target"] is None else f" (target <= {r['target']})"
-        lines.append(f"  {name:<22}{_fmt(r['value']):>8}{target}{verdict}   {r['definition']}")
-    lines += ["", "targets:"]
-    for t in result["targets"]:
-        verdict = "n/a" if t["met"] is None else ("met" if t["met"] else "NOT met")
-        value = t["value"] if t["value"] is not None else "-"
-        lines.append(f"  [{verdict:^7}] {t['name']}: {value} (target {t['target']})")
-    cf = result["crossfade"]
-    lines += ["", "crossfade (scheduler, fake clock, chunks disagreeing by 0.24 rad): largest tick-to-tick change "
-              + ", ".join(f"crossfade_steps={k}: {v['max_step']}" for k, v in cf.items())]
-    lines += ["", "stages (p50 / p95 ms):"]
-    for side in ("server", "client"):
-        for row, summary in result["stages"][side].items():
-            parts = ", ".join(f"{stage} {s['p50']:.3f}/{s['p95']:.3f}" for stage, s in summary.items())
-            lines.append(f"  {side:<6} {row:<22} {parts}")
-    lines.append("\n" + report.footer(result["meta"]) + f"; {result['meta']['iterations']} iterations")
-    return "\n".join(lines)
-
-
-# -- plot -----------------------------------------------------------------------------------
-def write_plot(result: dict, samples: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_lat, ax_traj) = plt.subplots(2, 1, figsize=(11, 10), gridspec_kw={"height_ratios": [3, 2]})
-    names = list(samples)
-    version = _mpl_version(matplotlib)
-    options = {"tick_labels" if version >= (3, 9) else "labels": names}  # renamed in 3.9
-    options.update({"orientation": "horizontal"} if version >= (3, 10) else {"vert": False})  # 3.10 API
-    ax_lat.boxplot([samples[n] for n in names], whis=(1, 99), showfliers=False, **options)
-    ax_lat.invert_yaxis()
-    ax_lat.set_xscale("log")
-    ax_lat.set_xlabel("latency, ms (log; box = p25..p75, whiskers = p1..p99)")
-    ax_lat.set_title(f"alfie_gr00t latency distributions ({result['meta']['mode']} run, "
-                     f"{result['meta']['cpus']} CPUs)")
-    ax_lat.grid(True, axis="x", which="both", alpha=0.3)
-    for cf in result["crossfade"].values():
-        ax_traj.plot(cf["times"], cf["values"], label=f"crossfade_steps={cf['crossfade_steps']} "
-                                                      f"(max step {cf['max_step']})")
-    for t in next(iter(result["crossfade"].values()))["arrivals"]:
-        ax_traj.axvline(t, color="grey", linestyle=":", linewidth=0.8)
-    ax_traj.set_xlabel("time, s (dotted: chunk arrivals)")
-    ax_traj.set_ylabel("joint 7 command")
-    ax_traj.set_title("ActionScheduler output at 100 Hz, chunks disagreeing by ±0.12 at every boundary")
-    ax_traj.legend(loc="upper right")
-    ax_traj.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _mpl_version(matplotlib) -> tuple[int, int]:
-    try:
-        major, minor = (int(p) for p in matplotlib.__version__.split(".")[:2])
-    except ValueError:
-        return (0, 0)
-    return major, minor
-
-
 # -- driver ---------------------------------------------------------------------------------
 def run_benchmark(profile: Profile, domain_id: int, mode: str, log=print) -> tuple[dict, dict]:
     """Everything; returns (JSON-able result, raw latency samples per row for the plot)."""
     started = time.perf_counter()
     facts = report.machine_facts(mode=mode, iterations=profile.iterations, warmup=profile.warmup)
     inputs = Inputs.build()
-    rig = Rig(inputs)
+    latency = LatencyRows(inputs)
     try:
-        rows = rig.floor_rows() + rig.server_rows() + rig.client_rows()
+        rows = latency.floor_rows() + latency.server_rows() + latency.client_rows()
         log(f"latency: {len(rows)} rows x {profile.iterations} iterations, interleaved")
         run_interleaved(rows, profile.iterations, profile.warmup, log)
         log("throughput: 1, 2, 4 clients over IPC, JPEG")
-        throughput, tp_service = measure_throughput(rig, profile, progress=log)
+        throughput, tp_service = measure_throughput(latency, profile, progress=log)
     finally:
-        rig.close()
+        latency.close()
     log("command loop: GrootServer (mock) + GrootClient + SimRobot")
     directory = tempfile.mkdtemp(prefix="agbench_", dir="/tmp")
     try:
@@ -731,6 +532,7 @@ def main(argv=None) -> int:
     parser.add_argument("--domain-id", type=int, default=report.env_domain_id(),
                         help="ROS domain for the command-loop nodes (default: $ROS_DOMAIN_ID)")
     args = parser.parse_args(argv)
+    discovery.confine_to_localhost()  # before any node starts: DDS stays on loopback
     if args.plot:
         try:
             import matplotlib  # noqa: F401

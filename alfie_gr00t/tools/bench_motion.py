@@ -323,7 +323,7 @@ def codec_table(iterations: int) -> dict:
     """OpenCV vs simplejpeg on the four 320x280 camera frames at q90, 1 and 2 threads, interleaved."""
     import cv2
 
-    from alfie_gr00t.tools.bench import Inputs
+    from alfie_gr00t.tools.bench_inputs import Inputs
 
     frames = list(Inputs.build().model.values())
     params = (cv2.IMWRITE_JPEG_QUALITY, 90)
