@@ -264,7 +264,8 @@ def test_a_stop_on_its_way_wins_over_the_tick(rig):
     assert inside.wait(BOUND_S)
     assert core.stop_pending
     rig.tick(3)  # the tick thread runs while the request is stalled
-    assert rig.kinds(start) and set(rig.kinds(start)) == {"hold"}, rig.kinds(start)
+    assert rig.kinds(start) and set(rig.kinds(start)) == {"stop"}, rig.kinds(start)
+    assert all(np.all(c.base == 0.0) for c in rig.commands[start:]), "an e-stop on its way stops hard"
     assert core.machine.state is ClientState.ACTIVE  # the request has not moved the state yet
     resume.set()
     request.join(BOUND_S)

@@ -78,6 +78,7 @@ class ClientCore:
         # a newer activation. Only short transitions take it.
         self._transitions = threading.RLock()
         self._pending_stops = 0  # stops on their way: the tick reads this first
+        self._pending_estops = 0  # of which e-stops (the tick stops hard, not softly)
         self._pending_lock = threading.Lock()  # guards that counter only, never held for anything else
         self._deadman_holding = False
         self._tick_thread: int | None = None
@@ -126,7 +127,7 @@ class ClientCore:
     def activate(self, on: bool) -> tuple[bool, str]:
         """activate:true/false (topic or ~/set_active): (success, what happened)."""
         if not on:
-            with self._stopping(), self._transitions:
+            with self._stopping(estop=False), self._transitions:
                 before = self.machine.state
                 if self.machine.activate(False) or self.gate.armed:
                     self.gate.hold("activate:false")
@@ -180,7 +181,7 @@ class ClientCore:
             if before is ClientState.E_STOP:
                 return True, f"E_STOP released: {after.value}; activate again to move"
             return True, f"not in E_STOP ({before.value}): nothing to release"
-        with self._stopping(), self._transitions:
+        with self._stopping(estop=True), self._transitions:
             before = self.machine.state
             if self.machine.estop(True):
                 self.gate.stop("estop")  # first: disarmed, no policy step passes any more
@@ -192,11 +193,12 @@ class ClientCore:
                                              "published; release with ~/estop false"))
 
     @contextlib.contextmanager
-    def _stopping(self):
+    def _stopping(self, estop: bool):
         """Raise the stop flag for the duration of a stop request (the tick reads it first)."""
         started = self._wall()
         with self._pending_lock:
             self._pending_stops += 1
+            self._pending_estops += estop
             self.stop_requests += 1
         try:
             yield
@@ -204,6 +206,7 @@ class ClientCore:
             self.last_stop_handled_ms = round((self._wall() - started) * 1000.0, 3)
             with self._pending_lock:
                 self._pending_stops -= 1
+                self._pending_estops -= estop
 
     def _stopped(self, what: str, outcome: tuple[bool, str]) -> tuple[bool, str]:
         self.last_stop = f"{what}: {outcome[1]}"
@@ -258,14 +261,23 @@ class ClientCore:
             hook(target, command)
 
     def _decide(self):
-        if self._pending_stops:  # a stop is on its way: a hold now, never a policy step
-            return None, (self.gate.hold("stop requested") if self.gate.armed else self.gate.step(None))
+        if self._pending_stops:  # a stop is on its way: it starts now, never a policy step
+            return None, self._stop_on_its_way()
         held = self._watch_deadman()
         if held is not None:  # the deadman's hold began this tick: its first command is this tick's
             return None, held
         active = self.machine.state is ClientState.ACTIVE and not self._deadman_holding
         target = self.scheduler.command() if active else None
         return target, self.gate.step(target)
+
+    def _stop_on_its_way(self) -> Command | None:
+        """The tick's part of a stop request that has not reached the gate yet: an e-stop's hard stop or
+        a deactivation's hold (the request re-targets it when it arrives)."""
+        if self._pending_estops and self.gate.engaged:
+            return self.gate.stop("estop")
+        if self.gate.armed:
+            return self.gate.hold("stop requested")
+        return self.gate.step(None)
 
     def in_tick(self) -> bool:
         """True on the thread inside the tick's gate step (its commands are reported by `on_tick`)."""
