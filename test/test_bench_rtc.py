@@ -65,8 +65,8 @@ def test_targets_compare_rtc_rows_with_the_crossfade_beside_them():
                 "seam": {"excess_ratio": excess}, "dead_time": {"pct": dead}}
 
     (verdict,) = br.targets([row("rtc", 340.0, 0.05, 1.0), row("crossfade", 500.0, 1.0, 0.8)])
-    assert verdict == {"policy": "mock", "latency_ms": 250.0, "age_p50": "PASS", "seam_excess": "PASS",
-                       "dead_time": "PASS"}
+    assert verdict == {"policy": "mock", "latency_ms": 250.0, "mode": "rtc", "age_p50": "PASS",
+                       "seam_excess": "PASS", "dead_time": "PASS"}
     (verdict,) = br.targets([row("rtc", 351.0, 0.2, 2.0), row("crossfade", 500.0, 1.0, 1.0)])
     assert verdict["age_p50"] == verdict["seam_excess"] == verdict["dead_time"] == "MISS"
     assert br.age_target_ms(50.0) == 150.0 and br.age_target_ms(550.0) == 650.0
@@ -90,4 +90,4 @@ def test_quick_run_reports_both_modes_with_numbers(tmp_path):
             assert _finite(value), row
         assert set(row["rtc"]) >= {"server", "replanning", "replans", "splices", "fallback_crossfades"}
     (verdict,) = result["targets"]
-    assert set(verdict.values()) - {"mock", 250.0} <= {"PASS", "MISS", "-"}
+    assert set(verdict.values()) - {"mock", 250.0, "rtc"} <= {"PASS", "MISS", "-"}

@@ -26,9 +26,9 @@ Columns (all measured on the commands the client's MotionGate published):
 
 - observation age p50/p95: for each policy command, its time minus the capture time of the
   observation behind the chunk in effect (the newest one queued at or before it);
-- seam jump: the largest tick change in the window after a chunk arrived (`crossfade_steps` + 1
-  steps, cut at the next arrival), over the median tick change of the whole row (the trajectory's
-  own step);
+- seam jump: the largest tick change in the window after a chunk arrived while another one played
+  (`crossfade_steps` + 1 steps, cut at the next arrival; a chunk that ends a hold is a restart,
+  counted in dead time), over the median tick change of the whole row (the trajectory's own step);
 - seam excess: the largest part of such a tick's change that the new chunk itself does not make
   (|d command - d new chunk|, the new chunk alone on the scheduler's time line), over the same
   median: the motion the switch added that no chunk planned (a crossfade of chunks that disagree
@@ -71,7 +71,13 @@ TICK_S = 0.01
 WINDOW_STEPS = 4  # a seam's window: crossfade_steps (3) + 1 steps, cut at the next arrival
 JOINTS = list(range(layout.ACTION_DIM))[layout.JOINT_DIMS]
 LATENCIES = {"50": (50.0, 10.0), "250": (250.0, 50.0), "550": (550.0, 100.0)}
-MODES = (("rtc", {"replan_every_steps": 4.0}), ("crossfade", {"replan_every_steps": 0.0}))
+CROSSFADE = ("crossfade", {"replan_every_steps": 0.0})
+
+
+def modes(replan_every: list[float]) -> list[tuple[str, dict]]:
+    """`rtc` (every 4 steps, the default) or `rtc/N` for each cadence, then today's crossfade."""
+    named = [("rtc" if n == 4 else f"rtc/{n:g}", {"replan_every_steps": float(n)}) for n in replan_every]
+    return named + [CROSSFADE]
 EXCESS_TARGET = 0.1
 DEAD_SLACK_PCT = 0.5
 
@@ -229,7 +235,8 @@ def seam_metrics(times, vectors, chunks, dims=JOINTS) -> dict:
         after = ordered[index + 1][0] if index + 1 < len(ordered) else np.inf
         end = min(queued + WINDOW_STEPS / STEP_HZ, after)
         hit = np.flatnonzero((t[1:] > queued) & (t[1:] <= end) & consecutive)
-        if hit.size == 0 or start is None:
+        playing = np.any((t > queued - 1.5 * TICK_S) & (t <= queued))  # a switch, not a restart after a hold
+        if hit.size == 0 or start is None or not playing:
             continue
         new = chunk_alone(kept[:, dims], start, np.concatenate([t[hit], t[hit + 1]]))
         new_change = new[hit.size:] - new[:hit.size]
@@ -313,7 +320,7 @@ def run(args, log) -> dict:
                 if not advertised:
                     log(f"{policy}: the server does not advertise real-time chunking: the rtc rows replan as today")
                 for latency in latencies:
-                    for mode, client in MODES:
+                    for mode, client in modes(args.replan_every):
                         log(f"{policy} {latency} ms {mode}: {seconds:.0f} s")
                         result["rows"].append(run_row(held, ipc_path, policy, latency, mode, client, seconds,
                                                       args.domain_id, log))
@@ -331,13 +338,13 @@ def targets(rows: list[dict]) -> list[dict]:
     """PASS/MISS per rtc row: age p50, seam excess, dead time against the crossfade row beside it."""
     out = []
     for row in rows:
-        if row.get("mode") != "rtc" or "skipped" in row:
+        if not str(row.get("mode")).startswith("rtc") or "skipped" in row:
             continue
         other = next((r for r in rows if r.get("mode") == "crossfade" and r["policy"] == row["policy"]
                       and r["latency_ms"] == row["latency_ms"] and "skipped" not in r), None)
         age, excess = row["age"]["p50_ms"], row["seam"]["excess_ratio"]
         dead, base = row["dead_time"]["pct"], (other or {}).get("dead_time", {}).get("pct")
-        out.append({"policy": row["policy"], "latency_ms": row["latency_ms"],
+        out.append({"policy": row["policy"], "latency_ms": row["latency_ms"], "mode": row["mode"],
                     "age_p50": _verdict(age is not None and age <= age_target_ms(row["latency_ms"])),
                     "seam_excess": _verdict(excess is not None and excess <= EXCESS_TARGET),
                     "dead_time": _verdict(None if dead is None or base is None else dead <= base + DEAD_SLACK_PCT)})
@@ -353,25 +360,29 @@ def _num(value, fmt="{:.2f}") -> str:
 
 
 def format_report(result: dict) -> str:
-    header = ["policy", "latency", "mode", "age p50/p95 ms", "seam jump", "seam excess", "dead time", "chunks/s",
-              "splices", "fallbacks", "late"]
+    header = ["policy", "latency", "mode", "measured p50", "age p50/p95 ms", "seam jump", "seam excess", "dead time",
+              "chunks/s", "splices", "fallbacks", "late"]
     lines = []
     for row in result["rows"]:
         name = [row["policy"], f"{row['latency_ms']:.0f}+-{row['jitter_ms']:.0f} ms", row["mode"]]
         if "skipped" in row:
-            lines.append(name + [f"skipped: {row['skipped']}"] + [None] * 7)
+            lines.append(name + [f"skipped: {row['skipped']}"] + [None] * 8)
             continue
         a, s, rtc = row["age"], row["seam"], row.get("rtc") or {}
-        lines.append(name + [f"{_num(a['p50_ms'], '{:.0f}')} / {_num(a['p95_ms'], '{:.0f}')}",
+        lines.append(name + [_num(row.get("latency_p50_ms"), "{:.0f} ms"),
+                             f"{_num(a['p50_ms'], '{:.0f}')} / {_num(a['p95_ms'], '{:.0f}')}",
                              _num(s["jump_ratio"]) + "x", _num(s["excess_ratio"], "{:.3f}") + "x",
                              _num(row["dead_time"]["pct"]) + " %", _num(row["chunks_per_s"]),
                              rtc.get("splices"), rtc.get("fallback_crossfades"), rtc.get("late_crossfades")])
     parts = ["real-time chunking vs crossfade (real client + sim robot nodes, our server in this process):",
-             report.table(header, lines, "lllrrrrrrrr"), "",
+             report.table(header, lines, "lllrrrrrrrrr"),
+             "measured p50: capture -> chunk queued, as the client measures it (the policy's latency plus "
+             "everything around it on this machine)", "",
              "targets (rtc rows): age p50 <= latency + 100 ms (<= 150 ms at 50 ms); seam excess <= "
              f"{EXCESS_TARGET}x the own step; dead time <= crossfade + {DEAD_SLACK_PCT} pp",
-             report.table(["policy", "latency", "age p50", "seam excess", "dead time"],
-                          [[t["policy"], f"{t['latency_ms']:.0f} ms", t["age_p50"], t["seam_excess"], t["dead_time"]]
+             report.table(["policy", "latency", "mode", "age p50", "seam excess", "dead time"],
+                          [[t["policy"], f"{t['latency_ms']:.0f} ms", t["mode"], t["age_p50"], t["seam_excess"],
+                            t["dead_time"]]
                            for t in result["targets"]])]
     parts.append("\n" + report.footer(result["meta"]))
     return "\n".join(parts)
@@ -384,6 +395,8 @@ def main(argv=None) -> int:
                                            "--quick: mock)")
     parser.add_argument("--latencies", help="comma-separated subset of 50,250,550 (default: all; --quick: 250)")
     parser.add_argument("--seconds", type=float, help="seconds recorded per row (default 12; --quick 3)")
+    parser.add_argument("--replan-every", default="4",
+                        help="comma-separated replan_every_steps of the rtc rows (default 4; e.g. 4,2)")
     parser.add_argument("--disagree", type=float, default=0.03, help="the mock's per-chunk offset, rad")
     parser.add_argument("--json", metavar="FILE", default=os.path.join("bench_out", "rtc.json"))
     parser.add_argument("--domain-id", type=int, default=report.env_domain_id(), help="ROS domain (default $ROS_DOMAIN_ID)")
@@ -392,6 +405,12 @@ def main(argv=None) -> int:
     args.latencies = args.latencies or ("250" if args.quick else "50,250,550")
     if not set(args.policies.split(",")) <= {"double", "mock"}:
         parser.error("--policies takes double and/or mock")
+    try:
+        args.replan_every = [float(x) for x in args.replan_every.split(",")]
+    except ValueError:
+        parser.error("--replan-every takes numbers, e.g. 4,2")
+    if not all(0 < n <= layout.ACTION_HORIZON for n in args.replan_every):
+        parser.error(f"--replan-every values must be in (0, {layout.ACTION_HORIZON}]")
     if args.seconds is not None and not 0.5 <= args.seconds <= 600:
         parser.error("--seconds must be in [0.5, 600]")
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
