@@ -168,10 +168,10 @@ def _record(rig: NodeRig, spec: RowSpec, rec: Recording, on_active) -> dict:
 
 
 def run_row(spec: RowSpec, domain_id: int, directory: str, log=print, external_server: str | None = None,
-            with_robot: bool = True, on_active=None, listen: bool = True,
-            subscriptions=()) -> tuple[dict, Recording]:
+            with_robot: bool = True, on_active=None, listen: bool = True, subscribe=None) -> tuple[dict, Recording]:
     """Server (unless `external_server` is an IPC path already served), client and sim robot in this
-    process; records `spec.seconds` after the first chunk. Returns (metrics, raw recording)."""
+    process; records `spec.seconds` after the first chunk. `subscribe(rig)` adds subscriptions before the
+    nodes spin. Returns (metrics, raw recording)."""
     ipc_path = external_server or os.path.join(directory, f"{spec.name}.sock")
     rec = Recording()
     server = {"mock_policy": "trajectory", "warmup_runs": 0, "mock_delay_ms": float(spec.delay_ms),
@@ -185,8 +185,8 @@ def run_row(spec: RowSpec, domain_id: int, directory: str, log=print, external_s
             rig.client.core.command_period_ms = _PeriodRecorder(rec, rig.client.core.command_period_ms, rig.client.now)
             if listen:
                 _listen(rig, rec)
-            for msg_type, topic, callback in subscriptions:  # e.g. the debug topics, as Foxglove would
-                rig.subscribe(msg_type, topic, callback)
+            if subscribe is not None:
+                subscribe(rig)
             rig.spin()
             return _record(rig, spec, rec, on_active), rec
     finally:
@@ -275,20 +275,10 @@ def measure_cpu(seconds: float, domain_id: int, directory: str, log=print) -> di
 
 
 # -- debug topics and recording ----------------------------------------------------------------------
-DEBUG_TOPICS = ("debug/state", "debug/task", "debug/chunk", "debug/chunk_scheduled", "debug/gate")
-
-
 def measure_debug(seconds: float, domain_id: int, directory: str, log=print) -> dict:
     """The 100 Hz loop with the debug topics off (nobody subscribed, no recording) vs on: every debug
     topic subscribed (as Foxglove would) and a session recorded. Same row otherwise (50 +- 10 ms mock,
-    default client, 4 x 640x480 cameras at 30 Hz)."""
-    from diagnostic_msgs.msg import DiagnosticStatus
-    from sensor_msgs.msg import CompressedImage, JointState
-    from std_msgs.msg import String
-    from trajectory_msgs.msg import JointTrajectory
-
-    types = {"debug/state": JointState, "debug/task": String, "debug/chunk": JointTrajectory,
-             "debug/chunk_scheduled": JointTrajectory, "debug/gate": DiagnosticStatus}
+    default client, 4 x 640x480 cameras at 30 Hz). The topics are the client's own debug publishers."""
     rows = {}
     for name in ("off", "on"):
         received = {"n": 0}
@@ -296,16 +286,17 @@ def measure_debug(seconds: float, domain_id: int, directory: str, log=print) -> 
         def count(msg):
             received["n"] += 1
 
-        subscriptions, client = (), {}
+        def subscribe_debug(rig, count=count):  # every debug topic, as Foxglove would
+            for pub in rig.client.debug.publishers:
+                rig.subscribe(pub.msg_type, pub.topic_name, count)
+
+        subscribe, client = None, {}
         if name == "on":
-            subscriptions = [(CompressedImage, f"/alfie/groot_client/debug/image/{c}", count)
-                             for c in layout.CAMERA_NAMES]
-            subscriptions += [(types[t], f"/alfie/groot_client/{t}", count) for t in DEBUG_TOPICS]
-            client = {"record_dir": os.path.join(directory, "sessions")}
+            subscribe, client = subscribe_debug, {"record_dir": os.path.join(directory, "sessions")}
         holder = {}
         log(f"debug {name}: 50+-10 ms mock, {seconds:.0f} s")
         metrics, _ = run_row(RowSpec(f"debug_{name}", 50.0, 10.0, seconds, client), domain_id, directory, log,
-                             on_active=lambda c: holder.update(client=c), subscriptions=subscriptions)
+                             on_active=lambda c: holder.update(client=c), subscribe=subscribe)
         if "skipped" in metrics:
             rows[name] = {"skipped": metrics["skipped"]}
             continue
