@@ -91,6 +91,14 @@ ARGUMENTS: dict[str, LaunchArgument] = {
     "record_dir": LaunchArgument("", "record one MCAP session per activation into this directory (debug topics, "
                                  "commands, status); " + _FROM_YAML.format("client") + " (off)",
                                  ((CLIENT, "record_dir"),)),
+    "deadman_topic": LaunchArgument("", "heartbeat topic (any message type): the robot moves only while fresh "
+                                    "heartbeats arrive (docs/safety.md); " + _FROM_YAML.format("client") + " (off)",
+                                    ((CLIENT, "deadman_topic"),)),
+    "deadman_timeout_ms": LaunchArgument("", "silence on deadman_topic beyond this holds the robot; "
+                                         + _FROM_YAML.format("client"), ((CLIENT, "deadman_timeout_ms"),)),
+    "command_thread_priority": LaunchArgument("", "SCHED_FIFO priority (1-99) for the 100 Hz command thread, 0 = "
+                                              "normal; " + _FROM_YAML.format("client"),
+                                              ((CLIENT, "command_thread_priority"),)),
     "use_sim_time": LaunchArgument("", "use /clock (a simulator's) in every node; empty = false",
                                    ((SERVER, "use_sim_time"), (CLIENT, "use_sim_time"), (SIM, "use_sim_time"))),
     "strict_arguments": LaunchArgument("true", "fail on unknown name:=value; false when a parent launch file "
