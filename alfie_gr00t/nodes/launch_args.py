@@ -88,8 +88,8 @@ ARGUMENTS: dict[str, LaunchArgument] = {
     "output_mode": LaunchArgument("", "joint_state, joint_trajectory (ros2_control) or both; "
                                   + _FROM_YAML.format("client"), ((CLIENT, "output_mode"),),
                                   ("joint_state", "joint_trajectory", "both")),
-    "record_dir": LaunchArgument("", "record one MCAP session per activation into this directory (debug topics, "
-                                 "commands, status); " + _FROM_YAML.format("client") + " (off)",
+    "record_dir": LaunchArgument("", "record one rosbag2 bag (MCAP) per activation into this directory (debug "
+                                 "topics, commands, status); " + _FROM_YAML.format("client") + " (off)",
                                  ((CLIENT, "record_dir"),)),
     "deadman_topic": LaunchArgument("", "heartbeat topic (any message type): the robot moves only while fresh "
                                     "heartbeats arrive (docs/safety.md); " + _FROM_YAML.format("client") + " (off)",

@@ -7,7 +7,9 @@ SIGINT/SIGTERM end the spin loop while the ROS context is still valid, so each n
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 
 import rclpy
@@ -138,6 +140,18 @@ def ignore_signals() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def node_help(node_factory) -> str:
+    """`--help` of a node executable: what it is (its module's summary) and how its parameters are set."""
+    module = sys.modules.get(getattr(node_factory, "__module__", ""), None)
+    summary = ((getattr(module, "__doc__", None) or node_factory.__doc__ or "").strip().split("\n\n")[0])
+    name = os.path.basename(sys.argv[0]).removesuffix(".py") or getattr(node_factory, "__name__", "node")
+    return "\n".join([
+        f"usage: {name} [--ros-args -p name:=value ... --params-file FILE]", "", summary, "",
+        "A ROS 2 node: its parameters are ROS parameters (the defaults and their meaning: config/*.yaml and",
+        "docs/parameters.md). Usually started by `ros2 launch alfie_gr00t groot_inference.launch.py`",
+        "(`--show-args` lists its name:=value arguments) or `python -m alfie_gr00t.tools.bringup --help`."])
+
+
 def run_node(node_factory, args=None) -> int:
     """Create, start and spin one node until SIGINT/SIGTERM; exit code 1 on a startup or runtime error.
 
@@ -146,6 +160,11 @@ def run_node(node_factory, args=None) -> int:
     signals are ours: they end the spin loop; `close()` runs with the context still valid; a
     second signal during cleanup is ignored instead of raising a traceback.
     """
+    words = list(sys.argv[1:] if args is None else args[1:] if args and not str(args[0]).startswith("-") else args)
+    own = words[:words.index("--ros-args")] if "--ros-args" in words else words
+    if any(w in ("-h", "--help") for w in own):
+        print(node_help(node_factory))
+        return 0
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = stop_on_signals()

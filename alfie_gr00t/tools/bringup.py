@@ -24,7 +24,7 @@ from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Bool, String
 
 from alfie_gr00t.engines.base import EngineError
-from alfie_gr00t.nodes.launch_args import config_path, plan_from_arguments, to_bool
+from alfie_gr00t.nodes.launch_args import ARGUMENTS, config_path, plan_from_arguments, to_bool
 from alfie_gr00t.nodes.groot_client import GrootClient
 from alfie_gr00t.nodes.groot_server import GrootServer
 from alfie_gr00t.nodes.runner import NodeSpinner, close_nodes, ignore_signals, stop_on_signals
@@ -33,6 +33,21 @@ from alfie_gr00t.wire.transport import AddressInUse
 
 NAMESPACE = "alfie"
 BRINGUP_ARGUMENTS = {"duration": "0", "auto_activate": "true"}
+BRINGUP_HELP = {"duration": "seconds to run, then print the summary and exit (0 = until Ctrl-C)",
+                "auto_activate": "activate the client once the nodes are up"}
+
+
+def help_text() -> str:
+    """The usage, then every name:=value argument with its default (the launch file's, plus bringup's own)."""
+    lines = ["usage: python -m alfie_gr00t.tools.bringup [name:=value ...]", "", __doc__.strip(), "",
+             "arguments (name:=value; the same as groot_inference.launch.py):"]
+    width = max(len(n) for n in (*ARGUMENTS, *BRINGUP_ARGUMENTS))
+    for name, arg in ARGUMENTS.items():
+        choices = f" [{'|'.join(arg.choices)}]" if arg.choices else ""
+        lines.append(f"  {name:<{width}}  default {arg.default!r}{choices}: {arg.description}")
+    for name, default in BRINGUP_ARGUMENTS.items():
+        lines.append(f"  {name:<{width}}  default {default!r}: {BRINGUP_HELP[name]} (bringup only)")
+    return "\n".join(lines)
 
 
 def parse_arguments(argv: list[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -155,8 +170,12 @@ def print_summary(server, client, listener) -> int:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
+    argv = sys.argv[1:] if argv is None else argv
+    if any(word in ("-h", "--help") for word in argv):
+        print(help_text())
+        return 0
     try:
-        return run(sys.argv[1:] if argv is None else argv)
+        return run(argv)
     except ValueError as exc:
         print(f"bringup: {exc}", file=sys.stderr)
         return 2
