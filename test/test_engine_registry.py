@@ -242,3 +242,13 @@ def test_registry_imports_with_numpy_only(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("policy, named", [("hold", "mock (hold position)"), ("trajectory", "mock (trajectory")])
+def test_the_log_names_the_mock_policy_that_runs(policy, named, caplog):
+    caplog.set_level("INFO", logger=registry.log.name)
+    engine = registry.create_engine(EngineConfig(mock_mode=True, mock_policy=policy))
+    assert engine.policy == policy
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("engine:")]
+    assert len(lines) == 1 and named in lines[0], lines
+    assert ("hold position" in lines[0]) == (policy == "hold")

@@ -24,6 +24,12 @@ from alfie_gr00t import layout
 from alfie_gr00t.engines.base import Engine, EngineConfig, EngineOutput, ObservationBatch
 
 MOCK_POLICIES = ("hold", "trajectory")
+MOCK_DESCRIPTIONS = {"hold": "hold position", "trajectory": "trajectory: slow sinusoids on several joints"}
+
+
+def describe(policy: str) -> str:
+    """How the log names the mock engine running `policy`: 'mock (hold position)'."""
+    return f"mock ({MOCK_DESCRIPTIONS.get(policy, policy)})"
 TRAJECTORY_STEP_HZ = 15.0  # the training rate the trajectory's steps are spaced at (docs/design.md#the-21-d-layout)
 BLEND_STEPS = 4  # steps over which a prefix's end blends into the trajectory
 

@@ -112,9 +112,9 @@ def create_engine(config: EngineConfig) -> Engine:
         log.info("engine: Triton Inference Server (model repository in share/alfie_gr00t/triton)")
         return TritonEngine(config)
     if config.mock_mode:
-        from alfie_gr00t.engines.mock import MockEngine
+        from alfie_gr00t.engines.mock import MockEngine, describe
 
-        log.info("engine: mock (hold position), no model loaded")
+        log.info("engine: %s, no model loaded", describe(config.mock_policy))
         return MockEngine(config)
     path = _checkpoint_path(config)
     kind = classify_checkpoint(path)
