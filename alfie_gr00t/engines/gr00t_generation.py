@@ -38,7 +38,7 @@ class Generation:
 
 N1_6 = Generation("N1.6", "gr00t_n1d6", "Gr00tN1d6", "Gr00tN1d6Processor", "4.51.3", "3.10-3.12",
                   "n1.6-release", pins=("4.51.3",), pythons=((3, 10), (3, 11), (3, 12)))
-N1_7 = Generation("N1.7", "gr00t_n1d7", "Gr00tN1d7", "Gr00tN1d7Processor", "4.57.3", "3.10 (Thor, Spark: 3.12)",
+N1_7 = Generation("N1.7", "gr00t_n1d7", "Gr00tN1d7", "Gr00tN1d7Processor", "4.57.3", "3.10 or, on Thor and Spark, 3.12",
                   "main", backbone="nvidia/Cosmos-Reason2-2B", pins=("4.57.3", "4.57.6"),
                   pythons=((3, 10), (3, 12)))
 GENERATIONS = (N1_6, N1_7)
