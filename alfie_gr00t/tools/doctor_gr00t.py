@@ -188,7 +188,8 @@ def _files(directory: Path) -> Check:
     missing = ([] if (directory / "config.json").is_file() else ["config.json"]) + ([] if weights else
                                                                                      ["model*.safetensors"])
     if missing:
-        return Check(FAIL, topic, f"lacks {', '.join(missing)} (has {sorted(p.name for p in directory.iterdir())[:12]})",
+        has = sorted(p.name for p in directory.iterdir())[:12]
+        return Check(FAIL, topic, f"lacks {', '.join(missing)} (has {has})",
                      "point it at Isaac-GR00T's fine-tuning output (config.json + model*.safetensors)")
     return Check(OK, topic, f"config.json, {len(weights)} weight file(s) ({weights[0]}...)")
 
@@ -241,7 +242,8 @@ def check_layout(directory: Path, config_dir: Path) -> list[Check]:
                            f"video {list(served.video_keys)}, groups [{groups}]{adopted}")]
 
 
-def check_checkpoint(directory: Path, config_dir: Path | None = None, env=None, where: Path | None = None) -> list[Check]:
+def check_checkpoint(directory: Path, config_dir: Path | None = None, env=None,
+                     where: Path | None = None) -> list[Check]:
     """Everything groot_doctor says about a checkpoint directory (module doc)."""
     directory = Path(directory)
     if not directory.is_dir():
