@@ -164,8 +164,8 @@ def test_frozen_deviation_compares_in_robot_units_and_refuses_a_short_prefix():
 
 
 # -- end to end: the real worker against a real server ------------------------------------------------
-class AdvertisingService(PolicyService):
-    """Our server, its ping reply also saying that it inpaints (the `trajectory` mock does)."""
+class ClaimingService(PolicyService):
+    """Our server, its ping reply claiming that it inpaints whatever its engine does."""
 
     def _gr00t_endpoint(self, endpoint, data, generation=None):
         reply = super()._gr00t_endpoint(endpoint, data, generation)
@@ -174,8 +174,8 @@ class AdvertisingService(PolicyService):
         return reply
 
 
-class SilentService(PolicyService):
-    """Our server with no real-time-chunking advertisement in its ping reply (an older server)."""
+class OlderService(PolicyService):
+    """Our server with no real-time-chunking entry in its ping reply (a server that predates it)."""
 
     def _gr00t_endpoint(self, endpoint, data, generation=None):
         reply = super()._gr00t_endpoint(endpoint, data, generation)
@@ -199,8 +199,8 @@ class ShiftingEngine:
         return out
 
 
-def serve(ipc_path, service_cls=AdvertisingService, shift: float = 0.0, disagree: float = 0.0):
-    config = ServerConfig(mock_mode=True, mock_policy="trajectory", ipc_path=ipc_path, warmup_runs=0)
+def serve(ipc_path, service_cls=PolicyService, shift: float = 0.0, disagree: float = 0.0, server_rtc: bool = True):
+    config = ServerConfig(mock_mode=True, mock_policy="trajectory", ipc_path=ipc_path, warmup_runs=0, rtc=server_rtc)
     engine = MockEngine(config.engine_config())
     if disagree:
         engine.trajectory = disagreeing(engine.trajectory, disagree)
@@ -210,8 +210,9 @@ def serve(ipc_path, service_cls=AdvertisingService, shift: float = 0.0, disagree
     return service, BackgroundServer(service).start()
 
 
-def simulate(ipc_path, latency_s, seconds=6.0, service_cls=AdvertisingService, shift=0.0, disagree=0.0, **client):
-    service, server = serve(ipc_path, service_cls, shift, disagree)
+def simulate(ipc_path, latency_s, seconds=6.0, service_cls=PolicyService, shift=0.0, disagree=0.0, server_rtc=True,
+             **client):
+    service, server = serve(ipc_path, service_cls, shift, disagree, server_rtc)
     sim = ClientSim(ClientConfig(ipc_path=ipc_path, **client), latency_s)
     try:
         return sim.run(seconds)
@@ -226,8 +227,9 @@ def plan_intervals_steps(sim) -> np.ndarray:
     return np.diff(plans) * HZ
 
 
-def test_against_a_server_that_inpaints_the_client_replans_every_four_executed_steps(ipc_path):
-    sim = simulate(ipc_path, latency_s=0.05)
+@pytest.mark.parametrize("protocol", ["alfie", "gr00t"])
+def test_against_a_server_that_inpaints_the_client_replans_every_four_executed_steps(ipc_path, protocol):
+    sim = simulate(ipc_path, latency_s=0.05, server_protocol=protocol)
     status = sim.worker.rtc_status()
     assert status["server"] and status["replanning"], status
     intervals = plan_intervals_steps(sim)[2:]  # after the activation's first chunks
@@ -243,9 +245,9 @@ def test_against_a_server_that_inpaints_the_client_replans_every_four_executed_s
 
 
 def test_a_server_without_rtc_gets_todays_requests(ipc_path):
-    """The same client against a server that does not advertise: the requests, prefixes and commands
-    are those of a client with replanning switched off (today's client), exactly."""
-    silent = simulate(ipc_path, latency_s=0.25, seconds=5.0, service_cls=SilentService)
+    """The same client against a server that predates real-time chunking: the requests, prefixes and
+    commands are those of a client with replanning switched off (today's client), exactly."""
+    silent = simulate(ipc_path, latency_s=0.25, seconds=5.0, service_cls=OlderService)
     off = simulate(ipc_path, latency_s=0.25, seconds=5.0, replan_every_steps=0)
     assert not silent.worker.rtc_status()["server"] and off.worker.rtc_status()["server"]
     for sim in (silent, off):
@@ -261,6 +263,14 @@ def test_a_server_without_rtc_gets_todays_requests(ipc_path):
             np.testing.assert_allclose(a, b, atol=1e-6)
     intervals = plan_intervals_steps(silent)[2:]
     assert np.all(intervals > 5), intervals  # min_refill_steps (8), not the replanning cadence
+
+
+def test_a_server_with_rtc_switched_off_gets_no_replanning(ipc_path):
+    sim = simulate(ipc_path, latency_s=0.1, seconds=3.0, server_rtc=False)
+    status = sim.worker.rtc_status()
+    assert not status["server"] and not status["replanning"] and status["replans"] == 0, status
+    assert all(r.prefix_rows == r.frozen_steps for r in sim.record.requests)  # today's prefix: the delay
+    assert np.all(plan_intervals_steps(sim)[2:] > 5)
 
 
 @pytest.mark.parametrize("latency_s", [0.05, 0.25])
@@ -289,6 +299,25 @@ def test_a_server_whose_frozen_steps_disagree_is_crossfaded_and_counted(ipc_path
     for t, old, _ in sim.record.arrivals[2:]:
         if old is not None:  # a crossfade: 10 ms into the 200 ms fade, no jump to the new chunk
             assert np.max(np.abs(commands[round(t, 9)] - old)) < 0.05 * 0.2, t
+
+
+def test_a_reply_that_says_it_did_not_inpaint_is_crossfaded_with_the_servers_reason(ipc_path):
+    """The server advertises real-time chunking but its engine (the `hold` mock) ignores the prefix, and
+    each reply says so: the client crossfades, whatever the values, and reports the server's reason."""
+    config = ServerConfig(mock_mode=True, mock_policy="hold", ipc_path=ipc_path, warmup_runs=0)
+    service = ClaimingService(MockEngine(config.engine_config()), config)
+    server = BackgroundServer(service).start()
+    sim = ClientSim(ClientConfig(ipc_path=ipc_path), 0.1)
+    try:
+        sim.run(3.0)
+    finally:
+        sim.close()
+        server.stop()
+        service.close()
+    status = sim.worker.rtc_status()
+    assert status["replans"] >= 5 and status["splices"] == 0
+    assert status["fallback_crossfades"] == status["replans"], status
+    assert "did not apply" in status["last_fallback"] and "hold" in status["last_fallback"], status["last_fallback"]
 
 
 def test_a_policy_slower_than_its_chunk_runs_synchronously_without_replanning(ipc_path):

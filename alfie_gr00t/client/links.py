@@ -46,7 +46,7 @@ class ChunkReply:
     actions: np.ndarray  # (horizon, dim) in model units
     server_inference_ms: float = 0.0
     server_stages: dict = field(default_factory=dict)
-    rtc_frozen_steps: int | None = None  # what the reply says the server froze (0: not applied; None: silent)
+    rtc_report: rtc.ReplyReport = rtc.ReplyReport(None)  # what the reply says real-time chunking did with the prefix
 
 
 class AlfieLink:
@@ -83,9 +83,9 @@ class AlfieLink:
         reply = protocol.parse_action_response(raw, cfg.action_horizon, cfg.action_dim)
         if reply.frame_id is not None and reply.frame_id != self._frame_id:
             raise protocol.ProtocolError(f"reply for frame {reply.frame_id}, expected {self._frame_id}")
-        frozen = _reported_frozen(raw) if prefix is not None else None
+        report = _reported(raw) if prefix is not None else rtc.ReplyReport(None)
         timer.mark("unpack")
-        return ChunkReply(reply.actions, reply.inference_time_ms, reply.stages_ms, frozen)
+        return ChunkReply(reply.actions, reply.inference_time_ms, reply.stages_ms, report)
 
 
 class Gr00tLink:
@@ -151,13 +151,13 @@ class Gr00tLink:
         finite = isinstance(ms, (int, float, np.integer, np.floating)) and not isinstance(ms, bool) \
             and math.isfinite(ms)
         return ChunkReply(actions, float(ms) if finite else 0.0,
-                          rtc_frozen_steps=rtc.reported_frozen_steps(info) if prefix is not None else None)
+                          rtc_report=rtc.reported(info) if prefix is not None else rtc.ReplyReport(None))
 
 
-def _reported_frozen(raw) -> int | None:
+def _reported(raw) -> rtc.ReplyReport:
     """The `rtc` map of one of our replies (already validated by parse_action_response), read again."""
     try:
-        return rtc.reported_frozen_steps(protocol.unpack_message(raw, 1 << 20))
+        return rtc.reported(protocol.unpack_message(raw, 1 << 20))
     except protocol.ProtocolError:
-        return None
+        return rtc.ReplyReport(None)
 

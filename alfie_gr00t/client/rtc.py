@@ -31,18 +31,28 @@ def advertised(reply) -> bool:
     return value is True
 
 
-def reported_frozen_steps(info) -> int | None:
-    """The frozen steps a chunk reply says the server applied (`rtc: {"applied": true, "frozen_steps": n}`),
-    0 when it says it did not apply real-time chunking, None when it says nothing usable."""
+@dataclass(frozen=True)
+class ReplyReport:
+    """What a chunk reply says real-time chunking did: `frozen_steps` 0 when it was not applied (with
+    the server's `reason`), None when the reply does not say."""
+
+    frozen_steps: int | None
+    reason: str = ""
+
+
+def reported(info) -> ReplyReport:
+    """Read a chunk reply's `rtc` map (`{"applied": bool, "frozen_steps": n, "reason": ...}`); anything
+    malformed reads as silent."""
     if not isinstance(info, dict) or not isinstance(info.get(RTC_KEY), dict):
-        return None
+        return ReplyReport(None)
     rtc = info[RTC_KEY]
+    reason = str(rtc.get("reason", ""))[:200]
     if rtc.get("applied") is False:
-        return 0
+        return ReplyReport(0, reason)
     frozen = rtc.get("frozen_steps")
     if isinstance(frozen, (int, np.integer)) and not isinstance(frozen, bool) and frozen >= 0:
-        return int(frozen)
-    return None
+        return ReplyReport(int(frozen), reason)
+    return ReplyReport(None, reason)
 
 
 @dataclass(frozen=True)

@@ -213,7 +213,7 @@ class InferenceWorker:
             return False  # deactivated while the request was in flight
         # Queued atomically with the state: a deactivation after the check above (and a reactivation)
         # must not find this activation's chunk in the next activation's schedule.
-        frozen = self._frozen_to_splice(actions, reply.rtc_frozen_steps)
+        frozen = self._frozen_to_splice(actions, reply.rtc_report)
         if frozen:
             queue = lambda: self._scheduler.add_chunk(actions, snap.state_time, frozen_steps=frozen)  # noqa: E731
         else:
@@ -304,16 +304,17 @@ class InferenceWorker:
             self._sent_prefix = rtc.SentPrefix(planned, frozen)
         return ChunkPrefix(self._normalizer.normalize_action(planned).astype(np.float32), frozen)
 
-    def _frozen_to_splice(self, actions: np.ndarray, reported: int | None) -> int:
+    def _frozen_to_splice(self, actions: np.ndarray, report: rtc.ReplyReport) -> int:
         """How many leading steps of this reply may be spliced (0: crossfade as without real-time
         chunking). The frozen steps must equal what was sent within `splice_tolerance`, whatever the
         server claims; a reply that says it froze fewer is checked on those."""
         sent = self._sent_prefix
         if sent is None:
             return 0
-        frozen = sent.frozen_steps if reported is None else min(sent.frozen_steps, reported)
+        frozen = sent.frozen_steps if report.frozen_steps is None else min(sent.frozen_steps, report.frozen_steps)
         if frozen <= 0:
-            self.rtc.fallback("the server did not apply real-time chunking to this request")
+            self.rtc.fallback("the server did not apply real-time chunking to this request"
+                              + (f": {report.reason}" if report.reason else ""))
             return 0
         deviation = rtc.frozen_deviation(actions, sent, frozen)
         self.rtc.frozen_max_deviation = max(self.rtc.frozen_max_deviation, deviation)
