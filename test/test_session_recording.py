@@ -22,6 +22,7 @@ from alfie_gr00t.tools.rig import ACTIVATE_TOPIC, NodeRig
 from alfie_gr00t.tools.session import read_session
 from support.ros_helpers import next_domain_id
 from support.ros_helpers import wait_for
+from alfie_gr00t.bag import metadata as bagmeta
 from support.strict_bag import strict_read
 from support.client_harness import CONNECT_S, ScriptedServer, client_and_robot, wait_state
 
@@ -61,6 +62,10 @@ def test_a_recorded_demo_has_every_message_kind_one_file_per_activation(ipc_dir)
         assert sorted(os.listdir(bag)) == sorted(["metadata.yaml", f"{name}_0.mcap"])
         strict = strict_read(bag)
         assert strict[f"{NS}/debug/chunk"] and strict[f"{NS}/joint_commands"] and strict["/alfie/joint_states"]
+        qos = {t.name: t.offered_qos_profiles for t in bagmeta.read(bag).topics}
+        offered = qos[f"{NS}/joint_commands"][0]  # the graph's view of the publisher, as ros2 bag record stores it
+        assert (offered["reliability"], offered["durability"]) == ("reliable", "volatile"), offered
+        assert all(profiles for profiles in qos.values()), qos
 
     session = read_session(files[0])
     assert session.complete and not session.warnings, session.warnings
