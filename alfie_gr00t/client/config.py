@@ -58,9 +58,9 @@ class ClientConfig:
     stats_file: str = ""
     output_mode: str = "joint_state"
     trajectory_rate_hz: float = 15.0
-    record_dir: str = ""  # MCAP session recording: one file per activation in this directory; "" = off
+    record_dir: str = ""  # session recording: one rosbag2 bag (MCAP) per activation in this directory; "" = off
     record_max_mb: float = 2048.0  # a session file ends at this size (dropping until the next activation)
-    record_max_files: int = 50  # the oldest session files in record_dir are deleted beyond this many (0 = no cap)
+    record_max_files: int = 50  # the oldest sessions in record_dir are deleted beyond this many (0 = no cap)
     deadman_topic: str = ""  # heartbeat topic (any message type): move only while it is fresh; "" = off
     deadman_timeout_ms: float = 500.0  # silence on deadman_topic beyond this holds the robot
     command_thread_priority: int = 0  # SCHED_FIFO priority (1-99) for the 100 Hz command thread; 0 = normal
