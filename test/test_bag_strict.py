@@ -12,7 +12,8 @@ import pytest
 from rclpy.serialization import serialize_message
 
 from support.strict_bag import JAZZY, strict_read
-from test_recorder import REPO, one_of_each
+from support.recorded_messages import one_of_each
+from support.ros_helpers import REPO
 
 from alfie_gr00t.bag import metadata as bagmeta
 from alfie_gr00t.bag.cdr import CdrError, cdr_length, exact_cdr
@@ -67,7 +68,7 @@ def test_a_killed_session_reads_strictly_after_reindex(tmp_path):
         import sys, time
         sys.path.insert(0, {REPO!r})
         sys.path.insert(0, {os.path.join(REPO, "test")!r})
-        from test_recorder import one_of_each
+        from support.recorded_messages import one_of_each
         from alfie_gr00t.nodes.recorder import SessionRecorder
         r = SessionRecorder(sys.argv[1], max_bytes=0, max_files=0, flush_interval_s=30.0, chunk_bytes=4000)
         r.start_session("killed")
