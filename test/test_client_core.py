@@ -195,7 +195,8 @@ def test_estop_wins_over_a_queued_chunk(rig):
     assert set(rig.kinds(start)) == {"stop"}, "the e-stop ramp is all stop commands, then silence"
 
 
-def test_estop_wins_over_a_reply_in_flight(ipc_path):
+@pytest.mark.parametrize("stop", ["estop", "deactivate"])
+def test_a_stop_wins_over_a_reply_in_flight(ipc_path, stop):
     server, engine = served(ipc_path, GatedEngine)
     with server:
         r = Rig(ipc_path)
@@ -207,36 +208,18 @@ def test_estop_wins_over_a_reply_in_flight(ipc_path):
             exchange.start()
             assert engine.received.wait(BOUND_S), "the request never reached the server"
             start = len(r.commands)
-            assert core.estop(True)[0]
-            engine.release.set()  # the reply arrives after the e-stop
+            if stop == "estop":
+                assert core.estop(True)[1].startswith("E_STOP latched (was CONNECTING)")
+            else:
+                assert core.activate(False)[1].startswith("deactivated: IDLE (was CONNECTING)")
+            engine.release.set()  # the reply arrives after the stop
             exchange.join(BOUND_S)
             assert not exchange.is_alive()
             assert core.worker.requests_ok == 0 and core.scheduler.remaining_steps() == 0, \
-                "the reply of an e-stopped activation was queued"
+                "the reply of a stopped activation was queued"
             r.tick(50)
-            assert core.machine.state is ClientState.E_STOP
+            assert core.machine.state is (ClientState.E_STOP if stop == "estop" else ClientState.IDLE)
             assert "policy" not in r.kinds(start)
-        finally:
-            r.close()
-
-
-def test_deactivation_wins_over_a_reply_in_flight(ipc_path):
-    server, engine = served(ipc_path, GatedEngine)
-    with server:
-        r = Rig(ipc_path)
-        try:
-            core = r.core
-            core.activate(True)
-            engine.gated = True
-            exchange = threading.Thread(target=core.worker.step)
-            exchange.start()
-            assert engine.received.wait(BOUND_S)
-            assert core.activate(False)[1].startswith("deactivated: IDLE (was CONNECTING)")
-            engine.release.set()
-            exchange.join(BOUND_S)
-            assert core.scheduler.remaining_steps() == 0 and core.machine.state is ClientState.IDLE
-            r.tick(20)
-            assert "policy" not in r.kinds()
         finally:
             r.close()
 
