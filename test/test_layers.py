@@ -9,7 +9,8 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "alfie_gr00t"
 BASE = {"layout", "stats", "settings", "discovery"}
-RANK = {"base": 0, "wire": 1, "engines": 2, "server": 3, "client": 3, "nodes": 4, "tools": 5}
+RANK = {"base": 0, "wire": 1, "bag": 1, "engines": 2, "dataset": 2, "server": 3, "client": 3, "nodes": 4,
+        "tools": 5}
 FORBIDDEN = {("client", "engines"), ("client", "server"), ("server", "client")}
 DEPRECATED_ALIASES = {"alfie_gr00t.protocol", "alfie_gr00t.gr00t_protocol"}
 
