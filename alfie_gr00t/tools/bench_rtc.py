@@ -22,7 +22,8 @@ Policies:
 - `mock`: the `trajectory` mock (it freezes the prefix and blends into its trajectory), each chunk
   offset by a random +-`--disagree` rad so that seams have something to hide.
 
-Columns (all measured on the commands the client's MotionGate published):
+Columns (all measured on the commands the client's MotionGate published; seams from 1.5 s after the
+first chunk, when the gate's ramp from the robot's pose to the policy's first command is over):
 
 - observation age p50/p95: for each policy command, its time minus the capture time of the
   observation behind the chunk in effect (the newest one queued at or before it);
@@ -69,6 +70,7 @@ from alfie_gr00t.tools.rig import NodeRig  # noqa: E402
 STEP_HZ = 15.0
 TICK_S = 0.01
 WINDOW_STEPS = 4  # a seam's window: crossfade_steps (3) + 1 steps, cut at the next arrival
+SETTLE_S = 1.5  # seams count from this long after the first chunk (the gate first ramps from the robot's pose)
 JOINTS = list(range(layout.ACTION_DIM))[layout.JOINT_DIMS]
 LATENCIES = {"50": (50.0, 10.0), "250": (250.0, 50.0), "550": (550.0, 100.0)}
 CROSSFADE = ("crossfade", {"replan_every_steps": 0.0})
@@ -286,7 +288,9 @@ def summarize(rec: Recording, stopped: float, seconds: float) -> dict:
     policy = [c for c in commands if c[1] == "policy"]
     holds = [c[0] for c in commands if c[1] in ("hold", "stop")]
     policy_t = [c[0] for c in policy]
-    seams = seam_metrics(policy_t, [c[2] for c in policy] or np.zeros((0, layout.ACTION_DIM)), rec.chunks)
+    settled = [c for c in policy if c[0] >= first + SETTLE_S]
+    seams = seam_metrics([c[0] for c in settled], [c[2] for c in settled] or np.zeros((0, layout.ACTION_DIM)),
+                         [c for c in rec.chunks if c[0] >= first + SETTLE_S])
     return {"seconds": seconds, "chunks": len(rec.chunks),
             "chunks_per_s": round(len(rec.chunks) / max(stopped - first, 1e-9), 2),
             "age": observation_age(policy_t, rec.chunks), "seam": seams,
@@ -298,7 +302,7 @@ def run(args, log) -> dict:
     from alfie_gr00t.server.config import ServerConfig
     from alfie_gr00t.server.service import BackgroundServer, PolicyService
 
-    seconds = args.seconds or (3.0 if args.quick else 12.0)
+    seconds = args.seconds or (4.0 if args.quick else 12.0)
     latencies = [x.strip().removesuffix("ms") for x in args.latencies.split(",")]
     for name in latencies:
         if name not in LATENCIES:
@@ -390,11 +394,11 @@ def format_report(result: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="groot_bench_rtc", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 s per row, the mock only, 250 ms only")
+    parser.add_argument("--quick", action="store_true", help="4 s per row, the mock only, 250 ms only")
     parser.add_argument("--policies", help="comma-separated: double (the denoising double), mock (default: both; "
                                            "--quick: mock)")
     parser.add_argument("--latencies", help="comma-separated subset of 50,250,550 (default: all; --quick: 250)")
-    parser.add_argument("--seconds", type=float, help="seconds recorded per row (default 12; --quick 3)")
+    parser.add_argument("--seconds", type=float, help="seconds recorded per row (default 12; --quick 4)")
     parser.add_argument("--replan-every", default="4",
                         help="comma-separated replan_every_steps of the rtc rows (default 4; e.g. 4,2)")
     parser.add_argument("--disagree", type=float, default=0.03, help="the mock's per-chunk offset, rad")
