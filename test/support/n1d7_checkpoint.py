@@ -4,7 +4,8 @@ torch: `config.json` (`model_type` and `architectures` "Gr00tN1d7", `model_name`
 "Gr00tN1d7Processor", `processor_kwargs.modality_configs` per embodiment, which may carry an `rl_info`
 entry, and the backbone's `model_name`), `statistics.json`, `embodiment_id.json`, `model*.safetensors`
 (a placeholder: the policy double seeds its own weights). `ModalityConfig` and `Gr00tN1d7Config` carry
-upstream's field names (gr00t/data/types.py, gr00t/configs/model/gr00t_n1d7.py).
+upstream's field names (gr00t/data/types.py, as support/gr00t_wire.py has it, and
+gr00t/configs/model/gr00t_n1d7.py).
 """
 
 from __future__ import annotations
@@ -14,20 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from alfie_gr00t import layout
+from support.gr00t_wire import ModalityConfig  # upstream's gr00t/data/types.py ModalityConfig
 
 TAG = "new_embodiment"
 LANGUAGE_KEYS = ("annotation.human.task_description", "annotation.human.coarse_action")
-
-
-@dataclass
-class ModalityConfig:
-    """gr00t/data/types.py ModalityConfig."""
-
-    delta_indices: list
-    modality_keys: list
-    sin_cos_embedding_keys: list | None = None
-    mean_std_embedding_keys: list | None = None
-    action_configs: list | None = None
 
 
 @dataclass
