@@ -14,12 +14,14 @@ CAP_SYS_NICE, `ulimit -r` too low) it runs on normally and says so in `schedulin
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from typing import Callable
 
 # A tick that keeps raising is logged at its first failure and then every this many.
 _LOG_EVERY = 500
+SWITCH_INTERVAL_S = 0.001  # the interpreter's thread switch interval while a command loop runs
 
 
 class CommandLoop:
@@ -42,6 +44,10 @@ class CommandLoop:
         self.tick_errors = 0
 
     def start(self) -> "CommandLoop":
+        # A thread woken at its deadline waits for the interpreter lock up to one switch interval
+        # (5 ms by default) while another thread runs Python code. With two busy Python threads in
+        # the process, 1 ms halved the missed deadlines and the period p99 on a loaded 2-core machine.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self._thread.start()
         return self
 
