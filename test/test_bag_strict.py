@@ -105,3 +105,22 @@ def test_groot_bag_refuses_what_is_not_a_bag(tmp_path, capsys):
     assert "not a rosbag2 bag" in capsys.readouterr().err
     with pytest.raises(BagError, match="not a bag"):
         open_bag(tmp_path / "notes.txt")
+
+
+def test_bytes_from_a_raw_subscription_are_stored_as_received(tmp_path):
+    """A raw subscription's bytes (here: the wire form with the 4-byte alignment padding the middleware
+    announces in the encapsulation options) go into the bag untouched, under the type they were given."""
+    _, msg = one_of_each(1)[2]  # a String
+    exact = exact_cdr(type(msg), serialize_message(msg))
+    pad = -len(exact) % 4
+    assert pad, "this String needs padding to a multiple of 4 on the wire"
+    wire = exact[:2] + bytes([0, pad]) + exact[4:] + bytes(pad)
+    recorder = SessionRecorder(str(tmp_path), max_bytes=0, max_files=0)
+    bag = recorder.start_session("raw")
+    assert recorder.record("/alfie/task", wire, 5, msg_type="std_msgs/msg/String")
+    with pytest.raises(ValueError, match="msg_type"):
+        recorder.record("/alfie/task", wire, 6)
+    recorder.close()
+    stored = [m for m in open_bag(bag).messages()]
+    assert [m.data for m in stored] == [wire] and stored[0].schema.name == "std_msgs/msg/String"
+    assert JAZZY.deserialize_cdr(wire, "std_msgs/msg/String").data == msg.data  # within rosbags' 3-byte slack
