@@ -134,6 +134,19 @@ def test_replanning_needs_a_server_that_inpaints_and_a_policy_faster_than_its_ch
     assert not off.replanning()
 
 
+def test_the_replanning_cadence_counts_executed_steps_not_wall_time():
+    """A robot that held (queue dry) executed nothing: holding adds no steps toward the next replan."""
+    from alfie_gr00t.client.worker import InferenceWorker
+
+    clock, scheduler = playing_scheduler()
+    worker = InferenceWorker.__new__(InferenceWorker)  # only the cadence logic, no socket or thread
+    worker._cfg, worker._scheduler, worker._plan_at_request = ClientConfig(), scheduler, None
+    assert math.isinf(worker.executed_steps_since_request(100.0))  # nothing sent yet: due at once
+    worker._plan_at_request = scheduler.plan_time(100.0)
+    assert worker.executed_steps_since_request(100.0 + 3 / HZ) == pytest.approx(3.0)
+    assert worker.executed_steps_since_request(100.0 + 16 / HZ + 1.5) == pytest.approx(16.0)  # ran dry, held
+
+
 @pytest.mark.parametrize("value", [-1, 17, float("nan")])
 def test_replan_every_steps_is_validated(value):
     with pytest.raises(ValueError, match="replan_every_steps"):
