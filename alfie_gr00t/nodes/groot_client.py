@@ -20,7 +20,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import ClockChange, JumpThreshold
 from rclpy.duration import Duration as RosDuration
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray, String
@@ -31,10 +31,11 @@ from alfie_gr00t.client.core import ClientCore, clock_jump_cause
 from alfie_gr00t.client.inputs import header_stamp_from_cdr
 from alfie_gr00t.client.safety import Command, CommandKind
 from alfie_gr00t.layout import BASE_DIMS, JOINT_DIMS
+from alfie_gr00t.nodes.camera_qos import CameraSubscriptions
 from alfie_gr00t.nodes.debug_topics import DebugTopics
 from alfie_gr00t.nodes.diagnostics import ClientDiagnostics, attach_diagnostics
 from alfie_gr00t.nodes.params import declare_config
-from alfie_gr00t.nodes.recorder import SessionRecorder
+from alfie_gr00t.nodes.recorder import SessionRecorder, publisher_qos
 from alfie_gr00t.nodes.runner import log_info, run_node
 from alfie_gr00t.nodes.stop_path import StopPath
 
@@ -68,7 +69,8 @@ class GrootClient(Node):
         if cfg.record_dir:
             self.recorder = SessionRecorder(cfg.record_dir, max_bytes=int(cfg.record_max_mb * 1024 * 1024),
                                             max_files=cfg.record_max_files, log=self.get_logger().info,
-                                            clock_ns=lambda: self.get_clock().now().nanoseconds)
+                                            clock_ns=lambda: self.get_clock().now().nanoseconds,
+                                            qos_of=lambda topic: publisher_qos(self, topic))
         self.worker = self.core.start(threads=False).worker
         self._create_interfaces()
         self.worker.observer = self.debug
@@ -89,10 +91,11 @@ class GrootClient(Node):
         cfg = self.config
         sensors = ReentrantCallbackGroup()
         image_type = Image if cfg.image_msg_type == "raw" else CompressedImage
-        for name, topic in zip(cfg.camera_names, cfg.camera_topics):
-            # raw=True: keep the serialized bytes; only the frames actually sent get deserialized.
-            self.create_subscription(image_type, topic, lambda data, n=name: self.inputs.store_frame(
-                n, data, header_stamp_from_cdr(data)), qos_profile_sensor_data, callback_group=sensors, raw=True)
+        # Serialized bytes kept (only the frames actually sent get deserialized); reliable when the driver
+        # offers it, keep-last 1 (nodes/camera_qos.py).
+        self.cameras = CameraSubscriptions(
+            self, image_type, dict(zip(cfg.camera_names, cfg.camera_topics)),
+            lambda n, data: self.inputs.store_frame(n, data, header_stamp_from_cdr(data)), callback_group=sensors)
         if cfg.state_msg_type == "joint_state":
             self.create_subscription(JointState, cfg.state_topic, self._on_joint_state, _STATE_QOS,
                                      callback_group=sensors)
@@ -146,12 +149,11 @@ class GrootClient(Node):
             return
         name = time.strftime("groot_%Y%m%d_%H%M%S") + f"_a{self.machine.epoch}"
         try:
-            path = self.recorder.start_session(name)
+            self.recorder.start_session(name)  # it logs the session once ("recording session to ...")
         except Exception as exc:  # noqa: BLE001 - a full or read-only disk must not stop the robot
             self.get_logger().error(f"recording not started: {exc}")
             return
         self._session_open = True
-        self.get_logger().info(f"recording this activation to {path}")
 
     def _watch_session(self) -> None:
         if self._session_open and self.core.session_should_end():

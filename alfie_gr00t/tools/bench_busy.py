@@ -226,12 +226,11 @@ class Monitor:
 
     def __init__(self):
         import rclpy
+        import rclpy.executors
         from diagnostic_msgs.msg import DiagnosticStatus
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Bool, String, UInt32
         from std_srvs.srv import SetBool
-
-        from alfie_gr00t.nodes.runner import NodeSpinner
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -252,7 +251,25 @@ class Monitor:
         self.estop_srv = n.create_client(SetBool, f"{CLIENT}/estop")
         self.estop_pub = n.create_publisher(Bool, f"{CLIENT}/estop", 10)
         self._types = (Bool, SetBool)
-        self._spinner = NodeSpinner([n], self.context).start()
+        self._stopping = threading.Event()
+        self._executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self._executor.add_node(n)
+        self._thread = threading.Thread(target=self._spin, daemon=True, name="bench-busy-monitor")
+        self._thread.start()
+
+    def _spin(self) -> None:
+        """rclpy may find a publisher or client that the main thread just destroyed (a one-shot sender)
+        half gone while it builds its wait set: that wait is skipped, the loop goes on."""
+        from rclpy.executors import ExternalShutdownException
+        from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+
+        while not self._stopping.is_set() and self.context.ok():
+            try:
+                self._executor.spin_once(timeout_sec=0.05)
+            except _rclpy.InvalidHandle:
+                continue  # the next spin_once builds a new wait set
+            except ExternalShutdownException:
+                return
 
     def _on_command(self, msg) -> None:
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
@@ -333,7 +350,10 @@ class Monitor:
                 self.node.destroy_client(client)
 
     def close(self) -> None:
-        self._spinner.stop()
+        self._stopping.set()
+        self._executor.wake()
+        self._thread.join(timeout=2.0)
+        self._executor.shutdown(timeout_sec=0)
         self.node.destroy_node()
         self.context.try_shutdown()
 
@@ -426,13 +446,13 @@ def run(args, log) -> dict:
     levels_out = []
     try:
         ipc = os.path.join(workdir, "policy.sock")
-        children.start("server", node_argv("alfie_gr00t.nodes.groot_server",
-                                           {"mock_mode": "true", "mock_policy": "trajectory", "ipc_path": ipc}), budget_s)
+        server = {"mock_mode": "true", "mock_policy": "trajectory", "ipc_path": ipc}
+        children.start("server", node_argv("alfie_gr00t.nodes.groot_server", server), budget_s)
         children.start("client", node_argv(args.client_module, {"ipc_path": ipc}), budget_s)
         children.start("cameras", [sys.executable, "-m", "alfie_gr00t.tools.bench_busy", "--camera-node",
                                    "--seconds", f"{budget_s:.0f}"], budget_s)
         mon = Monitor()
-        if not mon.set_active.wait_for_service(timeout_sec=30.0) or not mon.estop_srv.wait_for_service(timeout_sec=10.0):
+        if not (mon.set_active.wait_for_service(timeout_sec=30.0) and mon.estop_srv.wait_for_service(timeout_sec=10.0)):
             raise RuntimeError("groot_client did not come up:\n" + children.log_tail("client"))
         for busy in levels:
             log(f"busy {busy}: {args.rounds} rounds x {', '.join(modes)}")
