@@ -478,7 +478,7 @@ class Gr00tPolicyEngine(Engine):
         except Exception as exc:
             raise EngineError(f"Gr00tPolicy.get_action failed: {type(exc).__name__}: {exc}") from exc
         ran = time.perf_counter()
-        chunk = from_gr00t_action(action, self._config)
+        chunk = self._rtc.restore_clipped(from_gr00t_action(action, self._config), batch, rows)
         done = time.perf_counter()
         return EngineOutput(chunk, stage_split(start, prepared, ran, done), tuple(r.report() for r in rows))
 

@@ -16,10 +16,13 @@ the straight path from the noise the row started at (flow matching's own interpo
 
 * w = 1 on the d frozen rows: they travel noise -> y and come out equal to the prefix (to
   float rounding), while the DiT sees them at every step where the path says they are;
-* 0 < w < 1 on rows d..k-1 (the rest of the prefix): the RTC paper's soft mask (Black,
-  Galliker, Levine 2025), c (e^{r c} - 1) / (e^r - 1) with c = (k - i) / (k - d + 1) and
-  r = `rtc_ramp_rate` (1 = the paper's weights). At the last step the output is exactly
-  w * y + (1 - w) * (the model's own endpoint), so w is the weight of the prefix in the reply;
+* 0 < w < 1 on rows d..k-1 (the rest of the prefix): a raised cosine, w = (1 - cos(pi c^r)) / 2
+  with c = (k - i) / (k - d + 1) and r = `rtc_ramp_rate` (1 by default; larger lets go of the
+  prefix sooner). It leaves 1 with zero slope, so the reply has no corner where the frozen
+  steps end, and reaches 0 with zero slope at k. At the last step the output is exactly
+  w * y + (1 - w) * (the model's own endpoint), so w is the weight of the prefix in the reply.
+  Chosen over the RTC paper's soft mask (Black, Galliker, Levine 2025), a linear ramp, a hard
+  mask and Isaac-GR00T N1.7's velocity-strength ramp by `tools/rtc_schedules.py` (docs/rtc.md);
 * w = 0 from k on: the policy's own.
 
 With a plan active, the Euler update runs in FP32 (the decoder's output is handed back as
@@ -32,7 +35,10 @@ StateActionProcessor converts actions (`apply_action`): state-relative keys minu
 request's state (the key's `state_key`, else its own), then min/max to [-1, 1] with the
 statistics upstream computed (`norm_params`: relative statistics for relative keys) or
 mean/std for `mean_std_embedding_keys`; never clipped (upstream's `clip_outliers` would
-break the continuation), padded with zeros to the model's action width.
+break the continuation), padded with zeros to the model's action width. Upstream's decoding
+clips min/max-normalized values to [-1, 1], so a frozen value outside the checkpoint's range
+would come back clipped: the engine sets those back to the prefix after decoding
+(`restore_clipped`) and the reply counts them (`clipped_values`).
 """
 
 from __future__ import annotations
@@ -123,6 +129,15 @@ class ActionSpace:
             raise RtcUnavailable(f"action keys need {column} columns, the action head has {width}")
         return cls(tuple(spaces), width)
 
+    def outside(self, model_rows: np.ndarray, dim: int) -> np.ndarray:
+        """(k, dim) bool: robot values whose min/max-normalized value is outside [-1, 1], which upstream's
+        decoding clips (it unnormalizes clip(x, -1, 1)): those cannot come back equal to the prefix."""
+        mask = np.zeros((model_rows.shape[0], dim), dtype=bool)
+        for key in self.keys:
+            if not key.mean_std:
+                mask[:, key.dims] = np.abs(model_rows[:, key.columns]) > 1.0 + 1e-6
+        return mask
+
     def to_model(self, actions: np.ndarray, state: np.ndarray) -> np.ndarray:
         """(k, 21) robot actions and the request's (21,) state -> (k, width) float32 model rows."""
         actions = np.asarray(actions, dtype=np.float64)
@@ -151,14 +166,14 @@ def normalize(values: np.ndarray, key: KeySpace) -> np.ndarray:
 
 
 def row_weights(delay: int, overlap: int, horizon: int, ramp_rate: float = DEFAULT_RAMP_RATE) -> np.ndarray:
-    """(horizon,) weights of the prefix: 1 on the `delay` frozen rows, the soft mask on the rest of the
-    `overlap`, 0 after (module doc)."""
+    """(horizon,) weights of the prefix: 1 on the `delay` frozen rows, a raised cosine from 1 down to 0
+    over the rest of the `overlap`, 0 after (module doc). `ramp_rate` r bends it: c^r in place of c."""
     weights = np.zeros(horizon, dtype=np.float64)
     delay, overlap = min(delay, horizon), min(overlap, horizon)
     weights[:delay] = 1.0
     for i in range(delay, overlap):
-        c = (overlap - i) / (overlap - delay + 1)
-        weights[i] = c * math.expm1(ramp_rate * c) / math.expm1(ramp_rate)
+        c = ((overlap - i) / (overlap - delay + 1)) ** ramp_rate
+        weights[i] = 0.5 - 0.5 * math.cos(math.pi * c)
     return weights
 
 
@@ -170,9 +185,12 @@ class RowPlan:
     frozen_steps: int = 0
     overlap_steps: int = 0
     reason: str = ""
+    clipped: np.ndarray | None = None  # (frozen_steps, dim) bool: prefix values outside the statistics' range
 
     def report(self) -> dict:
         out = {"applied": self.applied, "frozen_steps": self.frozen_steps, "overlap_steps": self.overlap_steps}
+        if self.clipped is not None and self.clipped.any():
+            out["clipped_values"] = int(self.clipped.sum())
         if self.reason:
             out["reason"] = self.reason
         return out
@@ -299,7 +317,18 @@ class Inpainter:
             d = min(int(prefix.delay_steps), k)
             target[b, :k] = self.space.to_model(prefix.actions[:k], batch.state[b])
             weights[b] = row_weights(d, k, horizon, self.ramp_rate)
-            rows.append(RowPlan(True, d, k))
+            rows.append(RowPlan(True, d, k, clipped=self.space.outside(target[b, :d], batch.state.shape[1])))
         steps = int(self.head.num_inference_timesteps)
         buckets = getattr(self.head, "num_timestep_buckets", None)
         return Plan(self.torch, target, weights, rows, steps, buckets), rows
+
+    @staticmethod
+    def restore_clipped(chunks: np.ndarray, batch, rows: list[RowPlan]) -> np.ndarray:
+        """The decoded chunks with the frozen values that upstream's decoding clipped (the prefix left the
+        checkpoint's statistics there) set back to the prefix: those steps are already playing when the reply
+        lands, and the rest of the chunk was computed from the prefix itself. Counted in each row's report."""
+        for b, row in enumerate(rows):
+            if row.applied and row.clipped is not None and row.clipped.any():
+                frozen = chunks[b, :row.frozen_steps]
+                frozen[row.clipped] = batch.prefixes[b].actions[:row.frozen_steps][row.clipped]
+        return chunks

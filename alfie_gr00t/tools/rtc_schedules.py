@@ -7,8 +7,10 @@ rate per joint) gets requests whose prefix is a chunk it produced itself, shifte
 executed steps, as a replanning client sends it. Each schedule runs the same requests with the
 same noise through the production engine (eager DiT):
 
-* `soft`: ours (engines/rtc.py): frozen rows land exactly on the prefix, the RTC paper's soft
-  mask over the rest of the prefix;
+* `ours` (engines/rtc.py): frozen rows land exactly on the prefix, the prefix's weight falls
+  from 1 to 0 over the rest of it along a raised cosine;
+* `paper`, `linear`: the same velocity blend with the RTC paper's soft mask (c (e^c - 1)/(e - 1)),
+  or a straight line, as the weights;
 * `hard`: weight 1 over the whole prefix (all of it frozen);
 * `n17`: Isaac-GR00T N1.7's action-head RTC: the prefix rows start from the prefix instead of
   noise, the frozen rows get zero velocity, the rest of the prefix an exponential ramp of
@@ -33,8 +35,30 @@ import numpy as np
 
 from alfie_gr00t.engines import rtc
 
-SCHEDULES = ("soft", "hard", "n17", "off")
+SCHEDULES = ("ours", "paper", "linear", "hard", "n17", "off")
 N17_RAMP_RATE = 6.0
+
+
+def _linear(delay, overlap, horizon, ramp_rate=None):
+    """1 on the frozen rows, then straight down to 0 at the end of the prefix."""
+    weights = np.zeros(horizon)
+    weights[:delay] = 1.0
+    for i in range(delay, min(overlap, horizon)):
+        weights[i] = (overlap - i) / (overlap - delay + 1)
+    return weights
+
+
+def _paper(delay, overlap, horizon, ramp_rate=None):
+    """The RTC paper's soft mask: c (e^c - 1) / (e - 1), c = (k - i) / (k - d + 1)."""
+    weights = np.zeros(horizon)
+    weights[:delay] = 1.0
+    for i in range(delay, min(overlap, horizon)):
+        c = (overlap - i) / (overlap - delay + 1)
+        weights[i] = c * math.expm1(c) / math.expm1(1.0)
+    return weights
+
+
+WEIGHTS = {"linear": _linear, "paper": _paper}
 
 
 class N17Plan(rtc.Plan):
@@ -81,8 +105,9 @@ def _request(engine, torch, batch, prefix, schedule: str, seed: int, ramp_rate: 
         delay = len(actions)
     hinted = dataclasses.replace(batch, prefixes=(ChunkPrefix(actions, delay),))
     inpainter = engine._rtc
-    saved_rate, saved_plan = inpainter.ramp_rate, inpainter.plan
+    saved_rate, saved_plan, saved_weights = inpainter.ramp_rate, inpainter.plan, rtc.row_weights
     inpainter.ramp_rate = ramp_rate
+    rtc.row_weights = WEIGHTS.get(schedule, saved_weights)
     if schedule == "n17":
         def n17_plan(b):
             plan, rows = saved_plan(b)
@@ -91,7 +116,7 @@ def _request(engine, torch, batch, prefix, schedule: str, seed: int, ramp_rate: 
     try:
         return engine.infer(hinted).actions[0]
     finally:
-        inpainter.ramp_rate, inpainter.plan = saved_rate, saved_plan
+        inpainter.ramp_rate, inpainter.plan, rtc.row_weights = saved_rate, saved_plan, saved_weights
 
 
 def measure(trials: int = 40, train_steps: int = 400, overlap: int = 8, delay: int = 3, shift: int = 4,
