@@ -180,6 +180,15 @@ def test_the_layout_is_judged_by_the_servers_rule_on_the_parameter_file(tmp_path
         layout_check.message
 
 
+def test_statistics_are_read_as_the_server_reads_them(tmp_path):
+    path = write_checkpoint(tmp_path / "ckpt")
+    stats = json.loads((path / "statistics.json").read_text())
+    (path / "statistics.json").write_text(json.dumps({"gr1": stats["new_embodiment"]}))
+    (layout_check,) = by_topic(doctor_gr00t.check_checkpoint(path), "layout")
+    assert layout_check.level == doctor.FAIL
+    assert "statistics have no embodiment 'new_embodiment' (they have ['gr1'])" in layout_check.message
+
+
 def test_an_n1d7_checkpoint_with_several_language_keys_and_rl_info(tmp_path):
     checkpoint = n17.write_checkpoint(tmp_path / "ckpt")
     cache = tmp_path / "hf"

@@ -209,7 +209,7 @@ def check_generation(directory: Path, where: Path | None = None) -> tuple[gen.Ge
 def check_layout(directory: Path, config_dir: Path) -> list[Check]:
     """The checkpoint's modality config and statistics against groot_server.yaml, by adopt_layout."""
     from alfie_gr00t.engines.base import EngineError
-    from alfie_gr00t.engines.gr00t_policy_engine import adopt_layout
+    from alfie_gr00t.engines.gr00t_policy_engine import adopt_layout, checkpoint_statistics
 
     processor = gen.read_json(directory / "processor_config.json")
     configs = (processor.get("processor_kwargs") or processor).get("modality_configs") or {}
@@ -223,7 +223,6 @@ def check_layout(directory: Path, config_dir: Path) -> list[Check]:
     checks = [Check(OK, "parameters", f"{path}")]
     tag = server.embodiment_tag
     entry = configs.get(tag) or configs.get(tag.lower())
-    statistics = gen.read_json(directory / "statistics.json")
     if entry is None:
         return checks + [Check(FAIL, "layout", f"no embodiment '{tag}' in processor_config.json (it has "
                                f"{sorted(configs)})", "set embodiment_tag to the one it was fine-tuned with")]
@@ -231,8 +230,9 @@ def check_layout(directory: Path, config_dir: Path) -> list[Check]:
                                      delta_indices=list(v.get("delta_indices") or []))
                   for m, v in entry.items() if isinstance(v, dict)}
     history = gen.read_json(directory / "config.json").get("state_history_length") or 1
-    try:
-        _adopted, served = adopt_layout(modalities, statistics.get(tag), server.engine_config(), int(history))
+    try:  # the server's own reading of statistics.json and its own layout rule
+        statistics = checkpoint_statistics(None, tag, directory)
+        _adopted, served = adopt_layout(modalities, statistics, server.engine_config(), int(history))
     except EngineError as exc:
         return checks + [Check(FAIL, "layout", str(exc), "each refusal names its fix (docs/checkpoint.md)")]
     groups = ", ".join(f"{g.name} {g.size}" for g in served.groups)
