@@ -3,8 +3,6 @@ for every recorded type, rosbag2's metadata.yaml and split files, and a recorder
 whose bag, after `groot_bag reindex`, reads whole."""
 
 import os
-import signal
-import subprocess
 import sys
 import textwrap
 
@@ -14,6 +12,7 @@ from rclpy.serialization import serialize_message
 from support.strict_bag import JAZZY, strict_read
 from support.recorded_messages import one_of_each
 from support.ros_helpers import REPO
+from support.killed import kill_after_flush
 
 from alfie_gr00t.bag import metadata as bagmeta
 from alfie_gr00t.bag.cdr import CdrError, cdr_length, exact_cdr
@@ -79,12 +78,7 @@ def test_a_killed_session_reads_strictly_after_reindex(tmp_path):
         print("FLUSHED", flush=True)
         time.sleep(60)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "FLUSHED"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+    kill_after_flush(script, tmp_path)
     bag = tmp_path / "killed"
     assert os.listdir(bag) == ["killed_0.mcap"]
     unfinished = open_bag(bag)

@@ -3,8 +3,6 @@ real MCAP storage, read back with the mcap reader and mcap-ros2-support's decode
 stored schema text). test_bag_strict.py reads the same bags with rosbags, an independent strict reader."""
 
 import os
-import signal
-import subprocess
 import sys
 import textwrap
 import threading
@@ -19,6 +17,7 @@ from std_msgs.msg import String
 from alfie_gr00t.nodes.recorder import SessionRecorder, message_definition, type_name
 from alfie_gr00t.tools.session import read_session
 
+from support.killed import kill_after_flush
 from support.recorded_messages import one_of_each
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -248,12 +247,7 @@ def test_a_killed_recording_process_leaves_a_readable_file(tmp_path):
         print("FLUSHED", flush=True)
         time.sleep(60)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "FLUSHED"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+    kill_after_flush(script, tmp_path)
     bag = tmp_path / "killed"
     assert sorted(os.listdir(bag)) == ["killed_0.mcap"], "no metadata.yaml: the session never ended"
     path = bag / "killed_0.mcap"
