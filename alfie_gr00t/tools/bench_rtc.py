@@ -418,10 +418,7 @@ def main(argv=None) -> int:
     if args.seconds is not None and not 0.5 <= args.seconds <= 600:
         parser.error("--seconds must be in [0.5, 600]")
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-    result = report.json_safe(run(args, log))
-    print(format_report(result), flush=True)
-    if args.json:
-        log(f"wrote {report.write_json(result, args.json)}")
+    report.emit(run(args, log), format_report, args.json, log)
     return 0
 
 

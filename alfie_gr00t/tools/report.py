@@ -73,6 +73,16 @@ def json_safe(value):
     return clean(json.loads(json.dumps(value, default=float)))
 
 
+def emit(result: dict, format_report, json_path: str | None, log=print) -> dict:
+    """A benchmark's ending: `result` made JSON-safe, its text report on stdout, the JSON written to
+    `json_path` (when given, logged); returns the JSON-safe result."""
+    result = json_safe(result)
+    print(format_report(result), flush=True)
+    if json_path:
+        log(f"wrote {write_json(result, json_path)}")
+    return result
+
+
 def write_json(result, path) -> str:
     """Write `result` (made JSON-safe) to `path`, creating its folder; returns the path written."""
     path = os.fspath(path)
