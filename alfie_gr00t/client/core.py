@@ -371,8 +371,7 @@ class ClientCore:
         period = self.command_period_ms.snapshot()
         problems = self.measured.reading().problems(self._clock(), cfg.max_observation_age_ms / 1000.0)
         budget = self.refill.budget()
-        frame_age = getattr(self.inputs, "frame_age_ms", None)
-        frame_age = frame_age.snapshot() if frame_age is not None else {"p50": 0.0, "p99": 0.0}
+        frame_age, frame_delay = self.inputs.frame_age_ms.snapshot(), self.inputs.frame_delay_ms.snapshot()
         heartbeat_age = self.deadman.age_s()
         return ClientStatus(
             state=self.machine.state.value, task=self.inputs.task, server_address=cfg.address,
@@ -406,7 +405,8 @@ class ClientCore:
             deadman_topic=self.deadman.topic, deadman_state=self.deadman.state(),
             deadman_age_ms=None if heartbeat_age is None else round(heartbeat_age * 1000.0, 1),
             deadman_holding=self._deadman_holding,
-            frame_age_p50_ms=frame_age.get("p50", 0.0), frame_age_p99_ms=frame_age.get("p99", 0.0),
+            frame_age_p50_ms=frame_age["p50"], frame_age_p99_ms=frame_age["p99"],
+            frame_delay_p50_ms=frame_delay["p50"], frame_delay_p99_ms=frame_delay["p99"],
             rtc=w.rtc_status())
 
 

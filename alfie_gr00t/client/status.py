@@ -73,6 +73,8 @@ class ClientStatus:
     # how old camera frames are when the inference thread reads them (0 until measured)
     frame_age_p50_ms: float = 0.0
     frame_age_p99_ms: float = 0.0
+    frame_delay_p50_ms: float = 0.0  # ... and when their callback stored them (transport, the callback's wait)
+    frame_delay_p99_ms: float = 0.0
     # real-time chunking: server capability, replanning, replans, splices, crossfades (docs/latency.md)
     rtc: dict = field(default_factory=dict)
 
