@@ -310,3 +310,10 @@ def test_a_bad_topic_map_and_a_full_output_are_refused(tmp_path, capsys):
     assert (tmp_path / "full" / "mine.txt").read_text() == "keep"
     assert ex.main([str(bag), str(tmp_path / "full"), "--topic-map", str(EXAMPLE), "--force"]) == 0
     assert not (tmp_path / "full" / "mine.txt").exists() and (tmp_path / "full" / "meta" / "info.json").exists()
+
+
+def test_a_teleop_bag_without_a_topic_map_is_refused_with_the_option_named(tmp_path, capsys):
+    bag, _ = teleop_bag(tmp_path / "demo", duration=0.5)
+    assert ex.main([str(bag), str(tmp_path / "ds")]) == 2
+    err = capsys.readouterr().err
+    assert "not a groot_client session" in err and "--topic-map" in err, err

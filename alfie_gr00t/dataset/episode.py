@@ -179,7 +179,11 @@ def session_streams(session) -> Streams:
     what the client commanded (~/joint_commands by name, ~/cmd_vel as the base), over its commanding span."""
     observations = sorted((o for o in session.observations if o.frames), key=lambda o: o.capture_time)
     if not observations:
-        raise ExportError(f"{session.path}: no observation with frames (nothing the policy saw)")
+        hint = ""
+        if not any("/debug/image/" in t for t in getattr(session, "topics", {})):
+            hint = ("; it is not a groot_client session (no .../debug/image topic): a bag recorded with "
+                    "`ros2 bag record` goes through a topic map (--topic-map config/topic_map.example.yaml)")
+        raise ExportError(f"{session.path}: no observation with frames (nothing the policy saw){hint}")
     joint_names = tuple(observations[0].joint_names) or layout.JOINT_NAMES
     dim = len(joint_names)
     cmd_times, cmd_names, cmd_positions = session.commands
