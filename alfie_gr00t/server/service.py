@@ -329,8 +329,13 @@ def _gr00t_prefix(options, horizon: int, dim: int):
     "inference_delay": int}; anything else in options is left to the policy."""
     if not isinstance(options, dict) or options.get("action_prefix") is None:
         return None
+    delay = options.get("inference_delay", 0)
+    if isinstance(delay, np.ndarray) and delay.ndim == 0:
+        delay = delay[()]
+    if isinstance(delay, np.integer):  # a numpy scalar (N1.7's msgpack-numpy carries them)
+        delay = int(delay)
     try:
-        return protocol.parse_prefix(options["action_prefix"], options.get("inference_delay", 0), horizon, dim)
+        return protocol.parse_prefix(options["action_prefix"], delay, horizon, dim)
     except protocol.ProtocolError as exc:
         raise gr00t_protocol.Gr00tProtocolError(str(exc)) from None
 
