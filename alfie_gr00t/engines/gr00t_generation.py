@@ -102,25 +102,26 @@ def install_fix(generation: Generation, checkout: Path | None) -> str:
 
 
 def mismatch(checkpoint: Path, theirs: Generation | None, evidence: str, ours: tuple[Generation, ...],
-             where: Path | None) -> str | None:
-    """The refusal when the install cannot load the checkpoint's generation, else None."""
+             where: Path | None) -> tuple[str, str] | None:
+    """(what is wrong, naming both sides; the fix) when the install cannot load the checkpoint's
+    generation, else None."""
     if theirs is None or not ours or theirs in ours:
         return None
     have = " and ".join(f"{g.name} (gr00t.model.{g.module})" for g in ours)
     other = next((g for g in GENERATIONS if g in ours), None)
     alternative = f", or serve an {other.name} checkpoint" if other else ""
-    return (f"checkpoint {checkpoint} is Isaac-GR00T {theirs.name} ({evidence}) but the installed Isaac-GR00T "
-            f"{'at ' + str(where) + ' ' if where else ''}is {have}, which cannot load it: "
-            f"{install_fix(theirs, where.parent if where else None)}{alternative}")
+    problem = (f"checkpoint {checkpoint} is Isaac-GR00T {theirs.name} ({evidence}) but the installed Isaac-GR00T "
+               f"{'at ' + str(where) + ' ' if where else ''}is {have}, which cannot load it")
+    return problem, install_fix(theirs, where.parent if where else None) + alternative
 
 
 def require_match(checkpoint: Path) -> Generation | None:
     """The checkpoint's generation; EngineError naming both sides when the install is another one."""
     theirs, evidence = of_checkpoint(checkpoint)
     where = package_dir()
-    problem = mismatch(Path(checkpoint), theirs, evidence, installed(where), where)
-    if problem:
-        raise EngineError(problem)
+    found = mismatch(Path(checkpoint), theirs, evidence, installed(where), where)
+    if found:
+        raise EngineError(f"{found[0]}: {found[1]}")
     return theirs
 
 

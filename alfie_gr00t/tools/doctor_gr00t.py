@@ -81,8 +81,10 @@ def check_transformers(generations, version: str | None) -> list[Check]:
             checks.append(Check(FAIL, "transformers", f"{version}: too old for {generation.name}'s Qwen3-VL backbone "
                                 f"(needs 4.57 or later); {needs}", pin))
         elif version not in generation.pins:
-            checks.append(Check(WARN, "transformers", f"{version}; {needs} (its Jetson pyprojects "
-                                f"{', '.join(generation.pins)}; other versions are untested upstream)", pin))
+            others = [p for p in generation.pins if p != generation.transformers]
+            jetson = f", its Jetson pyprojects {', '.join(others)}" if others else ""
+            checks.append(Check(WARN, "transformers", f"{version}; {needs}{jetson} (other versions are untested "
+                                "upstream)", pin))
         else:
             checks.append(Check(OK, "transformers", f"{version}, as Isaac-GR00T {generation.name} pins"))
     return checks
@@ -200,9 +202,9 @@ def check_generation(directory: Path, where: Path | None = None) -> tuple[gen.Ge
     if theirs is None:
         return None, [Check(WARN, "generation", f"names no Isaac-GR00T generation ({evidence})",
                             "a checkpoint saved by Isaac-GR00T N1.6 or N1.7 fine-tuning")]
-    problem = gen.mismatch(directory, theirs, evidence, gen.installed(where) if where else (), where)
-    if problem:
-        return theirs, [Check(FAIL, "generation", problem, gen.install_fix(theirs, where.parent if where else None))]
+    found = gen.mismatch(directory, theirs, evidence, gen.installed(where) if where else (), where)
+    if found:
+        return theirs, [Check(FAIL, "generation", *found)]
     return theirs, [Check(OK, "generation", f"Isaac-GR00T {theirs.name} ({evidence})")]
 
 
