@@ -457,4 +457,11 @@ def test_recorded_sessions_export_end_to_end(tmp_path, capsys):
     assert tasks == ["pick", "place", "wave"]
     assert [e["length"] for e in jsonl(out / "meta" / "episodes.jsonl")] == [len(e) for e in expected]
     assert ex.main([paths[0], str(out)]) == 2  # the output exists: refused, not overwritten
-    assert "not empty" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not empty" in err and "--force" in err
+    # the session's bare storage file exports as its directory does
+    bare = os.path.join(paths[1], f"{os.path.basename(paths[1])}_0.mcap")
+    assert ex.main([bare, str(tmp_path / "bare")]) == 0
+    one = pq.read_table(tmp_path / "bare" / info["data_path"].format(episode_chunk=0, episode_index=0)).to_pydict()
+    two = pq.read_table(out / info["data_path"].format(episode_chunk=0, episode_index=1)).to_pydict()
+    assert one["observation.state"] == two["observation.state"] and one["action"] == two["action"]
