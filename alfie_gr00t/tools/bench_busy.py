@@ -21,18 +21,23 @@ wait for the stop, release it. Send modes (`--modes`):
   topic_acked    as `topic`, but the publisher waits until the client acknowledged the message
                  (`wait_for_all_acked`, up to the round timeout) before it leaves
 
-Latency is from the moment before the send to the arrival here of the client's first `stop` on
-`~/debug/gate` (the gate reports each command it emits there, kind `policy`, `hold` or `stop`; the
-client publishes that stop together with its first stop command). A round with no stop within
-`--round-timeout` counts as lost. `policy_after` counts policy commands that still arrived after the
-send (each one 10 ms more of motion). The command period is measured from the header stamps of
-`~/joint_commands` while policy commands flow; `monitor delay` (arrival here minus that stamp) says how
-much this process's own receiving adds. Frame age and stale skips come from the client's status JSON.
+Latency: from the wall-clock moment right before the send to the moment the client published its first
+`stop` on `~/debug/gate` (the gate reports there every command it emits, kind `policy`, `hold` or
+`stop`, together with the command itself). That moment is the stop's arrival here minus this process's
+receive delay right then (arrival minus header stamp of the joint command received nearest to it, which
+the client published in the same instant), so a starved benchmark process does not pass for a late stop;
+`observed_max` is the uncorrected arrival. A round with no stop within `--round-timeout` counts as lost.
+`policy_after`: policy commands the client still published after the send (each one is 10 ms more of
+motion). The command period comes from the header stamps of `~/joint_commands` while policy commands
+flow; `monitor_delay` (arrival here minus that stamp) is what this process's own receiving adds. Frame
+age (capture to the inference thread's snapshot, the client's rolling window of 2000 frames) and stale
+skips come from the client's status JSON; `camera_hz` is the rate the camera rig published.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import os
@@ -88,16 +93,29 @@ def periods_ms(stamps) -> list[float]:
     return [(b - a) * 1000.0 for a, b in zip(stamps, stamps[1:]) if b > a]
 
 
-def round_outcome(send: float, gate_events, timeout_s: float) -> dict:
-    """One round from (arrival, kind) gate events: latency to the first stop after `send`, the policy
-    commands that arrived after the send, and whether the stop was lost (none within `timeout_s`)."""
-    stops = [t for t, kind in gate_events if kind == "stop" and send <= t <= send + timeout_s]
-    first_stop = min(stops) if stops else None
-    policy_after = [t for t, kind in gate_events if kind == "policy" and t >= send
-                    and (first_stop is None or t <= first_stop + 0.5)]
-    return {"latency_ms": None if first_stop is None else (first_stop - send) * 1000.0,
-            "lost": first_stop is None, "policy_after": len(policy_after),
-            "policy_after_stop": sum(1 for t in policy_after if first_stop is not None and t > first_stop)}
+def monitor_delay(commands, arrival: float) -> float:
+    """How late this process received what the client published at about `arrival` (wall clock): arrival
+    minus header stamp of the joint command received nearest to it; 0 when there is none."""
+    if not commands:
+        return 0.0
+    i = bisect.bisect_left([c[0] for c in commands], arrival)
+    near = min(commands[max(0, i - 1):i + 1], key=lambda c: abs(c[0] - arrival))
+    return max(0.0, near[0] - near[1])
+
+
+def round_outcome(sent: float, gate_events, commands, timeout_s: float) -> dict:
+    """One round, all on the wall clock: `gate_events` (arrival, kind) and `commands` (arrival, header
+    stamp) received here after the send at `sent`. Each gate event is moved back by this process's receive
+    delay at that moment (the joint command received nearest to it was published with it), so the latency
+    is the client's, not this process's. `observed_ms`: the same without that correction."""
+    corrected = [(t - monitor_delay(commands, t), t, kind) for t, kind in gate_events]
+    stops = [(c, t) for c, t, kind in corrected if kind == "stop" and t <= sent + timeout_s]
+    first, observed = min(stops) if stops else (None, None)
+    end = first if first is not None else sent + timeout_s
+    policy_after = sum(1 for c, _, kind in corrected if kind == "policy" and sent < c <= end)
+    return {"latency_ms": None if first is None else max(0.0, first - sent) * 1000.0,
+            "observed_ms": None if observed is None else (observed - sent) * 1000.0,
+            "lost": first is None, "policy_after": policy_after}
 
 
 # -- child processes ----------------------------------------------------------------------------------
@@ -237,7 +255,7 @@ class Monitor:
         self.node = rclpy.create_node("bench_busy_monitor", namespace=NS, context=self.context)
         self._lock = threading.Lock()
         self.commands: deque = deque(maxlen=200_000)  # (arrival monotonic, arrival wall, header stamp)
-        self.gate: deque = deque(maxlen=200_000)  # (arrival monotonic, kind)
+        self.gate: deque = deque(maxlen=200_000)  # (arrival monotonic, arrival wall, kind)
         self.status: dict = {}
         self.status_at = 0.0
         self.sent_wall = 0.0  # wall-clock time of the last e-stop send (to compare with other processes' logs)
@@ -277,7 +295,7 @@ class Monitor:
 
     def _on_gate(self, msg) -> None:
         kind = next((kv.value for kv in msg.values if kv.key == "kind"), "")
-        self.gate.append((time.monotonic(), kind))
+        self.gate.append((time.monotonic(), time.time(), kind))
 
     def _on_status(self, msg) -> None:
         try:
@@ -309,11 +327,14 @@ class Monitor:
             return None
         return future.result()
 
-    def events_since(self, since: float) -> list:
-        return [e for e in list(self.gate) if e[0] >= since]
+    def kinds_since(self, since: float) -> set:
+        """The kinds of gate events received since the monotonic time `since`."""
+        return {kind for t, _, kind in list(self.gate) if t >= since}
 
-    def policy_since(self, since: float) -> bool:
-        return any(kind == "policy" for t, kind in self.events_since(since))
+    def outcome(self, sent_wall: float, timeout_s: float) -> dict:
+        gate = [(wall, kind) for _, wall, kind in list(self.gate) if wall >= sent_wall]
+        commands = [(wall, stamp) for _, wall, stamp in list(self.commands) if wall >= sent_wall - 1.0]
+        return round_outcome(sent_wall, gate, commands, timeout_s)
 
     def send_estop(self, mode: str, timeout_s: float) -> float | None:
         """Send estop:true the `mode` way; the monotonic send time (None if it could not be sent)."""
@@ -379,7 +400,8 @@ def run_level(mon: Monitor, busy: int, modes, rounds: int, timeout_s: float, log
     for i, mode in enumerate(order):
         started = time.monotonic()
         mon.call(mon.estop_srv, False, timeout_s)  # released (no-op when not in E_STOP)
-        if mon.call(mon.set_active, True, timeout_s) is None or not _wait(lambda: mon.policy_since(started), 5.0):
+        if mon.call(mon.set_active, True, timeout_s) is None or not _wait(
+                lambda: "policy" in mon.kinds_since(started), 5.0):
             failures += 1
             log(f"  busy {busy}: round {i} did not start moving")
             if failures > max(3, len(order) // 5):
@@ -389,11 +411,12 @@ def run_level(mon: Monitor, busy: int, modes, rounds: int, timeout_s: float, log
         time.sleep(random.uniform(0.2, 0.4))
         sent = mon.send_estop(mode, timeout_s)
         if sent is None:
-            outcomes[mode].append({"latency_ms": None, "lost": True, "policy_after": 0, "policy_after_stop": 0,
+            outcomes[mode].append({"latency_ms": None, "observed_ms": None, "lost": True, "policy_after": 0,
                                    "unsent": True})
             continue
-        _wait(lambda: any(k == "stop" for _, k in mon.events_since(sent)), timeout_s)
-        outcomes[mode].append({**round_outcome(sent, mon.events_since(sent), timeout_s), "sent_wall": mon.sent_wall})
+        _wait(lambda: "stop" in mon.kinds_since(sent), timeout_s)
+        time.sleep(0.05)  # the joint commands published with the stop, for the receive-delay correction
+        outcomes[mode].append({**mon.outcome(mon.sent_wall, timeout_s), "sent_wall": mon.sent_wall})
         window = [c for c in list(mon.commands) if moving <= c[0] <= sent]
         periods += periods_ms([c[2] for c in window])
         delays += [(wall - stamp) * 1000.0 for _, wall, stamp in window]
@@ -414,8 +437,8 @@ def level_result(busy: int, outcomes: dict, periods, delays, before: dict, after
         rows[mode] = {**summarize([r["latency_ms"] for r in rounds]), "rounds": len(rounds),
                       "lost": sum(r["lost"] for r in rounds),
                       "over_50ms": sum(1 for r in rounds if r["lost"] or r["latency_ms"] > 50.0),
-                      "policy_after_max": max((r["policy_after"] for r in rounds), default=0),
-                      "policy_after_stop": sum(r["policy_after_stop"] for r in rounds)}
+                      "observed_max": summarize([r["observed_ms"] for r in rounds])["max"],
+                      "policy_after_max": max((r["policy_after"] for r in rounds), default=0)}
     age = {"p50": after.get("frame_age_p50_ms"), "p99": after.get("frame_age_p99_ms")}
     skipped = [s.get("stale_observations_skipped") for s in (before, after)]
     return {"busy": busy, "estop": rows, "rounds": {m: r for m, r in outcomes.items()},
@@ -490,9 +513,10 @@ def format_report(result: dict) -> str:
     for level in result["levels"]:
         for mode, r in level["estop"].items():
             rows.append([level["busy"], f"estop_{mode}", r["rounds"], r["lost"], r["over_50ms"], r["p50"], r["p99"],
-                         r["max"], r["policy_after_max"]])
-    lines = ["e-stop latency (ms, send -> the client's first stop command seen here)",
-             report.table(["busy", "row", "rounds", "lost", ">50ms", "p50", "p99", "max", "policy_after_max"], rows)]
+                         r["max"], r["observed_max"], r["policy_after_max"]])
+    lines = ["e-stop latency (ms, send -> the client's first stop command, on the client's clock)",
+             report.table(["busy", "row", "rounds", "lost", ">50ms", "p50", "p99", "max", "observed_max",
+                           "policy_after_max"], rows)]
     rows = [[lv["busy"], lv["command_period_ms"]["p99"], lv["command_period_ms"]["max"],
              lv["status_command_period_p99_ms"], lv["frame_age_ms"]["p50"], lv["frame_age_ms"]["p99"],
              lv["stale_observations_skipped"], lv.get("camera_sets_hz"), lv["monitor_delay_ms"]["p99"]]
