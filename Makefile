@@ -120,6 +120,7 @@ demo: build
 # `make bench`: the inference-path benchmark, the motion-fidelity one, Isaac-GR00T interop, then real-time chunking
 # against the crossfade (bench-motion alone: BENCH_MOTION_ARGS, e.g. --quick or --latencies 250; results in
 # bench_out/motion.json; BENCH_RTC_ARGS, e.g. --quick or --policies mock; bench_out/rtc.json).
+# Last, stops on a busy computer (BENCH_BUSY_ARGS, e.g. --quick or --rounds 100; bench_out/busy.json).
 # matplotlib for the plots, pinned, only for the benchmarks
 $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-bench.txt
@@ -133,6 +134,8 @@ bench: build $(VENV)/.bench-installed
 	$(PY) -m alfie_gr00t.tools.bench_interop $(BENCH_INTEROP_ARGS)
 	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-65} \
 	  python -m alfie_gr00t.tools.bench_rtc $(BENCH_RTC_ARGS)
+	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-66} \
+	  python -m alfie_gr00t.tools.bench_busy $(BENCH_BUSY_ARGS)
 
 bench-motion: build $(VENV)/.bench-installed
 	$(ACTIVATE) && source install/setup.bash && ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-64} \
