@@ -453,3 +453,34 @@ def test_command_loop_survives_a_failing_tick_and_reports_a_refused_priority(mon
     assert loop.scheduling == "normal (SCHED_FIFO 50 refused: Operation not permitted)"
     assert any(level == "warning_now" and "refused" in message for level, message in logs)
     assert sum(level == "error" for level, _ in logs) == 1, "a failing tick is logged once, not at 100 Hz"
+
+
+# -- what /diagnostics makes of it ------------------------------------------------------------------------
+
+def test_diagnostics_warn_on_the_deadman_and_the_command_thread(ipc_path):
+    from alfie_gr00t.nodes.diagnostics import ERROR, OK, WARN, client_diagnostics
+
+    r = Rig(ipc_path, deadman_topic="/teleop/deadman")
+    try:
+        core = r.core
+        assert client_diagnostics(core.status().to_dict()).level == OK
+        core.activate(True)  # refused: no heartbeat yet
+        refused = client_diagnostics(core.status().to_dict())
+        assert refused.level == WARN and "no heartbeat on /teleop/deadman yet (deadman)" in refused.message
+        core.heartbeat()
+        core.activate(True)
+        r.queue_chunk()
+        r.tick(3)
+        r.wall.t += 1.0
+        r.tick(1)
+        holding = client_diagnostics(core.status().to_dict())
+        assert holding.level == WARN and "deadman: holding, last heartbeat 1000 ms ago on /teleop/deadman" \
+            in holding.message
+        status = core.status().to_dict()
+        starved = client_diagnostics({**status, "command_thread": "normal (SCHED_FIFO 50 refused: Operation not "
+                                                                  "permitted)"}, recent={"command_deadlines_missed": 7})
+        assert starved.level == WARN and "7 command deadline(s) missed" in starved.message
+        assert "SCHED_FIFO 50 refused" in starved.message
+        assert client_diagnostics({**status, "state": "ERROR"}).level == ERROR
+    finally:
+        r.close()
