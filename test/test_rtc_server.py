@@ -115,3 +115,41 @@ def test_a_report_keeps_only_its_known_fields():
     report = protocol.parse_rtc_report({"applied": False, "frozen_steps": 0, "overlap_steps": 0, "reason": "x" * 900,
                                         "extra": 1})
     assert report == {"applied": False, "frozen_steps": 0, "overlap_steps": 0, "reason": "x" * 500}
+
+
+# -- through Triton: each request's hint in one batch, each observation's report back ---------------
+
+@pytest.fixture(scope="module")
+def triton_models():
+    from support.triton_server import serving_triton
+
+    with serving_triton({"groot_policy": {"params": {"mock_policy": "trajectory"}},
+                         "groot_hold": {"params": {"mock_policy": "hold"}}}, "ag_triton_rtc_") as server:
+        yield server
+
+
+def test_triton_carries_each_observations_hint_and_brings_its_report_back(triton_models):
+    import dataclasses
+
+    from alfie_gr00t.engines.base import EngineConfig, dummy_batch
+    from alfie_gr00t.engines.registry import create_engine
+
+    config = EngineConfig(engine="triton", triton_url=triton_models.grpc_url, triton_timeout_ms=5000.0)
+    hint = ChunkPrefix(np.full((6, 21), 0.05, np.float32), DELAY)
+    batch = dataclasses.replace(dummy_batch(config, 3), timestamps=(10.0, 10.0, 10.0),
+                                prefixes=(hint, None, ChunkPrefix(np.zeros((2, 21), np.float32), 1)))
+    reference = MockEngine(EngineConfig(mock_mode=True, mock_policy="trajectory")).infer(batch)
+    engine = create_engine(config)
+    hold = create_engine(dataclasses.replace(config, triton_model="groot_hold"))
+    try:
+        out = engine.infer(batch)
+        assert engine.inpaints is True and hold.inpaints is False
+        assert hold.describe()["rtc"] == {"inpaints": False, "reported": True}
+    finally:
+        engine.close()
+        hold.close()
+    np.testing.assert_allclose(out.actions, reference.actions, atol=1e-5)
+    np.testing.assert_allclose(out.actions[0, :DELAY], hint.actions[:DELAY], atol=1e-6)
+    assert out.rtc == ({"applied": True, "frozen_steps": DELAY, "overlap_steps": DELAY + 4},
+                       {"applied": False, "frozen_steps": 0, "overlap_steps": 0},
+                       {"applied": True, "frozen_steps": 1, "overlap_steps": 5})

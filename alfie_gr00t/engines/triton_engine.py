@@ -40,6 +40,9 @@ TIMESTAMP_INPUT = "timestamp"
 PREFIX_INPUT = "prefix"
 PREFIX_STEPS_INPUT = "prefix_steps"
 ACTIONS_OUTPUT = "actions"
+# Optional: per observation [applied, frozen_steps, overlap_steps] of real-time chunking (docs/rtc.md);
+# a model repository written before it has no such output and its replies carry no report.
+RTC_OUTPUT = "rtc"
 TOKEN_ENV = "ALFIE_TRITON_TOKEN"
 _DEFAULT_GRPC_PORT = 8001
 _SETUP_TIMEOUT_S = 5.0
@@ -145,9 +148,25 @@ def check_metadata(metadata: dict, max_batch_size: int, config: EngineConfig, ta
             problems.append(f"output '{ACTIONS_OUTPUT}' is {out.get('datatype')} {got}, expected {want_out_type} "
                             f"{batch + want_out_dims} (action_horizon={config.action_horizon}, "
                             f"action_dim={config.action_dim})")
+    rtc = outputs.get(RTC_OUTPUT)
+    if rtc is not None and (rtc.get("datatype") != "INT32" or not _dims_ok(_dims(rtc.get("shape", [])), batch + [3])):
+        problems.append(f"output '{RTC_OUTPUT}' is {rtc.get('datatype')} {_dims(rtc.get('shape', []))}, expected "
+                        f"INT32 {batch + [3]} ([applied, frozen_steps, overlap_steps] per observation)")
     if max_batch_size < 1:
         problems.append("max_batch_size is 0: the model must batch (max_batch_size >= 1 in config.pbtxt)")
     return problems
+
+
+def model_inpaints(model_config: dict) -> bool:
+    """Whether the Triton model's engine honours a prefix, from its config.pbtxt parameters (the engine it
+    wraps, rtc, mock_policy) and its declared outputs (it reports per observation only with the rtc output)."""
+    params = {k: v.get("string_value", "") for k, v in model_config.get("parameters", {}).items()}
+    if not any(o.get("name") == RTC_OUTPUT for o in model_config.get("output", [])):
+        return False
+    if params.get("rtc", "true").strip().lower() in ("false", "0", "no", "off"):
+        return False
+    kind = params.get("engine", "mock").strip() or "mock"
+    return kind == "gr00t" or (kind == "mock" and params.get("mock_policy", "hold") == "trajectory")
 
 
 class TritonEngine(Engine):
@@ -164,7 +183,7 @@ class TritonEngine(Engine):
         self.failures = 0
         client = self._connect()
         self._check_server(client)
-        self.max_batch_size, self.server_version = self._check_model(client)
+        self.max_batch_size, self.server_version, self.inpaints, self._reports = self._check_model(client)
         log.info("Triton engine: %s (Triton %s), max_batch_size %d, timeout %.0f ms", self.target,
                  self.server_version, self.max_batch_size, config.triton_timeout_ms)
 
@@ -204,7 +223,7 @@ class TritonEngine(Engine):
         if not self._call("readiness check", client.is_server_ready):  # our model may still be fine: checked next
             log.warning("Triton at %s is live but not ready (a model failed to load or is loading)", self.target.url)
 
-    def _check_model(self, client) -> tuple[int, str]:
+    def _check_model(self, client) -> tuple[int, str, bool, bool]:
         target = self.target
         if not self._call("model readiness check", client.is_model_ready, target.model, target.version):
             index = self._call("repository index", client.get_model_repository_index, as_json=True)
@@ -225,7 +244,8 @@ class TritonEngine(Engine):
         if problems:
             raise EngineError(f"{target} does not match this groot_server's parameters: " + "; ".join(problems))
         server = self._call("server metadata", client.get_server_metadata, as_json=True)
-        return max_batch, str(server.get("version", "?"))
+        reports = any(o.get("name") == RTC_OUTPUT for o in metadata.get("outputs", []))
+        return max_batch, str(server.get("version", "?")), model_inpaints(model_config), reports
 
     # -- inference --------------------------------------------------------------------
     def _inputs(self, batch: ObservationBatch) -> list:
@@ -266,7 +286,8 @@ class TritonEngine(Engine):
     def infer(self, batch: ObservationBatch) -> EngineOutput:
         start = time.perf_counter()
         inputs = self._inputs(batch)
-        outputs = [self._grpc.InferRequestedOutput(ACTIONS_OUTPUT)]
+        outputs = [self._grpc.InferRequestedOutput(name) for name in
+                   ((ACTIONS_OUTPUT, RTC_OUTPUT) if self._reports else (ACTIONS_OUTPUT,))]
         prepared = time.perf_counter()
         try:
             result = self._connect().infer(self.target.model, inputs, model_version=self.target.version,
@@ -293,13 +314,20 @@ class TritonEngine(Engine):
         chunk = np.asarray(actions, dtype=np.float32)
         if not np.all(np.isfinite(chunk)):
             raise EngineError("Triton model returned non-finite actions (NaN or Inf); refusing to serve them")
-        return EngineOutput(chunk, stage_split(start, prepared, ran, time.perf_counter()))
+        return EngineOutput(chunk, stage_split(start, prepared, ran, time.perf_counter()), self._rtc_rows(result, batch))
+
+    def _rtc_rows(self, result, batch: ObservationBatch) -> tuple:
+        """Each observation's real-time-chunking report from the model's rtc output; () without one."""
+        rows = result.as_numpy(RTC_OUTPUT) if self._reports else None
+        if rows is None or rows.shape != (batch.batch_size, 3):
+            return ()
+        return tuple({"applied": bool(a), "frozen_steps": int(f), "overlap_steps": int(o)} for a, f, o in rows)
 
     def close(self) -> None:
         self._drop_client()
 
     def describe(self) -> dict:
-        return {"backend": "triton", "tensorrt": False, "triton_url": self.target.url, "tls": self.target.tls,
+        return {"backend": "triton", "tensorrt": False, "rtc": {"inpaints": self.inpaints, "reported": self._reports}, "triton_url": self.target.url, "tls": self.target.tls,
                 "triton_model": self.target.model, "triton_model_version": self.target.version or "default",
                 "triton_server_version": self.server_version, "max_batch_size": self.max_batch_size,
                 "timeout_ms": self._config.triton_timeout_ms, "failures": self.failures}

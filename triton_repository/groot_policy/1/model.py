@@ -38,6 +38,16 @@ def _add_package_path(explicit: str) -> None:
             "in config.pbtxt or ALFIE_GR00T_PATH to the directory that holds the alfie_gr00t package") from exc
 
 
+def _rtc_rows(reports, size: int) -> np.ndarray:
+    """(size, 3) int32 [applied, frozen_steps, overlap_steps] from the engine's per-row reports."""
+    rows = np.zeros((size, 3), dtype=np.int32)
+    for b, report in enumerate(list(reports)[:size]):
+        if report:
+            rows[b] = (int(bool(report.get("applied"))), int(report.get("frozen_steps", 0)),
+                       int(report.get("overlap_steps", 0)))
+    return rows
+
+
 def _flag(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
 
@@ -72,12 +82,15 @@ class TritonPythonModel:
             "mock_delay_ms": float(params.get("mock_delay_ms", "0") or 0.0),
         }
         known = EngineConfig.__dataclass_fields__
-        for key in ("mock_policy", "mock_jitter_ms"):  # newer mock options, passed through when present
+        for key in ("mock_policy", "mock_jitter_ms", "rtc_ramp_rate"):  # newer options, passed through when present
             if key in params and key in known:
                 values[key] = type(getattr(EngineConfig(), key))(params[key])
+        if "rtc" in params and "rtc" in known:
+            values["rtc"] = _flag(params["rtc"])
         self.config = EngineConfig(**{k: v for k, v in values.items() if k in known})
         self.engine = create_engine(self.config)
         self.cameras = self.config.camera_names
+        self.reports_rtc = any(spec["name"] == "rtc" for spec in model_config["output"])
         self.batches = 0
 
     def _stack(self, requests):
@@ -111,7 +124,9 @@ class TritonPythonModel:
 
         try:
             batch, sizes = self._stack(requests)
-            actions = np.ascontiguousarray(run_batched(self.engine, batch).actions, dtype=np.float32)
+            output = run_batched(self.engine, batch)
+            actions = np.ascontiguousarray(output.actions, dtype=np.float32)
+            rtc = _rtc_rows(output.rtc, batch.batch_size)
             if not np.all(np.isfinite(actions)):
                 raise RuntimeError("engine returned non-finite actions")
         except Exception as exc:  # every request of this batch gets the error, the model keeps serving
@@ -120,9 +135,11 @@ class TritonPythonModel:
         self.batches += 1
         responses, start = [], 0
         for size in sizes:
-            chunk = actions[start:start + size]
+            tensors = [pb_utils.Tensor("actions", actions[start:start + size])]
+            if self.reports_rtc:
+                tensors.append(pb_utils.Tensor("rtc", rtc[start:start + size]))
             start += size
-            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("actions", chunk)]))
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
         return responses
 
     def finalize(self):
