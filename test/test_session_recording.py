@@ -47,7 +47,7 @@ def _activation(rig, publisher, seconds: float) -> None:
 def test_a_recorded_demo_has_every_message_kind_one_file_per_activation(ipc_dir):
     record_dir = os.path.join(ipc_dir, "sessions")
     with NodeRig(next_domain_id(), os.path.join(ipc_dir, "groot.sock"), server={"warmup_runs": 0},
-                 client={"record_dir": record_dir, "encode_threads": 1},
+                 client={"record_dir": record_dir, "encode_threads": 1, "record_split_mb": 0.1},
                  robot={"camera_width": 160, "camera_height": 120}) as rig:
         deactivate = rig.monitor.create_publisher(Bool, ACTIVATE_TOPIC, 10)
         rig.spin()
@@ -59,7 +59,9 @@ def test_a_recorded_demo_has_every_message_kind_one_file_per_activation(ipc_dir)
     assert first["path"] == files[0] and first["written"] > 0 and first["dropped"] == 0, first
     for bag in files:  # rosbags, an independent strict reader: every message exactly its CDR bytes
         name = os.path.basename(bag)
-        assert sorted(os.listdir(bag)) == sorted(["metadata.yaml", f"{name}_0.mcap"])
+        listed = [f.path for f in bagmeta.read(bag).files]  # split past record_split_mb, every file listed
+        assert listed == [f"{name}_{k}.mcap" for k in range(len(listed))]
+        assert sorted(os.listdir(bag)) == sorted(["metadata.yaml", *listed])
         strict = strict_read(bag)
         assert strict[f"{NS}/debug/chunk"] and strict[f"{NS}/joint_commands"] and strict["/alfie/joint_states"]
         qos = {t.name: t.offered_qos_profiles for t in bagmeta.read(bag).topics}
@@ -94,9 +96,12 @@ def test_a_recorded_demo_has_every_message_kind_one_file_per_activation(ipc_dir)
     last_gate = [g for _, g in session.gate if g["kind"] != "none"][-1]
     assert last_gate["kind"] == "hold" and last_gate["message"] == "activate:false", last_gate
 
+    assert len(bagmeta.read(files[0]).files) > 1, "the 1.3 s activation is past 0.1 MB: split"
     for bag in files:  # log times strictly increasing in file order; publish times never after log times
-        with open(os.path.join(bag, f"{os.path.basename(bag)}_0.mcap"), "rb") as f:
-            stamps = [(m.log_time, m.publish_time) for _, _, m in make_reader(f).iter_messages(log_time_order=False)]
+        stamps = []
+        for part in bagmeta.read(bag).files:
+            with open(os.path.join(bag, part.path), "rb") as f:
+                stamps += [(m.log_time, m.publish_time) for _, _, m in make_reader(f).iter_messages(log_time_order=False)]
         logs = np.array([s[0] for s in stamps])
         assert len(logs) > 10 and np.all(np.diff(logs) > 0)
         assert all(p <= lt for lt, p in stamps)

@@ -61,6 +61,7 @@ class ClientConfig:
     record_dir: str = ""  # session recording: one rosbag2 bag (MCAP) per activation in this directory; "" = off
     record_max_mb: float = 2048.0  # a session file ends at this size (dropping until the next activation)
     record_max_files: int = 50  # the oldest sessions in record_dir are deleted beyond this many (0 = no cap)
+    record_split_mb: float = 0.0  # a session's storage file ends past this size, the next one starts; 0 = one file
     deadman_topic: str = ""  # heartbeat topic (any message type): move only while it is fresh; "" = off
     deadman_timeout_ms: float = 500.0  # silence on deadman_topic beyond this holds the robot
     command_thread_priority: int = 0  # SCHED_FIFO priority (1-99) for the 100 Hz command thread; 0 = normal
@@ -86,6 +87,7 @@ class ClientConfig:
         require(self.deadman_timeout_ms > 0, f"deadman_timeout_ms must be positive, got {self.deadman_timeout_ms}")
         require(0 <= self.command_thread_priority <= 99,
                 f"command_thread_priority must be 0 (off) or a SCHED_FIFO priority 1..99, got {self.command_thread_priority}")
+        require(self.record_split_mb >= 0, f"record_split_mb must be >= 0 (0 = one file), got {self.record_split_mb}")
         require(self.record_max_files >= 0, f"record_max_files must be >= 0 (0 = no cap), got {self.record_max_files}")
         require(self.splice_tolerance >= 0, f"splice_tolerance must be >= 0, got {self.splice_tolerance}")
         require(1 <= self.jpeg_quality <= 100, f"jpeg_quality must be 1..100, got {self.jpeg_quality}")

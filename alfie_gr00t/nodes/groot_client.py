@@ -69,6 +69,7 @@ class GrootClient(Node):
         if cfg.record_dir:
             self.recorder = SessionRecorder(cfg.record_dir, max_bytes=int(cfg.record_max_mb * 1024 * 1024),
                                             max_files=cfg.record_max_files, log=self.get_logger().info,
+                                            split_bytes=int(cfg.record_split_mb * 1024 * 1024),
                                             clock_ns=lambda: self.get_clock().now().nanoseconds,
                                             qos_of=lambda topic: publisher_qos(self, topic))
         self.worker = self.core.start(threads=False).worker
