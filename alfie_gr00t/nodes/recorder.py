@@ -38,7 +38,7 @@ from typing import Callable
 
 from alfie_gr00t.bag import metadata as bagmeta
 from alfie_gr00t.bag.cdr import exact_cdr
-from alfie_gr00t.bag.definitions import message_definition, type_hash, type_name  # noqa: F401 (re-exported)
+from alfie_gr00t.bag.definitions import message_definition, type_hash, type_name
 from alfie_gr00t.bag.writer import BagWriter
 
 
@@ -313,12 +313,11 @@ class SessionRecorder:
                 os.remove(oldest)
             self._log(f"recorder: record_max_files={self.max_files} reached: deleted the oldest session {oldest}")
 
-    def _serialized(self, msg) -> tuple[str, bytes, str]:
-        """(type, exact CDR bytes, definition or "" when the topic is known) of a queued message."""
-        if isinstance(msg, tuple):  # (type, bytes) from a raw subscription: as received
-            return msg[0], msg[1], ""
-        full_type = type_name(msg)
-        return full_type, exact_cdr(type(msg), self._serialize(msg)), ""
+    def _serialized(self, msg) -> tuple[str, bytes]:
+        """(type, bytes to store) of a queued message: exact CDR, or a raw subscription's bytes as received."""
+        if isinstance(msg, tuple):  # (type, bytes) from a raw subscription
+            return msg
+        return type_name(msg), exact_cdr(type(msg), self._serialize(msg))
 
     def _write(self, generation: int, topic: str, msg, publish_ns: int, log_ns: int) -> None:
         writer = self._writer
@@ -328,7 +327,7 @@ class SessionRecorder:
                     self._stats["dropped"] += 1
             return
         try:
-            full_type, data, _ = self._serialized(msg)
+            full_type, data = self._serialized(msg)
             if not writer.has_topic(topic):
                 qos = self._qos_of(topic) if self._qos_of is not None else None
                 writer.add_topic(topic, full_type, message_definition(full_type), qos=qos or default_qos(),
