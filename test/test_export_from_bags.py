@@ -101,8 +101,10 @@ def write_map(tmp_path, doc, name="map.yaml"):
 
 
 def teleop_bag(path, *, duration=2.0, raw=False, commands=True, drop_joints=(), camera_pause=None,
-               markers=(), storage=StoragePlugin.MCAP, tasks=(("pick up the can", 0.0), ("place it", 1.0))):
-    """A teleop demo as `ros2 bag record` stores it (receive time = the message's time here)."""
+               markers=(), storage=StoragePlugin.MCAP, tasks=(("pick up the can", 0.0), ("place it", 1.0)),
+               camera_delay_s=0.0):
+    """A teleop demo as `ros2 bag record` stores it (receive time = the message's time here; camera
+    frames received up to `camera_delay_s` after their header stamp, in receive order)."""
     doc = topic_map()
     cams = {c: doc["cameras"][c] for c in CAMS}
     if raw:
@@ -133,9 +135,12 @@ def teleop_bag(path, *, duration=2.0, raw=False, commands=True, drop_joints=(), 
         events.append((T0 + at, "/alfie/task", "std_msgs/msg/String", T["std_msgs/msg/String"](data=text)))
     for at, value in markers:
         events.append((T0 + at, "/alfie/teleop/episode", "std_msgs/msg/Bool", T["std_msgs/msg/Bool"](data=value)))
+    rng = np.random.default_rng(7)
+    received = [(t + (rng.uniform(0, camera_delay_s) if "cameras" in topic else 0.0), topic, msgtype, msg)
+                for t, topic, msgtype, msg in events]
     with Writer(path, version=9, storage_plugin=storage) as writer:
         connections = {}
-        for t, topic, msgtype, msg in sorted(events, key=lambda e: e[0]):
+        for t, topic, msgtype, msg in sorted(received, key=lambda e: e[0]):
             if topic not in connections:
                 connections[topic] = writer.add_connection(topic, msgtype, typestore=STORE)
             writer.write(connections[topic], int(round(t * 1e9)), STORE.serialize_cdr(msg, msgtype))
@@ -317,3 +322,19 @@ def test_a_teleop_bag_without_a_topic_map_is_refused_with_the_option_named(tmp_p
     assert ex.main([str(bag), str(tmp_path / "ds")]) == 2
     err = capsys.readouterr().err
     assert "not a groot_client session" in err and "--topic-map" in err, err
+
+
+def test_header_time_follows_the_stamps_when_frames_arrive_late_and_out_of_order(tmp_path):
+    """Frames received up to 80 ms after their stamp (two or three frames late, so out of order on
+    their topic): with `time: header` the frame shown at t is the one stamped last at or before t."""
+    bag, events = teleop_bag(tmp_path / "demo", duration=1.5, camera_delay_s=0.08)
+    out = tmp_path / "ds"
+    assert ex.main([str(bag), str(out), "--topic-map", str(write_map(tmp_path, topic_map(time="header")))]) == 0
+    rows = expected(events, 15.0)
+    info, data = read_rows(out)
+    assert info["total_frames"] == len(rows)
+    np.testing.assert_array_equal(np.array(data["observation.state"])[:, 6:], np.float32([r[1][6:] for r in rows]))
+    for cam_i, cam in enumerate(CAMS):
+        frames = video(out, info, cam)
+        shown = [nearest_frame(frame, frame_index_at(t, cam_i), cam_i) for (t, *_), frame in zip(rows, frames)]
+        assert shown == [frame_index_at(t, cam_i) for t, *_ in rows], cam

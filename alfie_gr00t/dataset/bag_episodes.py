@@ -143,8 +143,9 @@ def _base_part(col: _Collector, role: str, spec: str, warn: str, times_needed) -
     return [(np.array([-np.inf]), zero)] if len(times_needed) else []
 
 
-def bag_streams(bag, tmap: TopicMap, decode, joint_names=layout.JOINT_NAMES) -> list:
-    """Pass 1 over one Bag: the Streams of each of its episodes. `decode(bag, want)` yields (message, msg, kind)."""
+def bag_streams(bag, tmap: TopicMap, decode, joint_names=layout.JOINT_NAMES) -> tuple[list, dict]:
+    """Pass 1 over one Bag: the Streams of each of its episodes, and per camera which message (its place
+    on the topic) each time-sorted frame is. `decode(bag, want)` yields (message, msg, kind)."""
     source = bag.path
     col = _Collector(tmap, tuple(joint_names), source)
     cameras = set(tmap.cameras.values())
@@ -173,11 +174,13 @@ def bag_streams(bag, tmap: TopicMap, decode, joint_names=layout.JOINT_NAMES) -> 
         if kind not in IMAGE_TYPES:
             raise ExportError(f"{source}: {topic} (camera {cam}) is {kind}, the topic map needs "
                               f"{' or '.join(IMAGE_TYPES)}")
-    frames = {}
+    frames, ordinals = {}, {}
     for cam, topic in tmap.cameras.items():
         times = np.asarray(camera_times[topic], dtype=np.float64) if tmap.time == "receive" else \
             col.series_of(f"camera {cam}")[0]
-        frames[cam] = (times, [None] * len(times))
+        order = np.argsort(times, kind="stable")  # sorted position -> the message's place on its topic
+        ordinals[cam] = order
+        frames[cam] = (times[order], [None] * len(times))
     state = []
     if tmap.state_array:
         times, values = col.series_of("state array")
@@ -223,7 +226,7 @@ def bag_streams(bag, tmap: TopicMap, decode, joint_names=layout.JOINT_NAMES) -> 
                            warnings=list(col.warnings) + list(bag.warnings)))
     if not out:
         raise ExportError(f"{source}: no episode (markers on {tmap.marker} delimit none with data)")
-    return out
+    return out, ordinals
 
 
 def _frame_payload(msg, kind: str):
@@ -246,30 +249,28 @@ def _frame_payload(msg, kind: str):
     return png.tobytes(), "png"
 
 
-def fill_frames(bag, tmap: TopicMap, episodes, decode) -> None:
+def fill_frames(bag, tmap: TopicMap, episodes, decode, ordinals: dict) -> None:
     """Pass 2: decode the frames the episodes' grids show, into their frame lists."""
-    needed = {cam: sorted(set().union(*(set(ep.frame_of[cam].tolist()) for ep in episodes)))
-              for cam in tmap.cameras}
+    shown = {cam: set().union(*(set(ep.frame_of[cam].tolist()) for ep in episodes)) for cam in tmap.cameras}
+    slot = {cam: {int(ordinals[cam][i]): i for i in shown[cam]} for cam in tmap.cameras}  # message place -> frame
     topic_cams: dict[str, list] = {}
     for cam, topic in tmap.cameras.items():
         topic_cams.setdefault(topic, []).append(cam)
     ordinal = {topic: -1 for topic in topic_cams}
-    wanted_sets = {cam: set(v) for cam, v in needed.items()}
 
     def want(message):
         if message.topic not in ordinal:
             return False
         ordinal[message.topic] += 1
-        return any(ordinal[message.topic] in wanted_sets[c] for c in topic_cams[message.topic])
+        return any(ordinal[message.topic] in slot[c] for c in topic_cams[message.topic])
 
-    counts = {topic: 0 for topic in topic_cams}
     for message, msg, kind in decode(bag, want):
         payload = _frame_payload(msg, kind)
-        i = ordinal[message.topic]
-        counts[message.topic] += 1
         for cam in topic_cams[message.topic]:
-            for ep in episodes:
-                ep.frames[cam][i] = payload
+            i = slot[cam].get(ordinal[message.topic])
+            if i is not None:
+                for ep in episodes:
+                    ep.frames[cam][i] = payload
     for ep in episodes:
         for cam in tmap.cameras:
             if any(ep.frames[cam][i] is None for i in set(ep.frame_of[cam].tolist())):
@@ -279,6 +280,7 @@ def fill_frames(bag, tmap: TopicMap, episodes, decode) -> None:
 def bag_episodes(bag, tmap: TopicMap, decode, *, fps: float = DEFAULT_FPS, max_gap_s: float = DEFAULT_MAX_GAP_S,
                  joint_names=layout.JOINT_NAMES) -> list:
     """The resampled Episodes of one bag, frames filled."""
-    episodes = [resample_streams(s, fps, max_gap_s) for s in bag_streams(bag, tmap, decode, joint_names)]
-    fill_frames(bag, tmap, episodes, decode)
+    streams, ordinals = bag_streams(bag, tmap, decode, joint_names)
+    episodes = [resample_streams(s, fps, max_gap_s) for s in streams]
+    fill_frames(bag, tmap, episodes, decode, ordinals)
     return episodes
