@@ -144,9 +144,9 @@ def test_documented_service_calls_name_real_services_and_requests(ros_context, i
     assert len(calls) >= 3, "docs/robot-jetson.md shows the service calls"
     types = {"std_srvs/srv/SetBool": SetBool, "std_srvs/srv/Trigger": Trigger}
     with ScriptedServer(f"ipc://{ipc_path}"), client_and_robot(ros_context, ipc_path) as (client, _robot):
-        offered = {}  # the client's own services and its stop path's (a node of its own, same namespace)
+        offered = {}  # the client's own services and its stop path's (a node and participant of its own)
         for node in (client, client.stop_path.node):
-            offered.update(client.get_service_names_and_types_by_node(node.get_name(), node.get_namespace()))
+            offered.update(node.get_service_names_and_types_by_node(node.get_name(), node.get_namespace()))
         for where, words in calls:
             service, type_name = words[3], words[4]
             assert service.startswith("/alfie/"), f"{where}: {service}: the launch file's namespace is alfie"

@@ -233,8 +233,9 @@ class ClientCore:
         activation is needed."""
         self._log("warning_now", f"{cause}: holding; publish true on ~/activate to resume")
         with self._transitions:
-            if self.machine.fail(None, cause) is not None and self.worker is not None:
-                self.worker.last_error = cause
+            if self.machine.wants_inference and self.worker is not None:
+                self.worker.last_error = cause  # before the state moves: whoever sees ERROR sees why
+            self.machine.fail(None, cause)
             self.scheduler.reset()
             if self.gate.engaged:
                 self.gate.hold(cause)

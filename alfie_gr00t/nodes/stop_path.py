@@ -1,4 +1,5 @@
-"""The client's stop path: its command topics and services on a node and thread of their own.
+"""The client's stop path: its command topics and services on a node, thread and DDS participant of
+their own.
 
 A ROS node's callbacks all run on the one executor it is added to, so the client's stop
 interfaces live on a small second node, `<client>_stop` (same namespace, same process),
@@ -6,6 +7,12 @@ spun by its own single-threaded executor thread. They are created on the client'
 resolved names (`/<ns>/groot_client/estop`, ...), so publishers and callers see no change;
 `ros2 node info` lists them under the `_stop` node. Nothing else runs there: no sensor
 callback, status, diagnostics or recording can delay a stop (docs/safety.md).
+
+The node also has its own rclpy context, hence its own DDS participant with its own receive
+resources (shared-memory port, UDP sockets, listener threads): four raw cameras arriving at the
+client's participant cannot fill the buffers a stop request arrives through. A reliable sample
+lost there is only repaired when its writer sends again, which for a one-shot publisher or a
+single service request can be seconds later, or never.
 
 Here: `~/estop` and `~/activate` (std_msgs/Bool), the services `~/set_active`, `~/stop`,
 `~/estop`, the transient-local `~/estop` subscription that exists while a latched publisher
@@ -16,8 +23,10 @@ from __future__ import annotations
 
 import importlib
 
+import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
@@ -40,7 +49,10 @@ class StopPath:
     def __init__(self, client):
         self._client, self._core = client, client.core
         self._logger = client.get_logger()
-        self.node = Node(f"{client.get_name()}_stop", namespace=client.get_namespace(), context=client.context,
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=client.context.get_domain_id(),
+                   signal_handler_options=SignalHandlerOptions.NO)
+        self.node = Node(f"{client.get_name()}_stop", namespace=client.get_namespace(), context=self.context,
                          use_global_arguments=False, start_parameter_services=False)
         topic, service = client.resolve_topic_name, client.resolve_service_name
         self._estop_topic = topic("~/estop")
@@ -54,7 +66,7 @@ class StopPath:
         self._deadman_topic = topic(deadman) if deadman else ""
         self._deadman_sub, self.deadman_type = None, ""
         self.node.create_timer(GRAPH_PERIOD_S, self._watch_graph)
-        self._spinner = NodeSpinner([self.node], client.context)
+        self._spinner = NodeSpinner([self.node], self.context)
 
     def start(self) -> "StopPath":
         self._watch_graph()
@@ -64,6 +76,7 @@ class StopPath:
     def close(self) -> None:
         self._spinner.stop()
         self.node.destroy_node()
+        self.context.try_shutdown()
 
     # -- commands ----------------------------------------------------------------------------
     def _on_activate(self, msg: Bool) -> None:
