@@ -2,7 +2,6 @@
 gets a context with a domain id of its own; ZeroMQ binds IPC paths or 127.0.0.1."""
 
 import ast
-import itertools
 import os
 import shutil
 import socket
@@ -19,9 +18,8 @@ from alfie_gr00t import layout
 from alfie_gr00t.wire import images  # noqa: E402
 
 from support.frames import make_frame  # noqa: E402
-from support.ros_helpers import next_domain_id  # noqa: E402
+from support.ros_helpers import next_domain_id, ros_free_run  # noqa: E402
 
-_domain_ids = itertools.count(1 + (os.getpid() * 7) % 90)
 
 # -- ROS-free runs (`make test`'s Python 3.10 leg) ------------------------------------------------
 # ALFIE_ROS_FREE=1 runs only the test modules that need no ROS: a module that imports (at module
@@ -38,10 +36,6 @@ ROS_AT_RUN_TIME = {
 }
 _TEST_DIR = os.path.dirname(os.path.abspath(__file__))
 _REPO = os.path.dirname(_TEST_DIR)
-
-
-def ros_free_run() -> bool:
-    return os.environ.get("ALFIE_ROS_FREE", "") == "1"
 
 
 def _module_file(name: str) -> str | None:

@@ -12,7 +12,7 @@ import pytest
 
 from alfie_gr00t.tools import bench_busy as bb
 
-from conftest import next_domain_id, ros_free_run
+from support.ros_helpers import next_domain_id, ros_free_run
 
 
 def test_busy_levels():

@@ -1,5 +1,6 @@
 """Hostile input against the policy server (reliability: property tests, a hostile campaign
-over a real socket, a concurrent load test and one test per resource bound).
+over a real socket, a concurrent load test, and empty arrays with giant shapes; the resource bounds are in
+test_request_limits.py).
 
 The property every test checks: `PolicyService.respond` returns bytes that decode to either
 a correct ok reply or an error reply (`status: error` + `error_message` in our protocol,
@@ -10,75 +11,38 @@ Figures (messages tried, RSS, throughput, p99) are printed: run with -s or read 
 
 from __future__ import annotations
 
-import copy
 import io
 import math
-import os
 import random
 import resource
-import struct
-import subprocess
-import sys
 import threading
 import time
 import tracemalloc
-from dataclasses import dataclass
 
-import cv2
 import msgpack
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, os.path.dirname(__file__))
+from alfie_gr00t.server.service import BackgroundServer
+from alfie_gr00t.wire import images, protocol
+from alfie_gr00t.wire.transport import ReqClient, RequestTimeout
 
-from support import gr00t_wire  # noqa: E402
-from support.frames import hold_chunk, make_frame  # noqa: E402
-from support.load import run_load  # noqa: E402
-from support.tripwire import TRIPWIRE_RAN, Tripwire  # noqa: E402
+from support import gr00t_wire
+from support.hostile_messages import (CAMERAS, DIM, GROUPS, HORIZON, SMALL_JPEGS, VALID_MESSAGES, Tally,
+                                      check_gr00t, check_ours, exercise, gr00t_tree, jpeg_declaring, make_service,
+                                      mock_chunk, npy_file, ours_tree, pack_gr00t, pack_ours, pickled_tripwire_npy,
+                                      replace_at, request_kind, small_jpegs, tiny_jpeg, vm_rss_kb)
+from support.load import run_load
+from support.tripwire import TRIPWIRE_RAN
 
-from alfie_gr00t import layout
-from alfie_gr00t.wire import images
-from alfie_gr00t.wire import protocol  # noqa: E402
-from alfie_gr00t.server.config import ServerConfig  # noqa: E402
-from alfie_gr00t.engines.base import Engine  # noqa: E402
-from alfie_gr00t.engines.mock import MockEngine  # noqa: E402
-from alfie_gr00t.server.service import BackgroundServer, PolicyService  # noqa: E402
-from alfie_gr00t.wire.transport import ReqClient, RequestTimeout  # noqa: E402
-
-CAMERAS = layout.CAMERA_NAMES
-GROUPS = layout.LAYOUT_GROUPS
-HORIZON, DIM = layout.ACTION_HORIZON, layout.ACTION_DIM
 ENDPOINTS = ["ping", "get_action", "reset", "get_modality_config", "kill"]
-HANG_BOUND_S = 2.0
-
 SETTINGS = settings(
     max_examples=300, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
                            HealthCheck.large_base_example, HealthCheck.function_scoped_fixture],
 )
-
-
-# ============================================================== service and reply checking
-
-
-class CountingEngine(Engine):
-    name = "mock"
-
-    def __init__(self, inner: MockEngine):
-        self.inner = inner
-        self.max_batch_size = inner.max_batch_size
-        self.calls = 0
-
-    def infer(self, batch):
-        self.calls += 1
-        return self.inner.infer(batch)
-
-
-def make_service(**overrides) -> PolicyService:
-    config = ServerConfig(mock_mode=True, **overrides)
-    return PolicyService(CountingEngine(MockEngine(config.engine_config())), config)
 
 
 @pytest.fixture
@@ -88,171 +52,11 @@ def service():
     svc.close()
 
 
-@dataclass
-class Tally:
-    """What a property test fed the server and what came back."""
-
-    tried: int = 0
-    ok: int = 0
-    errors: int = 0
-    slowest_ms: float = 0.0
-
-    def report(self, name: str) -> str:
-        return (f"{name}: {self.tried} messages tried, {self.ok} ok, {self.errors} error replies, "
-                f"0 crashes, slowest {self.slowest_ms:.1f} ms")
-
-
-def request_kind(payload: bytes, max_bytes: int):
-    """('gr00t'|'ours', decoded-or-None): how the server must answer, decided independently."""
-    if len(payload) > max_bytes:
-        return "ours", None
-    try:
-        message = msgpack.unpackb(payload, raw=False, strict_map_key=True, max_ext_len=0)
-    except Exception:
-        return "ours", None
-    if isinstance(message, dict) and "endpoint" in message:
-        return "gr00t", message
-    return "ours", message
-
-
-def mock_chunk(state) -> np.ndarray:
-    state = np.asarray(state, np.float32).reshape(-1, DIM)
-    return hold_chunk(state)
-
-
-def check_ours(reply: bytes, request) -> str:
-    message = msgpack.unpackb(reply, raw=False)
-    assert isinstance(message, dict), message
-    if message.get("status") == "error":
-        assert message["actions"] == [] and message["inference_time_ms"] == 0.0, message
-        assert isinstance(message["error_message"], str) and message["error_message"], message
-        return "error"
-    assert message.get("status") == "ok", message
-    # an ok reply is only possible for a map with a 21-number state: the actions must follow it
-    assert isinstance(request, dict) and isinstance(request.get("state"), list), request
-    state = np.array([float(v) for v in request["state"]], np.float64).astype(np.float32)
-    actions = np.array(message["actions"], np.float64)
-    assert actions.shape == (HORIZON, DIM) and np.isfinite(actions).all()
-    np.testing.assert_allclose(actions, mock_chunk(state)[0], rtol=1e-6, atol=1e-7)
-    assert message["frame_id"] == request["frame_id"]
-    return "ok"
-
-
-def check_gr00t(reply: bytes, payload: bytes, request: dict) -> str:
-    decoded = gr00t_wire.from_bytes(reply)  # the server's own output: safe to decode the upstream way
-    if isinstance(decoded, dict) and "error" in decoded:
-        assert set(decoded) == {"error"} and isinstance(decoded["error"], str) and decoded["error"], decoded
-        return "error"
-    endpoint = request.get("endpoint")
-    if endpoint == "ping":
-        assert decoded["status"] == "ok"
-    elif endpoint == "reset":
-        assert decoded == {}
-    elif endpoint == "get_modality_config":
-        assert set(decoded) == {"video", "state", "action", "language"}
-    elif endpoint == "get_action":
-        # the server accepted every array in it, so decoding the request here is safe too
-        observation = gr00t_wire.from_bytes(payload)["data"]["observation"]
-        state = np.concatenate([np.asarray(observation["state"][g.name])[:, -1].astype(np.float32) for g in GROUPS],
-                               axis=1)
-        action, info = decoded
-        assert list(action) == [g.name for g in GROUPS] and isinstance(info, dict)
-        chunk = mock_chunk(state)
-        for g in GROUPS:
-            assert action[g.name].shape == (state.shape[0], HORIZON, g.size)
-            np.testing.assert_allclose(action[g.name], chunk[:, :, g.start:g.stop], rtol=1e-6, atol=1e-7)
-    else:
-        raise AssertionError(f"success reply {decoded!r} for endpoint {endpoint!r}")
-    return "ok"
-
-
-def exercise(service: PolicyService, payload: bytes, tally: Tally) -> str:
-    """Feed one message; check the reply and the time; return 'ok' or 'error'."""
-    start = time.perf_counter()
-    reply = service.respond(payload)
-    elapsed = time.perf_counter() - start
-    assert isinstance(reply, bytes)
-    assert elapsed < HANG_BOUND_S, f"respond() took {elapsed:.2f} s on a {len(payload)}-byte message"
-    kind, request = request_kind(payload, service.config.max_message_bytes)
-    verdict = check_gr00t(reply, payload, request) if kind == "gr00t" else check_ours(reply, request)
-    tally.tried += 1
-    tally.slowest_ms = max(tally.slowest_ms, elapsed * 1000.0)
-    if verdict == "ok":
-        tally.ok += 1
-    else:
-        tally.errors += 1
-    return verdict
-
-
-# ============================================================== valid messages to start from
-
-
-def small_jpegs(width=16, height=14) -> dict:
-    return {name: images.encode_jpeg(make_frame(width, height, seed=i), 90) for i, name in enumerate(CAMERAS)}
-
-
-SMALL_JPEGS = small_jpegs()
-STATE = [round(0.01 * i - 0.1, 3) for i in range(DIM)]
-
-
-def ours_tree(frame_id=7, state=None, jpegs=None, raw_camera=None) -> dict:
-    imgs = dict(jpegs or SMALL_JPEGS)
-    if raw_camera:
-        imgs[raw_camera] = {"format": "rgb8", "width": 4, "height": 3, "data": make_frame(4, 3).tobytes()}
-    return {"timestamp": 1.5, "frame_id": frame_id, "images": imgs,
-            "state": list(STATE if state is None else state), "language": "pick up the can"}
-
-
-def gr00t_tree(batch=1, width=16, height=14, endpoint="get_action") -> dict:
-    states = np.array([[0.01 * i - 0.1 + 0.02 * b for i in range(DIM)] for b in range(batch)], np.float32)
-    observation = {
-        "video": {cam: np.stack([make_frame(width, height, seed=c + b) for b in range(batch)])[:, None]
-                  for c, cam in enumerate(CAMERAS)},
-        "state": {g.name: np.ascontiguousarray(states[:, None, g.start:g.stop]) for g in GROUPS},
-        "language": {"task": [["pick up the can"]] * batch},
-    }
-    return {"endpoint": endpoint, "data": {"observation": observation, "options": None}}
-
-
-def pack_ours(tree) -> bytes:
-    return msgpack.packb(tree, use_bin_type=True)
-
-
-def pack_gr00t(tree) -> bytes:
-    return gr00t_wire.to_bytes(tree)
-
-
-VALID_MESSAGES = [
-    pack_ours(ours_tree()),
-    pack_ours(ours_tree(raw_camera="right_center")),
-    pack_gr00t(gr00t_tree()),
-    pack_gr00t(gr00t_tree(batch=2, width=8, height=6)),
-    pack_gr00t({"endpoint": "ping"}),
-    pack_gr00t({"endpoint": "reset", "data": {"options": None}}),
-    pack_gr00t({"endpoint": "get_modality_config"}),
-]
-
-
 def test_valid_messages_are_answered_ok(service):
     tally = Tally()
     for payload in VALID_MESSAGES:
         assert exercise(service, payload, tally) == "ok"
     assert service.engine.calls == 4
-
-
-def replace_at(tree, path, value, mode="replace"):
-    tree = copy.deepcopy(tree)
-    node = tree
-    for key in path[:-1]:
-        node = node[key]
-    last = path[-1]
-    if mode == "delete" and isinstance(node, dict):
-        node.pop(last, None)
-    elif mode == "extra" and isinstance(node, dict):
-        node["extra_" + str(last)] = value
-    else:
-        node[last] = value
-    return tree
 
 
 # ============================================================== strategies
@@ -459,21 +263,6 @@ def test_zero_size_and_giant_upstream_video(service):
     assert tally.tried >= 50 and tally.errors > 0
 
 
-def tiny_jpeg() -> bytes:
-    ok, buf = cv2.imencode(".jpg", np.full((8, 8), 128, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 50])
-    assert ok
-    return buf.tobytes()
-
-
-def jpeg_declaring(width: int, height: int, base: bytes | None = None) -> bytes:
-    """A small real JPEG whose frame header claims another size."""
-    data = bytearray(base or tiny_jpeg())
-    sof = data.find(b"\xff\xc0")
-    assert sof > 0
-    struct.pack_into(">HH", data, sof + 5, height, width)
-    return bytes(data)
-
-
 def test_jpeg_header_declaring_30000x30000_is_refused_before_decoding(service):
     bomb = jpeg_declaring(30000, 30000)
     assert len(bomb) < 400 and images.jpeg_dimensions(bomb) == (30000, 30000)
@@ -505,27 +294,6 @@ def test_jpeg_headers_declaring_any_dimensions(service):
     run()
     print(tally.report("JPEG headers declaring arbitrary sizes"))
     assert tally.tried >= 100
-
-
-def npy_file(descr: str, fortran: str, shape: str, data: bytes, version: int = 1, header_len: int | None = None,
-             raw_header: str | None = None) -> bytes:
-    text = (raw_header if raw_header is not None
-            else f"{{'descr': {descr}, 'fortran_order': {fortran}, 'shape': {shape}, }}").encode("latin-1", "replace")
-    text += b" " * (63 - (12 + len(text)) % 64) + b"\n"
-    length = len(text) if header_len is None else header_len
-    if version == 1:
-        head = b"\x93NUMPY\x01\x00" + struct.pack("<H", min(length, 65535))
-    else:
-        head = b"\x93NUMPY" + bytes([version, 0]) + struct.pack("<I", length)
-    return head + text + data
-
-
-def pickled_tripwire_npy() -> bytes:
-    array = np.empty((1, 1, 3), dtype=object)
-    array[0, 0, :] = [Tripwire(), Tripwire(), Tripwire()]
-    sink = io.BytesIO()
-    np.save(sink, array, allow_pickle=True)
-    return sink.getvalue()
 
 
 def test_npy_object_dtypes_and_absurd_shapes(service):
@@ -565,14 +333,6 @@ def test_npy_object_dtypes_and_absurd_shapes(service):
 
 
 # ============================================================== hostile campaign over a real socket
-
-
-def _vm_rss_kb() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def _reset_peak_rss() -> bool:
@@ -681,7 +441,7 @@ def test_hostile_campaign_over_ipc(ipc_path):
 
     def sample_rss():
         while not stop_sampling.is_set():
-            samples.append(_vm_rss_kb())
+            samples.append(vm_rss_kb())
             stop_sampling.wait(0.02)
 
     with BackgroundServer(service):
@@ -691,7 +451,7 @@ def test_hostile_campaign_over_ipc(ipc_path):
             for _ in range(3):  # warm up allocator, codec pool and socket before the baseline
                 payload, _expect = campaign.valid_ours()
                 protocol.parse_action_response(client.request(payload), HORIZON, DIM)
-            rss_before_kb = _vm_rss_kb()
+            rss_before_kb = vm_rss_kb()
             peak_reset = _reset_peak_rss()
             maxrss_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             sampler = threading.Thread(target=sample_rss, daemon=True)
@@ -734,7 +494,7 @@ def test_hostile_campaign_over_ipc(ipc_path):
             stop_sampling.set()
             client.close()
             blaster.close()
-    rss_after_kb = _vm_rss_kb()
+    rss_after_kb = vm_rss_kb()
     maxrss_after_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     peak_sampled_kb = max(samples + [rss_after_kb])
     peak_growth_mb = (maxrss_after_kb - (rss_before_kb if peak_reset else maxrss_before_kb)) / 1024
@@ -779,264 +539,6 @@ def test_concurrent_clients_over_tcp_lose_and_misroute_nothing(free_tcp_port):
     assert result.lost == 0 and result.misrouted == 0
     assert result.ok == result.sent and result.ok >= clients * 100, "too few requests completed within the time bound"
     assert service.errors == 0 and service.total_requests == result.sent
-
-
-# ============================================================== resource bounds: limit refuses, one below passes
-
-
-def respond(svc: PolicyService, payload: bytes):
-    """('ok'|'error', decoded reply), with the reply checked like in the property tests."""
-    reply = svc.respond(payload)
-    kind, request = request_kind(payload, svc.config.max_message_bytes)
-    verdict = check_gr00t(reply, payload, request) if kind == "gr00t" else check_ours(reply, request)
-    return verdict, gr00t_wire.from_bytes(reply)
-
-
-def padded_to(tree: dict, size: int, pack) -> bytes:
-    """`tree` plus a 'pad' entry sized so the packed message is exactly `size` bytes."""
-    pad = max(0, size - len(pack({**tree, "pad": b""})))
-    for _ in range(8):
-        payload = pack({**tree, "pad": b"\0" * pad})
-        if len(payload) == size:
-            return payload
-        pad += size - len(payload)
-    raise AssertionError(f"cannot pad to {size} bytes")
-
-
-@pytest.mark.parametrize("which", ["ours", "gr00t"])
-def test_bound_max_message_bytes(which):
-    limit = 64 << 10
-    svc = make_service(max_message_bytes=limit)
-    tree, pack = (ours_tree(), pack_ours) if which == "ours" else (gr00t_tree(), pack_gr00t)
-    at_limit, over = padded_to(tree, limit, pack), padded_to(tree, limit + 1, pack)
-    assert respond(svc, at_limit)[0] == "ok"
-    calls = svc.engine.calls
-    verdict, reply = respond(svc, over)
-    assert verdict == "error" and svc.engine.calls == calls
-    assert "exceeds" in reply["error_message"]
-
-
-def test_bound_max_message_bytes_over_the_socket(ipc_path):
-    """Over ZeroMQ the limit is MAXMSGSIZE: a message of limit+1 bytes is dropped (no reply), one of
-    exactly the limit is served, and the server keeps serving."""
-    limit = 64 << 10
-    svc = make_service(transport="ipc", ipc_path=ipc_path, max_message_bytes=limit)
-    with BackgroundServer(svc):
-        client = ReqClient(svc.config.address, timeout_ms=300)
-        try:
-            with pytest.raises(RequestTimeout):
-                client.request(padded_to(ours_tree(frame_id=1), limit + 1, pack_ours))
-            reply = protocol.parse_action_response(
-                client.request(padded_to(ours_tree(frame_id=2), limit, pack_ours), timeout_ms=5000), HORIZON, DIM)
-            assert reply.frame_id == 2
-        finally:
-            client.close()
-    assert svc.total_requests == 1
-
-
-def test_bound_max_image_side():
-    limit = 64
-    svc = make_service(max_image_side=limit)
-    for width, height, verdict in [(limit, 48, "ok"), (limit + 1, 48, "error"), (48, limit, "ok"),
-                                   (48, limit + 1, "error")]:
-        jpeg = images.encode_jpeg(make_frame(width, height), 90)
-        raw = {"format": "rgb8", "width": width, "height": height, "data": make_frame(width, height).tobytes()}
-        for image in (jpeg, raw):
-            assert respond(svc, pack_ours(replace_at(ours_tree(), ("images", "left_wide"), image)))[0] == verdict
-        video = np.zeros((1, 1, height, width, 3), np.uint8)
-        tree = replace_at(gr00t_tree(), ("data", "observation", "video", "left_wide"), video)
-        assert respond(svc, pack_gr00t(tree))[0] == verdict, (width, height)
-    assert svc.engine.calls == 6
-
-
-def test_bound_max_language_chars():
-    limit = 32
-    svc = make_service(max_language_chars=limit)
-    for text, verdict in [("x" * limit, "ok"), ("x" * (limit + 1), "error"), ("\u00e9" * limit, "ok"),
-                          ("\u00e9" * (limit + 1), "error")]:
-        assert respond(svc, pack_ours({**ours_tree(), "language": text}))[0] == verdict
-        tree = replace_at(gr00t_tree(), ("data", "observation", "language", "task"), [[text]])
-        assert respond(svc, pack_gr00t(tree))[0] == verdict
-    assert svc.engine.calls == 4
-
-
-def test_bound_max_batch_size():
-    limit = 3
-    svc = make_service(max_batch_size=limit)
-    assert respond(svc, pack_gr00t(gr00t_tree(batch=limit, width=4, height=4)))[0] == "ok"
-    assert svc.engine.calls == 1
-    verdict, reply = respond(svc, pack_gr00t(gr00t_tree(batch=limit + 1, width=4, height=4)))
-    assert verdict == "error" and "batch" in reply["error"] and svc.engine.calls == 1
-
-
-def test_bound_camera_count():
-    cameras = ("front", "wrist")
-    svc = make_service(camera_names=cameras, video_keys=cameras)
-    jpeg = SMALL_JPEGS["left_wide"]
-    video = np.zeros((1, 1, 14, 16, 3), np.uint8)
-    for names, verdict in [(cameras, "ok"), (cameras + ("extra",), "error"), (cameras[:1], "error"), ((), "error")]:
-        assert respond(svc, pack_ours({**ours_tree(), "images": dict.fromkeys(names, jpeg)}))[0] == verdict, names
-        tree = replace_at(gr00t_tree(), ("data", "observation", "video"), dict.fromkeys(names, video))
-        assert respond(svc, pack_gr00t(tree))[0] == verdict, names
-    assert svc.engine.calls == 2
-
-
-def test_bound_frames_per_observation_is_four():
-    """T (frames per key) is bounded by Gr00tLimits.max_frames = 4 (not a ServerConfig parameter)."""
-    svc = make_service()
-    for frames, verdict in [(4, "ok"), (5, "error")]:
-        tree = gr00t_tree(width=4, height=4)
-        observation = tree["data"]["observation"]
-        observation["video"] = {k: np.repeat(v, frames, axis=1) for k, v in observation["video"].items()}
-        observation["state"] = {k: np.repeat(v, frames, axis=1) for k, v in observation["state"].items()}
-        assert respond(svc, pack_gr00t(tree))[0] == verdict
-    assert svc.engine.calls == 1
-
-
-# ============================================================== known gaps (fixes belong to files we do not own)
-
-
-def test_state_outside_float32_range_never_reaches_the_engine():
-    svc = make_service()
-    state = list(STATE)
-    state[4] = 1e39  # finite as a float64, inf as a float32
-    verdict, reply = respond(svc, pack_ours({**ours_tree(), "state": state}))
-    assert verdict == "error"
-    assert svc.engine.calls == 0, f"the engine ran on a non-finite state (reply: {reply['error_message']})"
-
-
-def progressive_scan_bomb(scans: int) -> bytes:
-    """A legal-sized (2048x2048) progressive JPEG followed by `scans` repeats of a 16-byte luma scan."""
-    ok, buf = cv2.imencode(".jpg", make_frame(2048, 2048), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1,
-                                                            cv2.IMWRITE_JPEG_QUALITY, 5])
-    assert ok
-    data = buf.tobytes()
-    pos, scan_segments = 2, []
-    while data[pos + 1] != 0xD9:
-        length = struct.unpack_from(">H", data, pos + 2)[0]
-        if data[pos + 1] != 0xDA:
-            pos += 2 + length
-            continue
-        end = pos + 2 + length
-        while not (data[end] == 0xFF and data[end + 1] != 0 and not 0xD0 <= data[end + 1] <= 0xD7):
-            end += 1
-        scan_segments.append(data[pos:end])
-        pos = end
-    luma = [s for s in scan_segments if s[4] == 1 and s[5] == 1]
-    smallest = min(luma, key=len)
-    return data[:pos] + smallest * scans + b"\xff\xd9"
-
-
-def test_progressive_jpeg_scan_bomb_is_refused():
-    bomb = progressive_scan_bomb(1500)
-    svc = make_service()
-    start = time.perf_counter()
-    verdict, _reply = respond(svc, pack_ours(replace_at(ours_tree(), ("images", "left_wide"), bomb)))
-    elapsed = time.perf_counter() - start
-    print(f"progressive JPEG with ~1500 scans: {len(bomb)} bytes, {elapsed * 1000:.0f} ms, verdict {verdict}; "
-          f"the per-scan cost scales to ~{elapsed / len(bomb) * svc.config.max_message_bytes:.0f} s "
-          f"for a message at max_message_bytes")
-    assert verdict == "error", "a JPEG with ~1500 scans was decoded (CPU cost grows with every scan)"
-
-
-@pytest.mark.parametrize("which", ["ours", "gr00t"])
-def test_nested_empty_containers_do_not_amplify_memory(which):
-    limit = 512 << 10
-    svc = make_service(max_message_bytes=limit)
-    filler = [[]] * (limit - 64)
-    tree = {"frame_id": 1, "x": filler} if which == "ours" else {"endpoint": "ping", "data": filler}
-    payload = msgpack.packb(tree)
-    assert len(payload) <= limit
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        reply = svc.respond(payload)
-        _current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert isinstance(reply, bytes)
-    print(f"{which}: {len(payload)}-byte message of empty arrays -> peak {peak / 1e6:.1f} MB of Python objects")
-    assert peak < 16 * limit, f"{peak / 1e6:.1f} MB allocated for a {len(payload)}-byte message"
-
-
-ATTACKER = r"""
-import sys, zmq
-ctx = zmq.Context()
-sock = ctx.socket(zmq.DEALER)
-sock.setsockopt(zmq.LINGER, 0)
-sock.setsockopt(zmq.SNDHWM, 1)
-sock.setsockopt(zmq.SNDTIMEO, 1500)
-sock.connect(sys.argv[1])
-payload = b"\0" * int(sys.argv[3])
-sent = 0
-for _ in range(int(sys.argv[2])):
-    try:
-        sock.send_multipart([b"", payload], copy=False)
-    except zmq.Again:
-        break
-    sent += 1
-print(sent, flush=True)
-sys.stdin.read()
-"""
-
-
-def test_pipelined_requests_cannot_queue_unbounded_memory(ipc_path):
-    from alfie_gr00t.wire.transport import RepEndpoint
-
-    count, size, bound_mb = 150, 1 << 20, 64
-    endpoint = RepEndpoint(f"ipc://{ipc_path}", 8 << 20)  # bound, not yet reading: a busy server
-    attacker = subprocess.Popen([sys.executable, "-c", ATTACKER, f"ipc://{ipc_path}", str(count), str(size)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        before = _vm_rss_kb()
-        pushed = int(attacker.stdout.readline())
-        growth_mb = 0.0
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline and growth_mb < bound_mb:
-            growth_mb = (_vm_rss_kb() - before) / 1024
-            time.sleep(0.05)
-        print(f"attacker pipelined {pushed} x {size >> 20} MB; server RSS grew {growth_mb:.0f} MB")
-        assert growth_mb < bound_mb, f"{growth_mb:.0f} MB queued in the server for one peer"
-    finally:
-        attacker.kill()
-        attacker.wait()
-        endpoint.close()
-
-
-# ============================================================== review round: multipart requests, empty giant shapes
-
-
-@pytest.mark.parametrize("first", [pack_gr00t({"endpoint": "ping"}), pack_ours(ours_tree(frame_id=3))],
-                         ids=["gr00t", "ours"])
-def test_multipart_request_gets_one_error_reply_and_the_server_keeps_serving(ipc_path, first):
-    """A REQ peer may send a request in several ZeroMQ frames; REP may only reply once all of them were
-    read, so reading just the first one left the next send in the wrong state and ended the serving thread."""
-    import zmq
-
-    svc = make_service(transport="ipc", ipc_path=ipc_path)
-    with BackgroundServer(svc) as server:
-        sock = zmq.Context.instance().socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(svc.config.address)
-        try:
-            sock.send_multipart([first, b"tail", b"more"])
-            assert sock.poll(5000), "no reply to a three-part request"
-            reply = msgpack.unpackb(sock.recv(), raw=False)
-            assert "multipart" in str(reply.get("error", reply.get("error_message", ""))), reply
-            if first.startswith(b"\x81\xa8endpoint"):
-                assert set(reply) == {"error"}
-            else:
-                assert reply["status"] == "error" and reply["actions"] == []
-        finally:
-            sock.close(0)
-        assert server.alive
-        client = ReqClient(svc.config.address, timeout_ms=5000)
-        try:
-            reply = protocol.parse_action_response(client.request(pack_ours(ours_tree(frame_id=4))), HORIZON, DIM)
-            assert reply.frame_id == 4
-        finally:
-            client.close()
-    assert svc.engine.calls == 1
 
 
 @pytest.mark.parametrize("generation", ["n1.6", "n1.7"])

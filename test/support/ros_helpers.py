@@ -18,6 +18,11 @@ def next_domain_id() -> int:
     return 1 + next(_domain_ids) % 200
 
 
+def ros_free_run() -> bool:
+    """`make test`'s Python 3.10 leg (ALFIE_ROS_FREE=1): only the tests that need no ROS run."""
+    return os.environ.get("ALFIE_ROS_FREE", "") == "1"
+
+
 def params(**values):
     from rclpy.parameter import Parameter  # here, so ROS-free tests can import the helpers
 
