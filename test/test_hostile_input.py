@@ -17,7 +17,6 @@ import random
 import resource
 import threading
 import time
-import tracemalloc
 
 import msgpack
 import numpy as np
@@ -33,7 +32,7 @@ from support import gr00t_wire
 from support.hostile_messages import (CAMERAS, DIM, GROUPS, HORIZON, SMALL_JPEGS, VALID_MESSAGES, Tally,
                                       check_gr00t, check_ours, exercise, gr00t_tree, jpeg_declaring, make_service,
                                       mock_chunk, npy_file, ours_tree, pack_gr00t, pack_ours, pickled_tripwire_npy,
-                                      replace_at, request_kind, small_jpegs, tiny_jpeg, vm_rss_kb)
+                                      replace_at, request_kind, small_jpegs, tiny_jpeg, traced_peak, vm_rss_kb)
 from support.load import run_load
 from support.tripwire import TRIPWIRE_RAN
 
@@ -554,13 +553,7 @@ def test_empty_array_with_a_giant_shape_is_refused_without_expanding_it(service,
         tree = replace_at(tree, ("data", "options"), {"action_prefix": empty, "inference_delay": 0})
     payload = gr00t_wire.to_bytes(tree, generation=generation)
     assert len(payload) < 64 << 10
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        reply = service.respond(payload)
-        _current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    reply, peak = traced_peak(lambda: service.respond(payload))
     decoded = gr00t_wire.from_bytes(reply)
     assert set(decoded) == {"error"}, decoded
     assert service.engine.calls == 0

@@ -9,7 +9,6 @@ import struct
 import subprocess
 import sys
 import time
-import tracemalloc
 
 import cv2
 import msgpack
@@ -24,7 +23,7 @@ from support import gr00t_wire
 from support.frames import make_frame
 from support.hostile_messages import (DIM, HORIZON, SMALL_JPEGS, STATE, check_gr00t, check_ours, gr00t_tree,
                                       make_service, ours_tree, pack_gr00t, pack_ours, replace_at, request_kind,
-                                      vm_rss_kb)
+                                      traced_peak, vm_rss_kb)
 
 
 def respond(svc: PolicyService, payload: bytes):
@@ -190,13 +189,7 @@ def test_nested_empty_containers_do_not_amplify_memory(which):
     tree = {"frame_id": 1, "x": filler} if which == "ours" else {"endpoint": "ping", "data": filler}
     payload = msgpack.packb(tree)
     assert len(payload) <= limit
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        reply = svc.respond(payload)
-        _current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    reply, peak = traced_peak(lambda: svc.respond(payload))
     assert isinstance(reply, bytes)
     print(f"{which}: {len(payload)}-byte message of empty arrays -> peak {peak / 1e6:.1f} MB of Python objects")
     assert peak < 16 * limit, f"{peak / 1e6:.1f} MB allocated for a {len(payload)}-byte message"

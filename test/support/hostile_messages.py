@@ -8,6 +8,7 @@ import copy
 import io
 import struct
 import time
+import tracemalloc
 from dataclasses import dataclass
 
 import cv2
@@ -252,3 +253,15 @@ def vm_rss_kb() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def traced_peak(call):
+    """(what `call()` returned, the peak of Python memory allocated while it ran, bytes)."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = call()
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
