@@ -3,8 +3,9 @@
     python -m alfie_gr00t.tools.bench_rtc [--quick] [--policies double,mock] [--latencies 50,250,550]
                                           [--seconds S] [--json FILE]
 
-Each row runs the real client and sim robot nodes (tools/rig.py, default parameters, four 640x480
-cameras at 30 Hz) against our server (`PolicyService` on a thread of this process, over IPC), at one
+Each row runs the real client and sim robot nodes (tools/rig.py, default client parameters; the
+four cameras at the model's 320x280, 15 Hz, so that the rows measure the schedule rather than the
+JPEG path on shared cores: bench_motion measures that) against our server (`PolicyService` on a thread of this process, over IPC), at one
 policy latency (50+-10, 250+-50, 550+-100 ms: the engine's reply is held back until that much time
 has passed since it started), in two modes:
 
@@ -18,7 +19,8 @@ Policies:
 - `double`: the policy double that really denoises (tools/policy_double.py: a small flow-matching
   DiT, trained on smooth motions, exported to ONNX and swapped in by the production engine, with
   real-time chunking inside its denoising loop, engines/rtc.py); its samples disagree from one
-  request to the next, as a real policy's do;
+  request to the next, as a real policy's do. Its action statistics are wider than Alfie's limits,
+  so its rows run with `chunk_reject_margin: 1.0` (the gate clamps instead of the client refusing);
 - `mock`: the `trajectory` mock (it freezes the prefix and blends into its trajectory), each chunk
   offset by a random +-`--disagree` rad so that seams have something to hide.
 
@@ -74,6 +76,10 @@ SETTLE_S = 1.5  # seams count from this long after the first chunk (the gate fir
 JOINTS = list(range(layout.ACTION_DIM))[layout.JOINT_DIMS]
 LATENCIES = {"50": (50.0, 10.0), "250": (250.0, 50.0), "550": (550.0, 100.0)}
 CROSSFADE = ("crossfade", {"replan_every_steps": 0.0})
+ROBOT = {"camera_width": 320, "camera_height": 280, "camera_rate_hz": 15.0}
+# The double's action statistics span +-0.5 m/s and +-0.5 rad around the state, wider than Alfie's limits: its
+# chunks are clamped by the gate rather than refused (refusals in a row would end the row in ERROR).
+DOUBLE_CLIENT = {"chunk_reject_margin": 1.0}
 
 
 def modes(replan_every: list[float]) -> list[tuple[str, dict]]:
@@ -262,7 +268,7 @@ def run_row(held: HeldBack, ipc_path: str, policy: str, latency: str, mode: str,
     held.delay_s, held.jitter_s = delay_ms / 1000.0, jitter_ms / 1000.0
     rec = Recording()
     row = {"policy": policy, "latency_ms": delay_ms, "jitter_ms": jitter_ms, "mode": mode, "client": client}
-    with NodeRig(domain_id, ipc_path, client=client, with_server=False, name="groot_bench_rtc") as rig:
+    with NodeRig(domain_id, ipc_path, client=client, robot=ROBOT, with_server=False, name="groot_bench_rtc") as rig:
         node = rig.client
         instrument(node, rec)
         rig.spin()
@@ -277,7 +283,8 @@ def run_row(held: HeldBack, ipc_path: str, policy: str, latency: str, mode: str,
         status = node.status()
     return {**row, **summarize(rec, stopped, seconds), "rtc": status.get("rtc"),
             "latency_p50_ms": status.get("latency_p50_ms"), "requests_ok": status.get("requests_ok"),
-            "requests_failed": status.get("requests_failed"), "latency_budget": status.get("latency_budget")}
+            "requests_failed": status.get("requests_failed"), "last_error": status.get("last_error"),
+            "latency_budget": status.get("latency_budget")}
 
 
 def summarize(rec: Recording, stopped: float, seconds: float) -> dict:
@@ -326,6 +333,7 @@ def run(args, log) -> dict:
                 for latency in latencies:
                     for mode, client in modes(args.replan_every):
                         log(f"{policy} {latency} ms {mode}: {seconds:.0f} s")
+                        client = {**client, **(DOUBLE_CLIENT if policy == "double" else {})}
                         result["rows"].append(run_row(held, ipc_path, policy, latency, mode, client, seconds,
                                                       args.domain_id, log))
             finally:
