@@ -91,3 +91,25 @@ def test_a_writer_refuses_a_directory_in_use(tmp_path):
     with pytest.raises(FileExistsError, match="not empty"):
         BagWriter(str(tmp_path / "used"))
     assert (tmp_path / "used" / "notes.txt").read_text() == "mine"
+
+
+def test_a_split_bag_decodes_every_file_with_its_own_schemas(tmp_path):
+    """Schema ids restart in every file of a split bag: a type first seen in file 1 under id 1 must not be
+    decoded with file 0's id 1 (another type)."""
+    from alfie_gr00t.tools.session import decoded
+
+    names = [f"joint_{k:03d}" for k in range(40)]
+    big = T["sensor_msgs/msg/JointState"](header=T["std_msgs/msg/Header"](
+        stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id=""), name=names,
+        position=np.arange(40, dtype=float), velocity=np.zeros(0), effort=np.zeros(0))
+    writer = BagWriter(str(tmp_path / "split"), split_bytes=1_000)
+    for topic, msgtype, msg in (("/joint_states", "sensor_msgs/msg/JointState", big),
+                                ("/task", "std_msgs/msg/String", T["std_msgs/msg/String"](data="after the split"))):
+        writer.add_topic(topic, msgtype, JAZZY.generate_msgdef(msgtype, ros_version=2)[0])
+        writer.write(topic, bytes(JAZZY.serialize_cdr(msg, msgtype)), 10)
+    writer.close()
+    files = bagmeta.read(str(tmp_path / "split")).files
+    assert [f.message_count for f in files] == [1, 1]  # the String opens file 1, under schema id 1 there
+    warnings = []
+    got = [(message.topic, kind) for message, _, kind in decoded(open_bag(tmp_path / "split"), warnings)]
+    assert warnings == [] and got == [("/joint_states", "sensor_msgs/JointState"), ("/task", "std_msgs/String")]

@@ -22,6 +22,8 @@ from alfie_gr00t.tools.rig import ACTIVATE_TOPIC, NodeRig
 from alfie_gr00t.tools.session import read_session
 from support.ros_helpers import next_domain_id
 from support.ros_helpers import wait_for
+from rcl_interfaces.msg import Log
+
 from alfie_gr00t.bag import metadata as bagmeta
 from support.strict_bag import strict_read
 from support.client_harness import CONNECT_S, ScriptedServer, client_and_robot, wait_state
@@ -48,12 +50,17 @@ def test_a_recorded_demo_has_every_message_kind_one_file_per_activation(ipc_dir)
     record_dir = os.path.join(ipc_dir, "sessions")
     with NodeRig(next_domain_id(), os.path.join(ipc_dir, "groot.sock"), server={"warmup_runs": 0},
                  client={"record_dir": record_dir, "encode_threads": 1, "record_split_mb": 0.1},
-                 robot={"camera_width": 160, "camera_height": 120}) as rig:
+                 robot={"camera_width": 160, "camera_height": 120}, log_level="info") as rig:
         deactivate = rig.monitor.create_publisher(Bool, ACTIVATE_TOPIC, 10)
+        logged = []
+        rig.subscribe(Log, "/rosout", lambda m: logged.append(m.msg) if "recording" in m.msg else None, depth=100)
         rig.spin()
         _activation(rig, deactivate, 1.3)  # > 1 s: the 1 Hz status and /diagnostics are in it
         first = rig.client.status()["recording"]
         _activation(rig, deactivate, 0.3)
+        wait_for(lambda: sum("recording ended" in m for m in logged) >= 2, timeout=5.0)
+    starts = [m for m in logged if "record" in m and "ended" not in m]
+    assert len(starts) == 2 and all(m.startswith("recording session to ") for m in starts), logged  # one a session
     files = sorted(os.path.join(record_dir, f) for f in os.listdir(record_dir))
     assert len(files) == 2 and all(os.path.isdir(f) for f in files), files  # one rosbag2 bag per activation
     assert first["path"] == files[0] and first["written"] > 0 and first["dropped"] == 0, first

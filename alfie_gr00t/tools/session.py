@@ -78,7 +78,8 @@ def decoded(bag, warnings: list, want=None):
         decoder = decoders.get(key)
         if decoder is None:
             try:
-                decoder = factory.decoder_for(message.encoding, Schema(id=schema.id, name=schema.name,
+                # the factory caches by schema id, and ids restart in every file of a split bag: one id per definition
+                decoder = factory.decoder_for(message.encoding, Schema(id=len(decoders) + 1, name=schema.name,
                                                                        encoding=schema.encoding, data=schema.data))
             except Exception as exc:  # noqa: BLE001 - a definition the decoder cannot compile
                 warnings.append(f"{message.topic}: cannot decode {schema.name}: {exc}")
