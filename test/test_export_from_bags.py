@@ -102,7 +102,7 @@ def write_map(tmp_path, doc, name="map.yaml"):
 
 def teleop_bag(path, *, duration=2.0, raw=False, commands=True, drop_joints=(), camera_pause=None,
                markers=(), storage=StoragePlugin.MCAP, tasks=(("pick up the can", 0.0), ("place it", 1.0)),
-               camera_delay_s=0.0):
+               camera_delay_s=0.0, command_kind="joint_state"):
     """A teleop demo as `ros2 bag record` stores it (receive time = the message's time here; camera
     frames received up to `camera_delay_s` after their header stamp, in receive order)."""
     doc = topic_map()
@@ -128,8 +128,21 @@ def teleop_bag(path, *, duration=2.0, raw=False, commands=True, drop_joints=(), 
         for k in range(int(duration * CMD_HZ) + 1):
             t = T0 + 0.001 + k / CMD_HZ
             c = command_at(t)
-            events.append((t, "/alfie/teleop/joint_commands", "sensor_msgs/msg/JointState",
-                           joint_state(t, c[6:], NAMES[6:])))
+            if command_kind == "joint_trajectory":  # one point: the target now
+                point = T["trajectory_msgs/msg/JointTrajectoryPoint"](
+                    positions=c[6:], velocities=np.zeros(0), accelerations=np.zeros(0), effort=np.zeros(0),
+                    time_from_start=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=0))
+                events.append((t, "/alfie/teleop/joint_commands", "trajectory_msgs/msg/JointTrajectory",
+                               T["trajectory_msgs/msg/JointTrajectory"](header=header(t), joint_names=list(NAMES[6:]),
+                                                                         points=[point])))
+            elif command_kind == "array":  # all 21 dims, the base included
+                layout_msg = T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
+                events.append((t, "/alfie/teleop/joint_commands", "std_msgs/msg/Float32MultiArray",
+                               T["std_msgs/msg/Float32MultiArray"](layout=layout_msg, data=np.float32(c))))
+                continue
+            else:
+                events.append((t, "/alfie/teleop/joint_commands", "sensor_msgs/msg/JointState",
+                               joint_state(t, c[6:], NAMES[6:])))
             events.append((t + 1e-4, "/alfie/teleop/cmd_vel", "geometry_msgs/msg/Twist", twist(c[:6])))
     for text, at in tasks:
         events.append((T0 + at, "/alfie/task", "std_msgs/msg/String", T["std_msgs/msg/String"](data=text)))
@@ -177,7 +190,12 @@ def expected(events, fps, *, next_state=False):
         action = np.full(21, np.nan)
         if not next_state:
             cmd, cv = latest(events, "/alfie/teleop/joint_commands", t), latest(events, "/alfie/teleop/cmd_vel", t)
-            if cmd:
+            if cmd and hasattr(cmd[1], "points"):
+                action[6:] = cmd[1].points[0].positions
+            elif cmd and hasattr(cmd[1], "data"):
+                action[:] = cmd[1].data
+                cv = None
+            elif cmd:
                 action[6:] = cmd[1].position
             if cv:
                 l, a = cv[1].linear, cv[1].angular
@@ -338,3 +356,17 @@ def test_header_time_follows_the_stamps_when_frames_arrive_late_and_out_of_order
         frames = video(out, info, cam)
         shown = [nearest_frame(frame, frame_index_at(t, cam_i), cam_i) for (t, *_), frame in zip(rows, frames)]
         assert shown == [frame_index_at(t, cam_i) for t, *_ in rows], cam
+
+
+@pytest.mark.parametrize("kind", ["joint_trajectory", "array"])
+def test_a_trajectory_or_array_command_topic_is_the_action(tmp_path, kind):
+    bag, events = teleop_bag(tmp_path / "demo", duration=1.0, command_kind=kind)
+    action = {"source": kind, "topic": "/alfie/teleop/joint_commands"}
+    if kind == "joint_trajectory":
+        action["base"] = "/alfie/teleop/cmd_vel"
+    out = tmp_path / "ds"
+    assert ex.main([str(bag), str(out), "--topic-map", str(write_map(tmp_path, topic_map(action=action)))]) == 0
+    rows = expected(events, 15.0)
+    info, data = read_rows(out)
+    assert info["total_frames"] == len(rows) > 10
+    np.testing.assert_array_equal(np.array(data["action"]), np.float32([r[2] for r in rows]))
