@@ -243,3 +243,13 @@ def test_deadman_any_message_type_gates_motion(ros_context, ipc_path):
             done.set()
             beater.join(2.0)
         assert_gate_invariants(recorder)
+
+
+def test_heartbeat_types_resolve_from_graph_names():
+    from alfie_gr00t.nodes.stop_path import message_class
+
+    assert message_class("std_msgs/msg/Header") is Header
+    assert message_class("std_msgs/msg/Bool") is Bool
+    assert message_class("std_msgs/msg/NoSuchType") is None
+    assert message_class("no_such_pkg/msg/Empty") is None
+    assert message_class("std_srvs/srv/Trigger") is None  # a service type is no heartbeat
