@@ -4,7 +4,7 @@ Wiring only. The ROS-free `ClientCore` (client/core.py) decides everything: acti
 the deadman, clock jumps, the status; its command thread ticks at 100 Hz and hands every
 command through the one MotionGate to `_publish`, the only place motion messages are made.
 Sensor callbacks only store the latest messages; the inference thread does the rest. The stop
-interfaces run on a node and executor thread of their own (nodes/stop_path.py).
+interfaces run on a node, executor thread and DDS participant of their own (nodes/stop_path.py).
 """
 
 from __future__ import annotations
