@@ -24,8 +24,9 @@ Policies:
 - `mock`: the `trajectory` mock (it freezes the prefix and blends into its trajectory), each chunk
   offset by a random +-`--disagree` rad so that seams have something to hide.
 
-Columns (all measured on the commands the client's MotionGate published; seams from 1.5 s after the
-first chunk, when the gate's ramp from the robot's pose to the policy's first command is over):
+Columns (age and dead time on the commands the client's MotionGate published; seams on the schedule's
+steps the gate was handed, so that the gate's catch-up after a tick stalled on shared cores is not
+taken for a seam, from 1.5 s after the first chunk):
 
 - observation age p50/p95: for each policy command, its time minus the capture time of the
   observation behind the chunk in effect (the newest one queued at or before it);
@@ -161,6 +162,7 @@ def advertises_rtc(address: str) -> bool:
 class Recording:
     on: bool = False
     commands: list = field(default_factory=list)  # (t, kind, vector) from the gate's output sink
+    targets: list = field(default_factory=list)  # (t, vector): the scheduler's step handed to the gate
     chunks: list = field(default_factory=list)  # (queued t, capture t, kept steps, clock t of kept[0])
 
 
@@ -174,7 +176,10 @@ def instrument(client, rec: Recording) -> None:
 
     def recorded_command(at=None):
         evaluated["t"] = now() if at is None else at
-        return command(evaluated["t"])
+        out = command(evaluated["t"])
+        if rec.on and out is not None:
+            rec.targets.append((evaluated["t"], out.copy()))
+        return out
 
     def recorded_output(cmd):
         if rec.on:
@@ -295,8 +300,8 @@ def summarize(rec: Recording, stopped: float, seconds: float) -> dict:
     policy = [c for c in commands if c[1] == "policy"]
     holds = [c[0] for c in commands if c[1] in ("hold", "stop")]
     policy_t = [c[0] for c in policy]
-    settled = [c for c in policy if c[0] >= first + SETTLE_S]
-    seams = seam_metrics([c[0] for c in settled], [c[2] for c in settled] or np.zeros((0, layout.ACTION_DIM)),
+    settled = [c for c in rec.targets if first + SETTLE_S <= c[0] <= stopped]
+    seams = seam_metrics([c[0] for c in settled], [c[1] for c in settled] or np.zeros((0, layout.ACTION_DIM)),
                          [c for c in rec.chunks if c[0] >= first + SETTLE_S])
     return {"seconds": seconds, "chunks": len(rec.chunks),
             "chunks_per_s": round(len(rec.chunks) / max(stopped - first, 1e-9), 2),
