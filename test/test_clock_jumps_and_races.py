@@ -29,7 +29,6 @@ from alfie_gr00t.client.config import ClientConfig
 from alfie_gr00t.client.latency import RefillPolicy
 from alfie_gr00t.client.normalization import Normalizer
 from alfie_gr00t.client.robot_state import MeasuredState, required_dims
-from alfie_gr00t.client.safety import CommandKind, MotionGate, MotionLimits
 from alfie_gr00t.client.scheduler import ActionScheduler, SchedulerConfig
 
 TICK = 0.01
