@@ -275,3 +275,13 @@ def test_a_wrong_token_is_refused_with_exit_2(session_file, ipc_path, tmp_path):
     with serve(ipc_path, api_token="right-token"):
         rc, report = run_main([path, "--server", f"ipc://{ipc_path}", "--api-token", "wrong"], tmp_path)
     assert rc == 2 and report is None
+
+
+def test_a_bad_stats_file_is_refused_with_the_reason(session_file, tmp_path):
+    path, _ = session_file
+    bad = tmp_path / "stats.json"
+    bad.write_text("{not json")
+    for stats_file in (bad, tmp_path / "missing.json"):
+        done = run_cli([path, "--server", "127.0.0.1:9", "--stats-file", stats_file])
+        assert done.returncode == 2 and "--stats-file" in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.strip().split(": ", 2)[-1], done.stderr

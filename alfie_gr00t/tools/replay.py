@@ -260,7 +260,10 @@ def main(argv=None) -> int:
             raise ReplayError(f"cannot read {args.session}: {exc}") from exc
         if not session.observations:
             raise ReplayError(no_observation_reason(args.session, session))
-        normalizer = Normalizer.from_stats_file(args.stats_file) if args.stats_file else None
+        try:
+            normalizer = Normalizer.from_stats_file(args.stats_file) if args.stats_file else None
+        except (ValueError, OSError, KeyError) as exc:
+            raise ReplayError(f"--stats-file {args.stats_file}: {exc or type(exc).__name__}") from exc
         result = run_replay(session, address, args.protocol, args.api_token, args.timeout_ms, normalizer, args.limit)
     except ReplayError as exc:
         print(f"groot_replay: {exc}", file=sys.stderr)
