@@ -113,3 +113,13 @@ def test_a_split_bag_decodes_every_file_with_its_own_schemas(tmp_path):
     warnings = []
     got = [(message.topic, kind) for message, _, kind in decoded(open_bag(tmp_path / "split"), warnings)]
     assert warnings == [] and got == [("/joint_states", "sensor_msgs/JointState"), ("/task", "std_msgs/String")]
+
+
+def test_reindex_leaves_what_is_not_mcap_as_it_is(tmp_path):
+    bag = tmp_path / "odd"
+    bag.mkdir()
+    (bag / "odd_0.mcap").write_bytes(b"this is not an MCAP file")
+    with pytest.raises(BagError, match="not an MCAP file"):
+        reindex(bag)
+    assert sorted(os.listdir(bag)) == ["odd_0.mcap"]
+    assert (bag / "odd_0.mcap").read_bytes() == b"this is not an MCAP file"

@@ -39,10 +39,12 @@ def _scan(path: str, topics: dict, rewrite_to: str | None):
         writer.start(profile="ros2", library=LIBRARY)
     ended = False
     first = last = None
+    records = 0
     try:
         with open(path, "rb") as f:
             try:
                 for record in StreamReader(f, record_size_limit=1 << 30).records:
+                    records += 1
                     if isinstance(record, Schema):
                         schemas[record.id] = record
                     elif isinstance(record, Channel):
@@ -74,13 +76,17 @@ def _scan(path: str, topics: dict, rewrite_to: str | None):
                                                record.publish_time, record.sequence)
                     elif isinstance(record, (DataEnd, Footer)):
                         ended = True
-            except Exception:  # noqa: BLE001 - the truncated tail of a killed recording: stop there
+            except Exception as exc:  # noqa: BLE001 - the truncated tail of a killed recording: stop there
+                if records == 0:
+                    raise BagError(f"{path} is not an MCAP file ({type(exc).__name__}: {exc}): left as it is") from exc
                 ended = False
         if writer is not None:
             writer.finish()
     finally:
         if out is not None:
             out.close()
+            if records == 0 and os.path.exists(rewrite_to):
+                os.remove(rewrite_to)
     info.starting_time_ns = first or 0
     info.duration_ns = (last - first) if first is not None else 0
     return info, ended
