@@ -122,6 +122,11 @@ def reindex(directory, *, log=lambda line: None) -> str:
                 topics[topic.name] = topic
         files.append(info)
     meta = bagmeta.BagMetadata(files=files, topics=list(topics.values()))
+    try:  # a bag that has one already: keep what the files cannot tell
+        old = bagmeta.read(directory)
+        meta.custom_data, meta.ros_distro = old.custom_data, old.ros_distro or meta.ros_distro
+    except (OSError, bagmeta.MetadataError):
+        pass
     written = bagmeta.write(directory, meta)
     log(f"wrote {written}: {meta.message_count} messages on {len(topics)} topics in {len(files)} file(s)")
     return written
