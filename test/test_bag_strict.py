@@ -3,7 +3,6 @@ for every recorded type, rosbag2's metadata.yaml and split files, and a recorder
 whose bag, after `groot_bag reindex`, reads whole."""
 
 import os
-import sys
 import textwrap
 
 import pytest
