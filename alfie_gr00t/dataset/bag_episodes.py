@@ -219,7 +219,7 @@ def bag_streams(bag, tmap: TopicMap, decode, joint_names=layout.JOINT_NAMES) -> 
             col.warnings.append(f"episode window {k} ({w0 - (first or 0):.2f}-{w1 - (first or 0):.2f} s) has an input "
                                 "without a message: skipped")
             continue
-        span = (max(float(t[0]) for t in inside), min(float(t[-1]) for t in inside))
+        span = (max(float(t.min()) for t in inside), min(float(t.max()) for t in inside))
         out.append(Streams(source=f"{source}" + (f" [episode {k}]" if tmap.split == "marker" else ""),
                            joint_names=tuple(joint_names), span=span, state=state, action=action, frames=frames,
                            task_times=task_times, task_texts=list(task_texts), gaps=gaps,
@@ -238,7 +238,11 @@ def _frame_payload(msg, kind: str):
     channels = _CHANNELS.get(msg.encoding)
     if channels is None:
         raise ExportError(f"an Image of encoding {msg.encoding!r}: export supports {sorted(_CHANNELS)}")
-    rows = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)
+    data = bytes(msg.data)
+    if msg.step < msg.width * channels or len(data) < msg.height * msg.step:
+        raise ExportError(f"an Image {msg.width}x{msg.height} {msg.encoding} of step {msg.step} holds "
+                          f"{len(data)} bytes: not a whole frame")
+    rows = np.frombuffer(data[:msg.height * msg.step], dtype=np.uint8).reshape(msg.height, msg.step)
     image = rows[:, :msg.width * channels].reshape(msg.height, msg.width, channels)
     convert = {"rgb8": cv2.COLOR_RGB2BGR, "rgba8": cv2.COLOR_RGBA2BGR, "bgra8": cv2.COLOR_BGRA2BGR,
                "mono8": cv2.COLOR_GRAY2BGR, "8UC1": cv2.COLOR_GRAY2BGR}.get(msg.encoding)
