@@ -113,7 +113,7 @@ def served(ipc_path: str, engine_cls=MockEngine):
     return BackgroundServer(PolicyService(engine, config)), engine
 
 
-STOP_REASONS = ("estop", "activate:false", "stop requested")
+STOP_REASONS = ("estop", "activate:false")
 
 
 def no_policy_after_first_stop(kinds: list[str], stop_kind: str = "stop") -> None:
@@ -123,7 +123,7 @@ def no_policy_after_first_stop(kinds: list[str], stop_kind: str = "stop") -> Non
 
 
 def first_stop_index(commands) -> int:
-    """Where the stop path's first command (or the tick's hold for a stop on its way) is."""
+    """Where the stop's first command is (from the request, or from the tick for a stop on its way)."""
     return next(i for i, c in enumerate(commands) if c.reason in STOP_REASONS)
 
 

@@ -276,8 +276,8 @@ class ClientCore:
         a deactivation's hold (the request re-targets it when it arrives)."""
         if self._pending_estops and self.gate.engaged:
             return self.gate.stop("estop")
-        if self.gate.armed:
-            return self.gate.hold("stop requested")
+        if self.gate.armed:  # the one soft stop is a deactivation
+            return self.gate.hold("activate:false")
         return self.gate.step(None)
 
     def in_tick(self) -> bool:
