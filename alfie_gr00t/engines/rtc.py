@@ -243,13 +243,13 @@ class RtcHook:
         self.plan: Plan | None = None
         encoder, decoder = head.action_encoder, head.action_decoder
         encode, decode = encoder.forward, decoder.forward
-        weight_dtype = next(iter(encoder.parameters())).dtype
 
         def encoder_forward(actions, timesteps, *args, **kwargs):
             plan = self.plan
             if plan is None:
                 return encode(actions, timesteps, *args, **kwargs)
             plan.see(actions, timesteps)
+            weight_dtype = next(iter(encoder.parameters())).dtype  # now: the policy may be cast after install
             return encode(actions.to(weight_dtype), timesteps, *args, **kwargs)
 
         def decoder_forward(*args, **kwargs):
