@@ -276,6 +276,8 @@ def test_sim_time_plays_and_a_clock_jump_back_stops_softly(ros_context, ipc_path
                 max_age = client.config.max_observation_age_ms / 1000.0
                 assert wait_for(lambda: not client.measured.reading().problems(client.now(), max_age),
                                 timeout=CONNECT_S)
+                # the command topics live on the client's stop node (a participant of its own): matched too
+                assert wait_for(lambda: robot.activate_pub.get_subscription_count() >= 1, timeout=CONNECT_S)
                 robot.activate(True)
                 wait_state(client, ClientState.ACTIVE, CONNECT_S)
                 assert wait_for(lambda: len(robot.joints.messages) >= 30, timeout=CONNECT_S)
