@@ -15,7 +15,7 @@ INSTALL_NAME = {
     "geometry_msgs": "ros-jazzy-geometry-msgs", "diagnostic_msgs": "ros-jazzy-diagnostic-msgs",
     "trajectory_msgs": "ros-jazzy-trajectory-msgs", "builtin_interfaces": "ros-jazzy-builtin-interfaces",
     "std_srvs": "ros-jazzy-std-srvs",
-    "rosgraph_msgs": "ros-jazzy-rosgraph-msgs",
+    "rosgraph_msgs": "ros-jazzy-rosgraph-msgs", "rcl_interfaces": "ros-jazzy-rcl-interfaces",
     "launch": "ros-jazzy-launch",
     "launch_ros": "ros-jazzy-launch-ros", "ament_index_python": "ros-jazzy-ament-index-python",
     "cv_bridge": "ros-jazzy-cv-bridge", "zmq": "python3-zmq", "msgpack": "python3-msgpack",
@@ -23,7 +23,7 @@ INSTALL_NAME = {
     "pytest": "python3-pytest", "hypothesis": "python3-hypothesis", "onnx": "onnx", "onnxruntime": "onnxruntime",
     # optional extras, named in the README's optional line; their tests skip without them
     "matplotlib": "matplotlib", "tensorrt": "tensorrt", "pycuda": "pycuda", "torch": "torch", "gr00t": "Isaac-GR00T",
-    "tritonclient": "tritonclient",
+    "tritonclient": "tritonclient", "huggingface_hub": "huggingface_hub",
     "simplejpeg": "simplejpeg",
     # session recording, replay and dataset export (docs/recording.md)
     "mcap": "mcap", "mcap_ros2": "mcap-ros2-support", "pyarrow": "pyarrow", "rosbags": "rosbags",
@@ -32,7 +32,7 @@ INSTALL_NAME = {
 ROSDEP_KEY = {
     "rclpy": "rclpy", "std_msgs": "std_msgs", "sensor_msgs": "sensor_msgs", "geometry_msgs": "geometry_msgs",
     "diagnostic_msgs": "diagnostic_msgs", "trajectory_msgs": "trajectory_msgs", "std_srvs": "std_srvs",
-    "builtin_interfaces": "builtin_interfaces", "rosgraph_msgs": "rosgraph_msgs", "launch": "launch",
+    "builtin_interfaces": "builtin_interfaces", "rosgraph_msgs": "rosgraph_msgs", "rcl_interfaces": "rcl_interfaces", "launch": "launch",
     "launch_ros": "launch_ros", "ament_index_python": "ament_index_python", "cv_bridge": "cv_bridge",
     "zmq": "python3-zmq", "msgpack": "python3-msgpack", "cv2": "python3-opencv", "numpy": "python3-numpy",
     "yaml": "python3-yaml", "pytest": "python3-pytest", "hypothesis": "python3-hypothesis",
