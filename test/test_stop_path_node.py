@@ -91,12 +91,17 @@ class Recorder:
         self.joints = SimpleNamespace(messages=[])  # every message as published (the gate checks read these)
         self.twists = SimpleNamespace(messages=[])
         for pub, kind in ((client.joint_pub, "joints"), (client.twist_pub, "twist")):
-            publish = pub.publish
-            pub.publish = lambda msg, publish=publish, kind=kind: (self._published(kind, msg), publish(msg))[1]
+            pub.publish = self._wrap(kind, pub.publish)
         machine = client.core.machine
         for name in ("estop", "activate"):
             original = getattr(machine, name)
             setattr(machine, name, lambda on, original=original, name=name: self._transition(name, on, original))
+
+    def _wrap(self, kind: str, publish):
+        def recorded(msg):
+            self._published(kind, msg)
+            return publish(msg)
+        return recorded
 
     def _published(self, kind: str, msg) -> None:
         if kind == "joints":
