@@ -18,6 +18,9 @@ Which file serves the DiT (`select_dit_file`):
 * else `use_tensorrt:=true`: the one `dit*.engine|.plan|.trt` beside the checkpoint;
 * else none: the DiT runs in eager PyTorch. A `dit*.onnx` beside a checkpoint is never
   picked up on its own (it is usually the input of groot_build_engine).
+
+Real-time chunking (rtc.py) wraps the same action encoder and decoder, on top of this swap,
+so it acts around whichever DiT runs.
 """
 
 from __future__ import annotations
