@@ -20,6 +20,7 @@ wait for the stop, release it. Send modes (`--modes`):
   service_fresh  a new service client per round (what `ros2 service call` does)
   topic_acked    as `topic`, but the publisher waits until the client acknowledged the message
                  (`wait_for_all_acked`, up to the round timeout) before it leaves
+  topic_linger   as `topic`, but the publisher leaves 0.1 s after publishing (`ros2 topic pub --once`)
 
 Latency: from the wall-clock moment right before the send to the moment the client published its first
 `stop` on `~/debug/gate` (the gate reports there every command it emits, kind `policy`, `hold` or
@@ -53,7 +54,7 @@ from collections import deque
 
 NS = "/alfie"
 CLIENT = f"{NS}/groot_client"
-MODES = ("topic", "service", "topic_kept", "service_fresh", "topic_acked")
+MODES = ("topic", "service", "topic_kept", "service_fresh", "topic_acked", "topic_linger")
 DEFAULT_MODES = ("topic", "service")
 CAMERA_HZ = 30.0
 SETS_TOPIC = f"{NS}/bench_busy/camera_sets"
@@ -344,7 +345,7 @@ class Monitor:
             sent, self.sent_wall = time.monotonic(), time.time()
             self.estop_pub.publish(Bool(data=True))
             return sent
-        if mode in ("topic", "topic_acked"):
+        if mode in ("topic", "topic_acked", "topic_linger"):
             pub = self.node.create_publisher(Bool, topic, 1)
             try:
                 if not _wait(lambda: pub.get_subscription_count() > 0, timeout_s):
@@ -355,6 +356,8 @@ class Monitor:
                     from rclpy.duration import Duration
 
                     pub.wait_for_all_acked(Duration(seconds=timeout_s))
+                elif mode == "topic_linger":
+                    time.sleep(0.1)
                 return sent
             finally:
                 self.node.destroy_publisher(pub)  # leaves at once, as the command-line tool's process does
