@@ -76,6 +76,32 @@ def test_a_splice_is_continuous_where_a_crossfade_of_disagreeing_chunks_is_not_n
     np.testing.assert_allclose(scheduler.command(clock.t + 0.01), before, atol=1e-9)
 
 
+def test_a_splice_switches_at_the_new_chunks_next_step_where_old_and_new_are_the_same_point():
+    """Old chunk with sharp kinks on its own grid; the new chunk's grid is half a step off. The new
+    chunk's frozen steps are the old schedule sampled on its grid, so the two agree exactly at its
+    steps but not between them: the old schedule plays until the new chunk's next step, and the
+    command there is the old schedule's own value (the switch moves nothing)."""
+    clock = FakeClock(100.0)
+    scheduler = ActionScheduler(SchedulerConfig(), clock=clock)
+    scheduler.add_chunk(np.stack([np.full(DIM, 0.1 * (k % 2)) for k in range(16)]), 100.0)  # zigzag
+    capture = 100.0 + 2.5 / HZ
+    grid = [capture + k / HZ for k in range(16)]
+    chunk = scheduler.preview(grid).copy()  # the frozen steps: the old schedule on the new grid
+    chunk[4:] += 0.3  # and a policy that disagrees after them
+    clock.t = capture + 0.3 / HZ
+    times = [clock.t + 0.004 * i for i in range(1, 30)]
+    old = scheduler.preview(times)
+    scheduler.add_chunk(chunk, capture, frozen_steps=4)
+    assert scheduler.splices == 1
+    switch = capture + 1 / HZ
+    for t, before in zip(times, old):
+        if t < switch:
+            np.testing.assert_allclose(scheduler.command(t), before, atol=1e-12)  # still the old schedule
+    np.testing.assert_allclose(scheduler.command(switch), scheduler.preview([switch])[0], atol=1e-12)
+    np.testing.assert_allclose(scheduler.command(switch), chunk[1], atol=1e-12)  # = the old schedule there
+    np.testing.assert_allclose(scheduler.command(capture + 1.5 / HZ), (chunk[1] + chunk[2]) / 2, atol=1e-12)
+
+
 def test_a_chunk_arriving_after_its_frozen_steps_is_crossfaded_and_counted_late():
     clock, scheduler = playing_scheduler()
     capture = 100.2

@@ -18,9 +18,10 @@ command every control tick (100 Hz). The scheduler sits in between:
 - a new chunk that arrives while another is playing fades in over `crossfade_steps`
   steps, so the switch has no jump;
 - splice (real-time chunking): a chunk whose first `frozen_steps` steps are known to equal what
-  is playing (the server froze the prefix the request carried, and the worker checked it) takes
-  over at once, without a crossfade, when it arrives while the robot is still inside those
-  steps: from there to the end of the frozen steps old and new are the same motion, and after
+  is playing on the chunk's own step grid (the server froze the prefix the request carried, and
+  the worker checked it) takes over without a crossfade at its next step (within one step
+  period), when that step is still a frozen one: there old and new are at the same point, so
+  the switch moves nothing; up to the end of the frozen steps both are the same motion, after
   them the new chunk continues its own inpainted steps. One that arrives after the robot passed
   its frozen steps fades in as any other chunk (`splices_late`);
 - `preview(times)` reads the schedule ahead without changing it: the prefix a request
@@ -185,8 +186,8 @@ class ActionScheduler:
         is ignored and does not feed the watchdog. If another chunk is still playing, the new one
         fades in over `crossfade_steps` steps, unless `frozen_steps` > 0 says its first steps equal
         the schedule on the observation's step grid (checked by the caller) and the robot has not
-        yet passed the last of them: then it replaces the schedule at once (a splice). The array is
-        copied (callers may reuse buffers).
+        yet passed the last of them: then it replaces the schedule at its next step, where both are
+        the same point (a splice). The array is copied (callers may reuse buffers).
         """
         chunk = self._validated(actions, observation_time)
         now = self._clock()
@@ -213,11 +214,11 @@ class ActionScheduler:
                     self._splices += 1
                 else:
                     self._splices_late += 1
-            if self._fade_s > 0 and playing and not splice:
-                self._prune(now)
-                if len(self._layers) >= _MAX_LAYERS:
-                    del self._layers[0]
-                self._layers.append(_Layer(kept, origin, dropped, now, now + self._fade_s))
+            if splice:  # a step switch at the chunk's next step (origin + k / hz), none of it faded
+                switch = origin + math.ceil(moved * self._hz - _STEP_EPS) / self._hz
+                self._push(_Layer(kept, origin, dropped, switch, switch), now)
+            elif self._fade_s > 0 and playing:
+                self._push(_Layer(kept, origin, dropped, now, now + self._fade_s), now)
             else:
                 self._layers = [_Layer(kept, origin, dropped, -math.inf, -math.inf)]
             self._last_fresh = now
@@ -395,6 +396,13 @@ class ActionScheduler:
             return False
         newest = self._layers[-1]
         return newest.position(t, self._hz) < len(newest.actions)
+
+    def _push(self, layer: _Layer, now: float) -> None:
+        """A new top layer over the ones still showing at `now` (the oldest dropped beyond _MAX_LAYERS)."""
+        self._prune(now)
+        if len(self._layers) >= _MAX_LAYERS:
+            del self._layers[0]
+        self._layers.append(layer)
 
     def _prune(self, t: float) -> None:
         """Drop layers hidden under a newer layer that has fully faded in by time t."""
