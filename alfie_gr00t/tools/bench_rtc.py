@@ -33,10 +33,11 @@ taken for a seam, from 1.5 s after the first chunk):
 - seam jump: the largest tick change in the window after a chunk arrived while another one played
   (`crossfade_steps` + 1 steps, cut at the next arrival; a chunk that ends a hold is a restart,
   counted in dead time), over the median tick change of the whole row (the trajectory's own step);
-- seam excess: the largest part of such a tick's change that the new chunk itself does not make
-  (|d command - d new chunk|, the new chunk alone on the scheduler's time line), over the same
-  median: the motion the switch added that no chunk planned (a crossfade of chunks that disagree
-  adds a share of their difference every tick; a splice inside the frozen steps adds nothing);
+- seam excess: the largest part of such a tick's change that neither the new chunk nor the one
+  before it makes on its own (the smaller of |d command - d chunk| for the two, each alone on the
+  scheduler's time line), over the same median: the motion the switch added that no chunk planned
+  (a crossfade of chunks that disagree adds a share of their difference every tick; a splice at a
+  frozen step adds only the change of speed from one chunk to the next);
 - dead time: the share of 10 ms slots after the first chunk with no policy command or with a hold.
 
 Targets (printed with PASS/MISS, nothing asserted): observation age p50 <= latency + 100 ms
@@ -249,12 +250,16 @@ def seam_metrics(times, vectors, chunks, dims=JOINTS) -> dict:
         end = min(queued + WINDOW_STEPS / STEP_HZ, after)
         hit = np.flatnonzero((t[1:] > queued) & (t[1:] <= end) & consecutive)
         playing = np.any((t > queued - 1.5 * TICK_S) & (t <= queued))  # a switch, not a restart after a hold
-        if hit.size == 0 or start is None or not playing:
+        _, _, old_kept, old_start = ordered[index - 1]
+        if hit.size == 0 or start is None or old_start is None or not playing:
             continue
-        new = chunk_alone(kept[:, dims], start, np.concatenate([t[hit], t[hit + 1]]))
-        new_change = new[hit.size:] - new[:hit.size]
+        pairs = np.concatenate([t[hit], t[hit + 1]])
+        unplanned = []
+        for steps, first in ((kept, start), (old_kept, old_start)):
+            alone = chunk_alone(steps[:, dims], first, pairs)
+            unplanned.append(np.abs(change[hit] - (alone[hit.size:] - alone[:hit.size])).max(axis=1))
         jumps.append(float(size[hit].max()))
-        excesses.append(float(np.abs(change[hit] - new_change).max()))
+        excesses.append(float(np.minimum(*unplanned).max()))
     if not jumps:
         return {**empty, "own_step": round(own, 6)}
     ratio = (lambda x: round(x / own, 3) if own > 0 else None)
