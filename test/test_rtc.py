@@ -254,3 +254,17 @@ def test_a_loop_that_is_not_n16s_is_refused_not_steered():
     with pytest.raises(EngineError, match="ran 0 of 4"):
         with hook.active(short):
             pass
+
+
+def test_the_schedule_comparison_runs_and_ranks_inpainting_above_no_hint():
+    from alfie_gr00t.tools import rtc_schedules
+
+    result = rtc_schedules.measure(trials=3, train_steps=20)
+    rows = result["schedules"]
+    assert set(rows) == set(rtc_schedules.SCHEDULES)
+    for name in ("ours", "paper", "linear", "hard", "n17"):
+        assert rows[name]["frozen_error"]["max"] < 1e-5, name
+    assert rows["off"]["frozen_error"]["max"] > 0.01
+    assert rows["ours"]["seam_excess"]["mean"] < rows["off"]["seam_excess"]["mean"]
+    assert rows["ours"]["seam_excess"]["mean"] < rows["paper"]["seam_excess"]["mean"]
+    assert "ours" in rtc_schedules.format_table(result)

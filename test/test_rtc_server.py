@@ -105,7 +105,8 @@ def test_mock_servers_advertise_what_they_do_with_a_prefix(ipc_path, jpeg_images
     service.close()
 
 
-@pytest.mark.parametrize("value", [None, "yes", {"applied": 1}, {"applied": True, "frozen_steps": -1, "overlap_steps": 2},
+@pytest.mark.parametrize("value", [None, "yes", {"applied": 1},
+                                   {"applied": True, "frozen_steps": -1, "overlap_steps": 2},
                                    {"applied": True, "frozen_steps": True, "overlap_steps": 2}])
 def test_a_malformed_rtc_report_is_no_report(value):
     assert protocol.parse_rtc_report(value) is None

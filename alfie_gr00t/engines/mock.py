@@ -81,7 +81,8 @@ class MockEngine(Engine):
         if delay > 0:
             time.sleep(delay)
         actions = self._hold(batch) if self.policy == "hold" else self._trajectory(batch)
-        return EngineOutput(actions.astype(np.float32, copy=False), {"inference": (time.perf_counter() - start) * 1000.0},
+        stages = {"inference": (time.perf_counter() - start) * 1000.0}
+        return EngineOutput(actions.astype(np.float32, copy=False), stages,
                             tuple(self._rtc_report(batch, b) for b in range(batch.batch_size)))
 
     def _rtc_report(self, batch: ObservationBatch, row: int) -> dict:

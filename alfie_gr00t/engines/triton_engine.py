@@ -314,7 +314,8 @@ class TritonEngine(Engine):
         chunk = np.asarray(actions, dtype=np.float32)
         if not np.all(np.isfinite(chunk)):
             raise EngineError("Triton model returned non-finite actions (NaN or Inf); refusing to serve them")
-        return EngineOutput(chunk, stage_split(start, prepared, ran, time.perf_counter()), self._rtc_rows(result, batch))
+        stages = stage_split(start, prepared, ran, time.perf_counter())
+        return EngineOutput(chunk, stages, self._rtc_rows(result, batch))
 
     def _rtc_rows(self, result, batch: ObservationBatch) -> tuple:
         """Each observation's real-time-chunking report from the model's rtc output; () without one."""
@@ -327,7 +328,8 @@ class TritonEngine(Engine):
         self._drop_client()
 
     def describe(self) -> dict:
-        return {"backend": "triton", "tensorrt": False, "rtc": {"inpaints": self.inpaints, "reported": self._reports}, "triton_url": self.target.url, "tls": self.target.tls,
+        return {"backend": "triton", "tensorrt": False, "rtc": {"inpaints": self.inpaints, "reported": self._reports},
+                "triton_url": self.target.url, "tls": self.target.tls,
                 "triton_model": self.target.model, "triton_model_version": self.target.version or "default",
                 "triton_server_version": self.server_version, "max_batch_size": self.max_batch_size,
                 "timeout_ms": self._config.triton_timeout_ms, "failures": self.failures}

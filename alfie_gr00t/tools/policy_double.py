@@ -111,7 +111,8 @@ class ExportWrapper(nn.Module):
         self.dit = dit
 
     def forward(self, sa_embs, vl_embs, timestep, image_mask, backbone_attention_mask):
-        return self.dit(sa_embs, vl_embs, timestep, image_mask=image_mask, backbone_attention_mask=backbone_attention_mask)
+        return self.dit(sa_embs, vl_embs, timestep, image_mask=image_mask,
+                        backbone_attention_mask=backbone_attention_mask)
 
 
 def export_dit(dit: TinyDiT, path, batch: int = 1, sa_len: int = 17, dtype=torch.float32):

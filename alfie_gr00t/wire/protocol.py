@@ -8,8 +8,8 @@ Extra keys we add: `frame_id` echo and `stages_ms` in responses, `api_token` in 
 the optional real-time-chunking hint `action_prefix` ([[21] x k], the steps of the client's
 current chunk still executing when the reply is expected, aligned to this observation) with
 `prefix_delay_steps` (int) and, in the reply to such a request, `rtc` (what the server did with
-it: `{"applied", "frozen_steps", "overlap_steps"[, "reason"]}`; docs/rtc.md), and an image may be raw RGB (`{"format": "rgb8", "width", "height",
-"data"}`) instead of JPEG.
+it: `{"applied", "frozen_steps", "overlap_steps"[, "reason"]}`; docs/rtc.md), and an image may
+be raw RGB (`{"format": "rgb8", "width", "height", "data"}`) instead of JPEG.
 This module only packs, unpacks and validates; it never touches sockets or pixels.
 """
 
