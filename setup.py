@@ -12,7 +12,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.json")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.json") + glob("config/*.xml")),
         (f"share/{PACKAGE}/triton_repository/groot_policy", ["triton_repository/groot_policy/config.pbtxt"]),
         (f"share/{PACKAGE}/triton_repository/groot_policy/1", ["triton_repository/groot_policy/1/model.py"]),
     ],

@@ -37,7 +37,7 @@ from alfie_gr00t.nodes.diagnostics import ClientDiagnostics, attach_diagnostics
 from alfie_gr00t.nodes.params import declare_config
 from alfie_gr00t.nodes.recorder import SessionRecorder, publisher_qos
 from alfie_gr00t.nodes.runner import log_info, run_node
-from alfie_gr00t.nodes.stop_path import StopPath
+from alfie_gr00t.nodes.stop_path import StopPath, use_client_dds_profile
 
 # Best effort matches reliable and best-effort drivers alike.
 _STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -273,6 +273,7 @@ def _stamp_seconds(stamp) -> float:
 
 
 def main(args=None) -> int:
+    use_client_dds_profile()  # before rclpy starts its participants
     return run_node(GrootClient, args)
 
 

@@ -22,6 +22,7 @@ does, and the deadman's heartbeat subscription (any message type, taken from the
 from __future__ import annotations
 
 import importlib
+import os
 
 import rclpy
 from rclpy.node import Node
@@ -30,7 +31,10 @@ from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
+from alfie_gr00t.nodes.launch_args import config_path
 from alfie_gr00t.nodes.runner import NodeSpinner
+
+PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 
 # Reliable and volatile: matches plain (`ros2 topic pub`) and latched publishers alike, with no QoS
 # warning; a depth of 10 keeps a burst of commands until the callback takes them.
@@ -160,3 +164,18 @@ def message_class(type_name: str):
         return getattr(importlib.import_module(f"{parts[0]}.msg"), parts[2])
     except (ImportError, AttributeError):
         return None
+
+
+def use_client_dds_profile(environ=os.environ) -> str:
+    """Before rclpy starts: Fast DDS readers that ask for a missed stop after 5 ms, not 70 ms
+    (config/fastdds_client.xml), unless another middleware runs or a Fast DDS profile file is already
+    set (yours wins; add its reader setting to it). The file set, or "" when none."""
+    if environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
+        return ""
+    if any(environ.get(name) for name in PROFILE_VARIABLES):
+        return ""
+    path = config_path("fastdds_client.xml")
+    if not os.path.isfile(path):
+        return ""
+    environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = path
+    return path

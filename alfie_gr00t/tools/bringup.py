@@ -29,6 +29,7 @@ from alfie_gr00t.nodes.groot_client import GrootClient
 from alfie_gr00t.nodes.groot_server import GrootServer
 from alfie_gr00t.nodes.runner import NodeSpinner, close_nodes, ignore_signals, stop_on_signals
 from alfie_gr00t.nodes.sim_robot import SimRobot
+from alfie_gr00t.nodes.stop_path import use_client_dds_profile
 from alfie_gr00t.wire.transport import AddressInUse
 
 NAMESPACE = "alfie"
@@ -100,6 +101,7 @@ def run(argv: list[str]) -> int:
     launch_values, own = parse_arguments(argv)
     plan = plan_from_arguments(launch_values, extra_known=BRINGUP_ARGUMENTS)
     duration = float(own["duration"])
+    use_client_dds_profile()  # the client's readers, before rclpy starts its participants
     rclpy.init(args=["--ros-args", "--params-file", config_path("groot_server.yaml"),
                      "--params-file", config_path("groot_client.yaml")],
                signal_handler_options=SignalHandlerOptions.NO)
