@@ -55,7 +55,10 @@ from collections import deque
 NS = "/alfie"
 CLIENT = f"{NS}/groot_client"
 MODES = ("topic", "service", "topic_kept", "service_fresh", "topic_acked", "topic_linger")
-DEFAULT_MODES = ("topic", "service")
+# The ways operators and tools send stops: `ros2 topic pub --once`, a node's kept publisher,
+# `ros2 service call`, a node's kept service client. `topic` (a publisher gone right after its publish)
+# is opt-in: nothing on the receiving side can recover its message when it was dropped (docs/performance.md).
+DEFAULT_MODES = ("topic_linger", "topic_kept", "service_fresh", "service")
 CAMERA_HZ = 30.0
 SETS_TOPIC = f"{NS}/bench_busy/camera_sets"
 PROFILES = {"full": {"rounds": 50, "round_timeout": 3.0}, "quick": {"rounds": 5, "round_timeout": 2.0}}
