@@ -173,6 +173,12 @@ def test_the_replanning_cadence_counts_executed_steps_not_wall_time():
     assert worker.executed_steps_since_request(100.0 + 16 / HZ + 1.5) == pytest.approx(16.0)  # ran dry, held
 
 
+def test_no_replanning_without_the_prefix_it_splices_on():
+    policy = RefillPolicy(ClientConfig(send_action_prefix=False).refill_config())
+    policy.probe_answered(None, rtc=True)
+    assert not policy.replanning()
+
+
 @pytest.mark.parametrize("value", [-1, 17, float("nan")])
 def test_replan_every_steps_is_validated(value):
     with pytest.raises(ValueError, match="replan_every_steps"):

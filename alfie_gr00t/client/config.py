@@ -111,9 +111,10 @@ class ClientConfig:
     def refill_config(self):
         from alfie_gr00t.client.latency import RefillConfig
 
+        # replanning splices on the prefix a request carries: none sent, no replanning
         return RefillConfig(self.action_step_hz, self.action_horizon, self.refill_threshold_steps,
                             self.min_refill_steps, self.latency_margin_ms, self.inference_timeout_ms,
-                            self.replan_every_steps)
+                            self.replan_every_steps if self.send_action_prefix else 0.0)
 
     def motion_limits(self):
         from alfie_gr00t.client.safety import MotionLimits
