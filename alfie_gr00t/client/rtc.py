@@ -78,7 +78,6 @@ class RtcCounters:
 
     def __init__(self):
         self.replans = 0  # requests that carried a prefix to freeze (replanning against a server that inpaints)
-        self.spliceable = 0  # replies whose frozen steps matched what was sent
         self.fallback_crossfades = 0  # replies whose frozen steps did not match (or were not applied)
         self.last_fallback = ""
         self.frozen_max_deviation = 0.0  # the largest |reply - prefix| on frozen steps seen, robot units

@@ -322,7 +322,6 @@ class InferenceWorker:
             self.rtc.fallback(f"frozen steps moved by {deviation:.4f} (> splice_tolerance "
                               f"{self._cfg.splice_tolerance}) from the prefix sent: crossfaded")
             return 0
-        self.rtc.spliceable += 1
         return frozen
 
     def rtc_status(self) -> dict:
