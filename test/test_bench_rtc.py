@@ -29,7 +29,7 @@ def chunk(start, value_of_t, steps=16):
 
 
 def test_observation_age_reads_the_newest_chunk_queued_before_each_command():
-    ages = br.observation_age([10.10, 10.20, 10.45], [(10.0, 9.8, None, None), (10.3, 10.1, None, None)])
+    ages = br.observation_age([10.10, 10.20, 10.45], [(10.0, 9.8, None, None, False), (10.3, 10.1, None, None, True)])
     assert ages["n"] == 3
     assert ages["p50_ms"] == 350.0  # 300 (10.1 - 9.8), 400 (10.2 - 9.8), 350 (10.45 - 10.1)
     assert math.isclose(ages["p95_ms"], np.percentile([300.0, 400.0, 350.0], 95))
@@ -39,8 +39,8 @@ def test_a_seamless_switch_has_no_excess_and_a_jump_of_the_own_step():
     slope = 0.3  # rad/s: 0.003 rad a tick
     times = 100.0 + 0.01 * np.arange(200)
     vectors = commands(times, lambda t: slope * t)
-    chunks = [(100.0, 99.9, chunk(100.0, lambda t: slope * t), 100.0),
-              (100.9955, 100.8, chunk(100.9955, lambda t: slope * t), 100.9955)]
+    chunks = [(100.0, 99.9, chunk(100.0, lambda t: slope * t), 100.0, False),
+              (100.9955, 100.8, chunk(100.9955, lambda t: slope * t), 100.9955, True)]
     seams = br.seam_metrics(times, vectors, chunks)
     assert seams["seams"] == 1
     assert seams["excess_ratio"] < 1e-6
@@ -52,12 +52,20 @@ def test_a_switch_to_a_chunk_that_disagrees_shows_its_step_as_excess():
     times = 100.0 + 0.01 * np.arange(200)
     switch = 101.0
     vectors = commands(times, lambda t: slope * t + (0.03 if t > switch + 0.005 else 0.0))  # a 0.03 rad step
-    chunks = [(100.0, 99.9, chunk(100.0, lambda t: slope * t), 100.0),
-              (switch - 0.0045, 100.8, chunk(switch, lambda t: slope * t + 0.03), switch)]
+    chunks = [(100.0, 99.9, chunk(100.0, lambda t: slope * t), 100.0, False),
+              (switch - 0.0045, 100.8, chunk(switch, lambda t: slope * t + 0.03), switch, True)]
     seams = br.seam_metrics(times, vectors, chunks)
     assert seams["seams"] == 1
     assert math.isclose(seams["max_excess"], 0.03, rel_tol=1e-6)  # the step no chunk planned
     assert math.isclose(seams["excess_ratio"], 10.0, rel_tol=1e-6)  # 0.03 over a 0.003 tick
+
+
+def test_a_chunk_that_ends_a_hold_is_no_seam():
+    times = 100.0 + 0.01 * np.arange(200)
+    vectors = commands(times, lambda t: 0.3 * t + (0.5 if t > 101.005 else 0.0))
+    chunks = [(100.0, 99.9, chunk(100.0, lambda t: 0.3 * t), 100.0, False),
+              (101.0, 100.5, chunk(101.0, lambda t: 0.3 * t + 0.5), 101.0, False)]  # nothing was playing
+    assert br.seam_metrics(times, vectors, chunks)["seams"] == 0
 
 
 def test_targets_compare_rtc_rows_with_the_crossfade_beside_them():

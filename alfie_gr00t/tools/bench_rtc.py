@@ -164,7 +164,7 @@ class Recording:
     on: bool = False
     commands: list = field(default_factory=list)  # (t, kind, vector) from the gate's output sink
     targets: list = field(default_factory=list)  # (t, vector): the scheduler's step handed to the gate
-    chunks: list = field(default_factory=list)  # (queued t, capture t, kept steps, clock t of kept[0])
+    chunks: list = field(default_factory=list)  # (queued t, capture t, kept steps, clock t of kept[0], played into)
 
 
 def instrument(client, rec: Recording) -> None:
@@ -189,10 +189,11 @@ def instrument(client, rec: Recording) -> None:
 
     def recorded_add_chunk(actions, observation_time, *args, **kwargs):
         t = now()
+        playing = scheduler.remaining_steps(t) > 0  # a switch between chunks, not a restart after a hold
         dropped = add_chunk(actions, observation_time, *args, **kwargs)
         if rec.on and dropped < len(actions):
             kept = np.asarray(actions, dtype=np.float64)[dropped:].copy()
-            rec.chunks.append((t, float(observation_time), kept, scheduler.newest_start()))
+            rec.chunks.append((t, float(observation_time), kept, scheduler.newest_start(), playing))
         return dropped
 
     gate.watch(recorded_output)
@@ -231,7 +232,7 @@ def chunk_alone(kept: np.ndarray, start: float, times: np.ndarray) -> np.ndarray
 
 def seam_metrics(times, vectors, chunks, dims=JOINTS) -> dict:
     """Seam jump and excess (see the module docstring) over the windows after each chunk's arrival.
-    `chunks`: (queued t, capture t, kept steps, clock t of kept[0])."""
+    `chunks`: (queued t, capture t, kept steps, clock t of kept[0], whether another chunk was playing)."""
     t = np.asarray(times, dtype=np.float64)
     empty = {"seams": 0, "own_step": None, "jump_ratio": None, "excess_ratio": None, "max_excess": None}
     if t.size < 3:
@@ -245,12 +246,11 @@ def seam_metrics(times, vectors, chunks, dims=JOINTS) -> dict:
     own = float(np.median(size[consecutive]))
     ordered = sorted(chunks, key=lambda c: c[0])
     jumps, excesses = [], []
-    for index, (queued, _, kept, start) in enumerate(ordered[1:], start=1):
+    for index, (queued, _, kept, start, playing) in enumerate(ordered[1:], start=1):
         after = ordered[index + 1][0] if index + 1 < len(ordered) else np.inf
         end = min(queued + WINDOW_STEPS / STEP_HZ, after)
         hit = np.flatnonzero((t[1:] > queued) & (t[1:] <= end) & consecutive)
-        playing = np.any((t > queued - 1.5 * TICK_S) & (t <= queued))  # a switch, not a restart after a hold
-        _, _, old_kept, old_start = ordered[index - 1]
+        _, _, old_kept, old_start, _ = ordered[index - 1]
         if hit.size == 0 or start is None or old_start is None or not playing:
             continue
         pairs = np.concatenate([t[hit], t[hit + 1]])
