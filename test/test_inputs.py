@@ -3,10 +3,12 @@ they are stored and when the inference thread takes its snapshot."""
 
 import math
 
+import numpy as np
 import pytest
 
 from alfie_gr00t import layout
-from alfie_gr00t.client.inputs import LatestInputs, StaleInputs
+from alfie_gr00t.wire import images
+from alfie_gr00t.client.inputs import LatestInputs, StaleInputs, frame_to_jpeg, frame_to_rgb, image_from_cdr
 from alfie_gr00t.client.robot_state import MeasuredState, required_dims
 
 CAMERAS = ("a", "b")
@@ -114,3 +116,46 @@ def test_frame_age_percentiles_follow_the_recent_frames():
     age = inputs.frame_age_ms.snapshot()
     assert age["count"] == 2240
     assert age["p50"] == pytest.approx(10.0, abs=1e-6) and age["p99"] == pytest.approx(300.0, abs=1e-6)
+
+
+# -- frames read from their CDR bytes (no rclpy deserializer) ----------------------------------------
+def _serialized(msg):
+    from rclpy.serialization import serialize_message
+    return serialize_message(msg)
+
+
+@pytest.mark.parametrize("encoding,channels", [("rgb8", 3), ("bgr8", 3), ("mono8", 1), ("bgra8", 4)])
+@pytest.mark.parametrize("frame_id", ["", "cam", "front_camera_optical"])
+def test_image_from_cdr_equals_the_deserialized_message(encoding, channels, frame_id):
+    sensor_msgs = pytest.importorskip("sensor_msgs.msg")
+    rng = np.random.default_rng(len(frame_id) + channels)
+    msg = sensor_msgs.Image(height=5, width=7, encoding=encoding, step=7 * channels + 3)
+    msg.header.frame_id = frame_id
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 12, 345
+    msg.data = rng.integers(0, 255, msg.step * msg.height, dtype=np.uint8).tobytes()
+    cdr = image_from_cdr(_serialized(msg))
+    assert (cdr.height, cdr.width, cdr.encoding, cdr.step) == (5, 7, encoding, msg.step)
+    assert bytes(cdr.data) == bytes(msg.data)
+    np.testing.assert_array_equal(frame_to_rgb(cdr), images.to_rgb(bytes(msg.data), 5, 7, encoding, msg.step))
+
+
+def test_compressed_image_from_cdr_keeps_format_and_bytes():
+    sensor_msgs = pytest.importorskip("sensor_msgs.msg")
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[:, :4] = 200
+    msg = sensor_msgs.CompressedImage(format="jpeg")
+    msg.header.frame_id = "wrist"
+    msg.data = images.encode_jpeg(rgb, 95)
+    cdr = image_from_cdr(_serialized(msg), compressed=True)
+    assert cdr.encoding is None and cdr.format == "jpeg" and bytes(cdr.data) == bytes(msg.data)
+    assert frame_to_rgb(cdr).shape == (8, 8, 3)
+    assert frame_to_jpeg(cdr, 8, 8, 90) == bytes(msg.data)  # a JPEG at the model size passes through
+
+
+def test_image_from_cdr_leaves_other_encodings_and_broken_bytes_to_the_deserializer():
+    sensor_msgs = pytest.importorskip("sensor_msgs.msg")
+    msg = sensor_msgs.Image(height=2, width=2, encoding="bayer_rggb8", step=2, data=bytes(4))
+    assert image_from_cdr(_serialized(msg)) is None
+    good = _serialized(sensor_msgs.Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12)))
+    for broken in (b"", good[:3], good[:20], b"\x01" + good[1:]):
+        assert image_from_cdr(broken) is None

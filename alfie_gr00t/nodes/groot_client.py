@@ -28,7 +28,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from alfie_gr00t.client.config import ClientConfig
 from alfie_gr00t.client.core import ClientCore, clock_jump_cause
-from alfie_gr00t.client.inputs import header_stamp_from_cdr
+from alfie_gr00t.client.inputs import header_stamp_from_cdr, image_from_cdr
 from alfie_gr00t.client.safety import Command, CommandKind
 from alfie_gr00t.layout import BASE_DIMS, JOINT_DIMS
 from alfie_gr00t.nodes.camera_qos import CameraSubscriptions
@@ -48,8 +48,10 @@ class GrootClient(Node):
         super().__init__("groot_client", **node_kwargs)
         self.config: ClientConfig = declare_config(self, ClientConfig)
         image_type = Image if self.config.image_msg_type == "raw" else CompressedImage
+        compressed = image_type is CompressedImage
         self.core = ClientCore(self.config, output=self._publish, clock=self.now, log=self._log,
-                               frame_decoder=lambda data: deserialize_message(data, image_type))
+                               frame_decoder=lambda data: image_from_cdr(data, compressed)
+                               or deserialize_message(data, image_type))
         core = self.core
         self.machine, self.measured, self.inputs = core.machine, core.measured, core.inputs
         self.scheduler, self.gate, self.refill = core.scheduler, core.gate, core.refill
