@@ -5,74 +5,104 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alfie_gr00t import layout
-from alfie_gr00t.settings import check_choice, require, require_curve_pair
+from alfie_gr00t.settings import check_choices, param, require, require_curve_pair
 from alfie_gr00t.wire.curve import CurveClientKeys, load_client_keys
 from alfie_gr00t.wire.transport import endpoint_address
 
 
 @dataclass(frozen=True)
 class ClientConfig:
-    transport: str = "ipc"
-    ipc_path: str = "/tmp/groot_inference.sock"
-    server_host: str = "127.0.0.1"
-    server_port: int = 5555
-    server_protocol: str = "alfie"
-    api_token: str = ""
-    curve_secret_key: str = ""  # CurveZMQ (tcp only): this robot's secret certificate (groot_keys client DIR)
-    curve_server_key: str = ""  # the server's PUBLIC certificate (server.key), pinned
-    camera_names: tuple[str, ...] = layout.CAMERA_NAMES
-    camera_topics: tuple[str, ...] = tuple(f"/alfie/cameras/{n}/image_raw" for n in layout.CAMERA_NAMES)
-    image_msg_type: str = "raw"
-    image_encoding: str = "jpeg"
-    image_width: int = layout.IMAGE_WIDTH
-    image_height: int = layout.IMAGE_HEIGHT
-    jpeg_quality: int = 90
-    encode_threads: int = 4
-    state_topic: str = "/alfie/joint_states"
-    state_msg_type: str = "joint_state"
-    base_velocity_topic: str = "/alfie/base_velocity"
-    joint_names: tuple[str, ...] = layout.JOINT_NAMES
-    joint_lower_limits: tuple[float, ...] = layout.LOWER_LIMITS
-    joint_upper_limits: tuple[float, ...] = layout.UPPER_LIMITS
-    joint_velocity_limits: tuple[float, ...] = layout.JOINT_VELOCITY_LIMITS
-    base_acceleration_limits: tuple[float, ...] = layout.BASE_ACCELERATION_LIMITS
-    chunk_reject_margin: float = 0.2
-    command_rate_hz: float = 100.0
-    action_step_hz: float = 15.0
-    action_horizon: int = layout.ACTION_HORIZON
-    action_dim: int = layout.ACTION_DIM
-    refill_threshold_steps: float = 0.0
-    min_refill_steps: float = 8.0
-    replan_every_steps: float = 4.0  # against a server that inpaints: a request every this many executed steps
-    splice_tolerance: float = 0.01  # a reply's frozen steps within this of the prefix sent are spliced
-    latency_margin_ms: float = 60.0
-    send_action_prefix: bool = True
-    crossfade_steps: int = 3
-    ema_alpha: float = 1.0
-    target_fps: float = 15.0
-    inference_timeout_ms: int = 10000
-    max_consecutive_failures: int = 5
-    watchdog_timeout_s: float = 2.0
-    max_observation_age_ms: float = 250.0
-    task_description: str = "find the can and pick it up"
-    stats_file: str = ""
-    output_mode: str = "joint_state"
-    trajectory_rate_hz: float = 15.0
-    record_dir: str = ""  # session recording: one rosbag2 bag (MCAP) per activation in this directory; "" = off
-    record_max_mb: float = 2048.0  # a session file ends at this size (dropping until the next activation)
-    record_max_files: int = 50  # the oldest sessions in record_dir are deleted beyond this many (0 = no cap)
-    record_split_mb: float = 0.0  # a session's storage file ends past this size, the next one starts; 0 = one file
-    deadman_topic: str = ""  # heartbeat topic (any message type): move only while it is fresh; "" = off
-    deadman_timeout_ms: float = 500.0  # silence on deadman_topic beyond this holds the robot
-    command_thread_priority: int = 0  # SCHED_FIFO priority (1-99) for the 100 Hz command thread; 0 = normal
+    """groot_client's parameters, each declared once (settings.param: default, meaning, choices)."""
+
+    transport: str = param("ipc", "`ipc` or `tcp`", ("ipc", "tcp"))
+    ipc_path: str = param("/tmp/groot_inference.sock", "server IPC socket file")
+    server_host: str = param("127.0.0.1", "server TCP host")
+    server_port: int = param(5555, "server TCP port")
+    server_protocol: str = param("alfie", "`alfie` (JPEG, this package's server) or `gr00t` (an upstream "
+                                          "Isaac-GR00T PolicyServer)", ("alfie", "gr00t"))
+    api_token: str = param("", "sent with every request when set")
+    curve_secret_key: str = param("", "CurveZMQ (`tcp` only): this robot's secret certificate, `NAME.key_secret` "
+                                      "from `groot_keys client DIR` (mode 0600/0400). Set together with "
+                                      "`curve_server_key`")
+    curve_server_key: str = param("", "CurveZMQ: the server's PUBLIC certificate (`server.key`), pinned: only the "
+                                      "holder of the matching secret can answer")
+    camera_names: tuple[str, ...] = param(layout.CAMERA_NAMES, "the four image keys")
+    camera_topics: tuple[str, ...] = param(
+        tuple(f"/alfie/cameras/{n}/image_raw" for n in layout.CAMERA_NAMES), "one topic per camera, same order")
+    image_msg_type: str = param("raw", "`raw` (`sensor_msgs/Image`) or `compressed` "
+                                       "(`sensor_msgs/CompressedImage`)", ("raw", "compressed"))
+    image_encoding: str = param("jpeg", "`jpeg` or `raw` (uncompressed RGB, for on-device IPC)", ("jpeg", "raw"))
+    image_width: int = param(layout.IMAGE_WIDTH, "model input width")
+    image_height: int = param(layout.IMAGE_HEIGHT, "model input height")
+    jpeg_quality: int = param(90, "JPEG quality 1-100")
+    encode_threads: int = param(4, "parallel conversion/encode threads")
+    state_topic: str = param("/alfie/joint_states", "state topic")
+    state_msg_type: str = param("joint_state", "`joint_state` (by name) or `float32_array` (21 floats)",
+                                               ("joint_state", "float32_array"))
+    base_velocity_topic: str = param(
+        "/alfie/base_velocity", "`geometry_msgs/Twist` feeding state dims 0-5 in `joint_state` mode")
+    joint_names: tuple[str, ...] = param(layout.JOINT_NAMES, "21 names in layout order")
+    joint_lower_limits: tuple[float, ...] = param(layout.LOWER_LIMITS, "21 lower limits (dims 0-5: base velocity)")
+    joint_upper_limits: tuple[float, ...] = param(layout.UPPER_LIMITS, "21 upper limits")
+    joint_velocity_limits: tuple[float, ...] = param(
+        layout.JOINT_VELOCITY_LIMITS, "rad/s for the 15 joint dims (6–20) in layout order; grippers faster")
+    base_acceleration_limits: tuple[float, ...] = param(
+        layout.BASE_ACCELERATION_LIMITS, "m/s² (dims 0–2) and rad/s² (3–5); also the soft-hold deceleration")
+    chunk_reject_margin: float = param(0.2, "a chunk beyond the limits by more than this is rejected, not clamped")
+    command_rate_hz: float = param(100.0, "command loop rate")
+    action_step_hz: float = param(15.0, "rate the chunk's steps play at (training rate)")
+    action_horizon: int = param(layout.ACTION_HORIZON, "steps of a chunk used")
+    action_dim: int = param(layout.ACTION_DIM, "values per step")
+    refill_threshold_steps: float = param(0.0, "0: latency-aware refill (default); > 0: request when fewer steps "
+                                               "remain")
+    min_refill_steps: float = param(8.0, "re-plan at least when this many steps are left, even at low latency")
+    replan_every_steps: float = param(4.0, "against a server that advertises real-time chunking: a request every "
+                                           "this many executed steps, spliced without a crossfade; 0 = off; off "
+                                           "for a policy slower than its chunk "
+                                           "([latency.md](latency.md#replanning-with-real-time-chunking))")
+    splice_tolerance: float = param(0.01, "a reply's frozen steps within this (rad, m/s) of the prefix sent are "
+                                          "spliced; further off: crossfaded and counted")
+    latency_margin_ms: float = param(60.0, "added to the expected latency when deciding to request")
+    send_action_prefix: bool = param(True, "send the still-executing prefix and expected delay (real-time "
+                                           "chunking hint)")
+    crossfade_steps: int = param(3, "old/new chunk blend length (steps)")
+    ema_alpha: float = param(1.0, "EMA on the output (1 = off)")
+    target_fps: float = param(15.0, "upper bound on requests per second")
+    inference_timeout_ms: int = param(10000, "the longest a request waits: cap of the adaptive timeout (2 × "
+                                             "measured latency + margin), and the first request's timeout while "
+                                             "nothing is known about the server's latency (first contact is a 1 s "
+                                             "`ping`); the socket is recreated after a timeout")
+    max_consecutive_failures: int = param(5, "failures in a row before ERROR")
+    watchdog_timeout_s: float = param(2.0, "backstop: no fresh chunk for this long: hold (chunks run dry on their "
+                                           "own after 1.07 s)")
+    max_observation_age_ms: float = param(250.0, "older camera/state: the observation is not sent")
+    task_description: str = param("find the can and pick it up", "language instruction")
+    stats_file: str = param("", "LeRobot stats (`meta/stats.json`, `stats.jsonl` or a dataset dir); empty = identity")
+    output_mode: str = param("joint_state", "`joint_state` (`~/joint_commands`), `joint_trajectory` "
+                                            "(`~/joint_trajectory` for a `joint_trajectory_controller`), or "
+                                            "`both`; `cmd_vel` always", ("joint_state", "joint_trajectory", "both"))
+    trajectory_rate_hz: float = param(15.0, "how often `~/joint_trajectory` is published")
+    record_dir: str = param("", "record one rosbag2 bag (MCAP storage) per activation into this directory "
+                                "([recording.md](recording.md)); empty = off")
+    record_max_mb: float = param(2048.0, "a session file ends at this size; later messages are dropped and "
+                                         "counted until the next activation")
+    record_max_files: int = param(50, "the oldest sessions (bag directories, older `*.mcap` files) in "
+                                      "`record_dir` are deleted beyond this many (0 = no cap)")
+    record_split_mb: float = param(0.0, "a session's storage file ends past this size and the next one "
+                                        "(`<name>_1.mcap`, ...) starts, all listed in its `metadata.yaml`, as "
+                                        "`ros2 bag record --max-bag-size` splits; 0 = one file")
+    deadman_topic: str = param("", "heartbeat topic, any message type: while set, the robot moves only while "
+                                   "fresh messages arrive there, and activation is refused without one "
+                                   "([safety.md](safety.md)); empty = off")
+    deadman_timeout_ms: float = param(500.0, "silence on `deadman_topic` longer than this holds the robot through "
+                                             "the gate")
+    command_thread_priority: int = param(0, "SCHED_FIFO priority (1–99) asked for the 100 Hz command thread; "
+                                            "refused without the right (logged, status `command_thread`); 0 = "
+                                            "normal scheduling "
+                                            "([robot-jetson.md](robot-jetson.md#real-time-priority))")
 
     def __post_init__(self):
-        check_choice("transport", self.transport, ("ipc", "tcp"))
-        check_choice("output_mode", self.output_mode, ("joint_state", "joint_trajectory", "both"))
-        check_choice("server_protocol", self.server_protocol, ("alfie", "gr00t"))
-        check_choice("image_msg_type", self.image_msg_type, ("raw", "compressed"))
-        check_choice("image_encoding", self.image_encoding, ("jpeg", "raw"))
-        check_choice("state_msg_type", self.state_msg_type, ("joint_state", "float32_array"))
+        check_choices(self)
         require(len(self.camera_topics) == len(self.camera_names), "camera_topics needs one topic per camera name")
         for name in ("joint_names", "joint_lower_limits", "joint_upper_limits"):
             require(len(getattr(self, name)) == self.action_dim,

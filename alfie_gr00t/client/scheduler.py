@@ -48,7 +48,8 @@ from typing import Callable
 
 import numpy as np
 
-from alfie_gr00t import layout
+from alfie_gr00t.client.config import ClientConfig
+from alfie_gr00t.settings import same_as
 
 # Layers kept for overlapping crossfades. Only reached when chunks arrive faster than
 # one crossfade; dropping the oldest then costs a small step, which safety rate-limits.
@@ -64,14 +65,15 @@ _MAX_SEGMENTS = 256
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """How chunks are played. Defaults follow docs/design.md#the-21-d-layout (15 Hz steps, 16-step chunks)."""
+    """How chunks are played: the groot_client parameters the scheduler reads (defaults and meaning from
+    ClientConfig, docs/design.md#the-21-d-layout)."""
 
-    action_step_hz: float = 15.0
-    action_horizon: int = layout.ACTION_HORIZON
-    crossfade_steps: int = 3
-    ema_alpha: float = 1.0
-    watchdog_timeout_s: float = 2.0
-    action_dim: int = layout.ACTION_DIM
+    action_step_hz: float = same_as(ClientConfig, "action_step_hz")
+    action_horizon: int = same_as(ClientConfig, "action_horizon")
+    crossfade_steps: int = same_as(ClientConfig, "crossfade_steps")
+    ema_alpha: float = same_as(ClientConfig, "ema_alpha")
+    watchdog_timeout_s: float = same_as(ClientConfig, "watchdog_timeout_s")
+    action_dim: int = same_as(ClientConfig, "action_dim")
 
     def __post_init__(self):
         if not (math.isfinite(self.action_step_hz) and self.action_step_hz > 0):

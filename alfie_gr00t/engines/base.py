@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from alfie_gr00t import layout
+from alfie_gr00t.settings import check_choices, param, require
 from alfie_gr00t.wire.observation import ChunkPrefix, ObservationBatch  # noqa: F401 - re-exported for engines
 
 
@@ -21,38 +22,75 @@ class EngineError(RuntimeError):
     """A backend failed to load or to run; the message says what to install or fix."""
 
 
-@dataclass(frozen=True)
-class EngineConfig:
-    """What a backend needs to load itself (built from the server's parameters)."""
+MOCK_POLICIES = ("hold", "trajectory")  # what the mock engine can answer (engines/mock.py)
 
-    mock_mode: bool = True
-    model_checkpoint: str = ""
-    use_tensorrt: bool = False
-    device: str = "cuda:0"
-    action_horizon: int = layout.ACTION_HORIZON
-    action_dim: int = layout.ACTION_DIM
-    image_width: int = layout.IMAGE_WIDTH
-    image_height: int = layout.IMAGE_HEIGHT
-    camera_names: tuple[str, ...] = layout.CAMERA_NAMES
-    embodiment_tag: str = "new_embodiment"
-    denoising_steps: int = 4
-    rtc: bool = True  # real-time chunking: inpaint a request's action prefix (engines/rtc.py, docs/rtc.md)
-    rtc_ramp_rate: float = 1.0  # soft-mask decay over the prefix after its frozen steps (1 = the RTC paper's)
-    mock_delay_ms: float = 0.0
-    mock_jitter_ms: float = 0.0
-    mock_policy: str = "hold"  # hold | trajectory (see engines/mock.py)
-    tensorrt_engine_path: str = ""  # GR00T DiT engine; "" = the one beside the checkpoint
-    dit_engine_path: str = ""  # GR00T DiT file: .engine/.plan/.trt TensorRT, .onnx ONNX Runtime; "" = see dit_swap.py
-    # Isaac-GR00T modality mapping: video key per camera, state/action key per layout group.
-    video_keys: tuple[str, ...] = layout.CAMERA_NAMES
-    state_groups: tuple[layout.LayoutGroup, ...] = layout.LAYOUT_GROUPS
-    language_key: str = "task"
-    # engine:=triton (or model_checkpoint triton://host:port/model[/version]): engines/triton_engine.py
-    engine: str = "auto"  # auto | triton
-    triton_url: str = "127.0.0.1:8001"
-    triton_model: str = "groot_policy"
-    triton_model_version: str = ""  # "" = the version Triton's policy serves
-    triton_timeout_ms: float = 1000.0
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The server parameters an engine reads, each declared once (settings.param: default, meaning,
+    choices). ServerConfig adds the server's own parameters; EngineConfig adds the layout's groups."""
+
+    mock_mode: bool = param(False, "serve the mock engine (hold position, no GPU)")
+    model_checkpoint: str = param("", "`.engine`/`.plan` (TensorRT), `.onnx` (ONNX Runtime), or an Isaac-GR00T "
+                                      "checkpoint directory")
+    use_tensorrt: bool = param(False, "`.onnx`: build and use an FP16 TensorRT plan; Isaac-GR00T checkpoint: run "
+                                      "its DiT in a TensorRT engine")
+    device: str = param("cuda:0", "`cuda:0`, `cuda:1`, `cpu` (an Isaac-GR00T checkpoint on CPU: seconds per "
+                                  "chunk, [checkpoint.md](checkpoint.md#trying-a-checkpoint-on-cpu))")
+    action_horizon: int = param(layout.ACTION_HORIZON, "steps per chunk")
+    action_dim: int = param(layout.ACTION_DIM, "values per step")
+    image_width: int = param(layout.IMAGE_WIDTH, "model input width")
+    image_height: int = param(layout.IMAGE_HEIGHT, "model input height")
+    camera_names: tuple[str, ...] = param(layout.CAMERA_NAMES, "image keys of a request")
+    embodiment_tag: str = param("new_embodiment", "Isaac-GR00T embodiment tag the checkpoint was fine-tuned for "
+                                                  "(its `statistics.json` must have it)")
+    denoising_steps: int = param(4, "Isaac-GR00T flow-matching steps (fewer = faster)")
+    rtc: bool = param(True, "real-time chunking: an Isaac-GR00T checkpoint inpaints a request's `action_prefix` "
+                            "inside its denoising loop (first `prefix_delay_steps` frozen, the rest of the prefix "
+                            "soft), on every DiT backend; `false` ignores prefixes. The ping reply says which "
+                            "([rtc.md](rtc.md))")
+    rtc_ramp_rate: float = param(1.0, "how fast the prefix's weight decays after the frozen steps (1 = the RTC "
+                                      "paper's soft mask; larger = a shorter pull toward the prefix). In (0, 50)")
+    mock_delay_ms: float = param(0.0, "mock inference time (ms): 170–550 is Jetson Orin, 35–150 a desktop GPU")
+    mock_jitter_ms: float = param(0.0, "uniform ± jitter on `mock_delay_ms`")
+    mock_policy: str = param("hold", "`hold`: joints hold the state, base velocities decay as `state·exp(−i/4)`; "
+                                     "`trajectory`: slow sinusoids on six joints, a known function of the "
+                                     "observation's timestamp (measures tracking), honours the chunk prefix",
+                                     MOCK_POLICIES)
+    tensorrt_engine_path: str = param("", "GR00T DiT engine; empty: the one `dit*.engine`/`.trt`/`.plan` beside "
+                                          "the checkpoint")
+    dit_engine_path: str = param("", "GR00T DiT file served in place of the PyTorch DiT; its suffix picks the "
+                                     "backend: `.engine`/`.plan`/`.trt` TensorRT (GPU), `.onnx` ONNX Runtime "
+                                     "(also `device:=cpu`). Empty: `use_tensorrt:=true` takes the one "
+                                     "`dit*.engine`/`.trt`/`.plan` beside the checkpoint, else the DiT runs in "
+                                     "PyTorch (a `dit*.onnx` beside a checkpoint is never picked up unasked). See "
+                                     "[checkpoint.md](checkpoint.md)")
+    video_keys: tuple[str, ...] = param(
+        layout.CAMERA_NAMES, "Isaac-GR00T video key per camera; equal to `camera_names` (the default) = each "
+        "camera feeds the checkpoint's key of its own name. Anything else must name exactly the checkpoint's keys "
+        "([checkpoint.md](checkpoint.md#your-checkpoint-decides-the-layout))")
+    language_key: str = param("task", "Isaac-GR00T language key; the default `task` adopts the checkpoint's own "
+                                      "(`annotation.human.task_description`, ...), any other value must equal it")
+    engine: str = param("auto", "`auto` (from `mock_mode`/`model_checkpoint`) or `triton` (the GPU pool, "
+                                "[triton.md](triton.md))", ("auto", "triton"))
+    triton_url: str = param("127.0.0.1:8001", "Triton gRPC `host:port` (`grpcs://` for TLS)")
+    triton_model: str = param("groot_policy", "model name in the Triton repository")
+    triton_model_version: str = param("", "model version; empty = Triton's latest")
+    triton_timeout_ms: float = param(1000.0, "deadline of each Triton request")
+
+    def __post_init__(self):
+        check_choices(self)
+        require(self.triton_timeout_ms > 0, f"triton_timeout_ms must be positive, got {self.triton_timeout_ms}")
+        require(0 < self.rtc_ramp_rate < 50, f"rtc_ramp_rate must be in (0, 50), got {self.rtc_ramp_rate}")
+        require(self.mock_delay_ms >= 0 and self.mock_jitter_ms >= 0, "mock_delay_ms and mock_jitter_ms must be >= 0")
+
+
+@dataclass(frozen=True)
+class EngineConfig(EngineSettings):
+    """What a backend needs to load itself: the engine settings and the layout as groups (the server builds
+    it with ServerConfig.engine_config; tests and tools construct it directly)."""
+
+    state_groups: tuple[layout.LayoutGroup, ...] = layout.LAYOUT_GROUPS  # state/action key per layout group
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,8 @@ import time
 import numpy as np
 
 from alfie_gr00t import layout
-from alfie_gr00t.engines.base import Engine, EngineConfig, EngineOutput, ObservationBatch
+from alfie_gr00t.engines.base import MOCK_POLICIES, Engine, EngineConfig, EngineOutput, ObservationBatch
 
-MOCK_POLICIES = ("hold", "trajectory")
 MOCK_DESCRIPTIONS = {"hold": "hold position", "trajectory": "trajectory: slow sinusoids on several joints"}
 
 

@@ -15,10 +15,12 @@ Both entry points take the same `name:=value` strings and go through `plan_from_
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 
 from alfie_gr00t.client.config import ClientConfig
 from alfie_gr00t.server.config import ServerConfig
+from alfie_gr00t.settings import choices_of, help_of
 
 SERVER, CLIENT, SIM = "server", "client", "sim_robot"
 
@@ -32,35 +34,37 @@ class LaunchArgument:
 
 
 _FROM_YAML = "empty = from config/groot_{}.yaml"
+CONFIGS = {SERVER: ServerConfig, CLIENT: ClientConfig}
+
+
+def plain(markdown: str) -> str:
+    """Help text for a terminal: links keep their text, code loses its backticks."""
+    return re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", markdown).replace("`", "")
+
+
+def parameter(node: str, name: str) -> LaunchArgument:
+    """An argument that sets one parameter: its meaning and choices are the parameter's (its config field)."""
+    config_cls = CONFIGS[node]
+    return LaunchArgument("", f"{plain(help_of(config_cls, name))}; {_FROM_YAML.format(node)}", ((node, name),),
+                          choices_of(config_cls, name))
+
 
 ARGUMENTS: dict[str, LaunchArgument] = {
     "launch_server": LaunchArgument("true", "start groot_server here; false to use a remote server"),
     "use_sim_robot": LaunchArgument("false", "start the synthetic robot (cameras + state, follows commands)"),
-    "mock_mode": LaunchArgument("", "serve the mock engine (no GPU, no model); " + _FROM_YAML.format("server"),
-                                ((SERVER, "mock_mode"),)),
-    "mock_policy": LaunchArgument("", "mock engine output: hold or trajectory; " + _FROM_YAML.format("server"),
-                                  ((SERVER, "mock_policy"),), ("hold", "trajectory")),
-    "mock_delay_ms": LaunchArgument("", "mock inference time in ms; " + _FROM_YAML.format("server"),
-                                    ((SERVER, "mock_delay_ms"),)),
-    "mock_jitter_ms": LaunchArgument("", "random extra mock inference time in ms; " + _FROM_YAML.format("server"),
-                                     ((SERVER, "mock_jitter_ms"),)),
-    "model_checkpoint": LaunchArgument("", "policy file (.engine/.plan/.onnx) or Isaac-GR00T checkpoint directory; "
-                                       + _FROM_YAML.format("server"), ((SERVER, "model_checkpoint"),)),
-    "use_tensorrt": LaunchArgument("", "build/use a TensorRT plan for an .onnx checkpoint; "
-                                   + _FROM_YAML.format("server"), ((SERVER, "use_tensorrt"),)),
-    "dit_engine_path": LaunchArgument("", "GR00T DiT file: .engine/.plan/.trt (TensorRT) or .onnx (ONNX Runtime, "
-                                      "also device:=cpu); " + _FROM_YAML.format("server"),
-                                      ((SERVER, "dit_engine_path"),)),
-    "device": LaunchArgument("", "torch device of an Isaac-GR00T checkpoint: cuda:0, or cpu to try one without a "
-                             "GPU (seconds per chunk); " + _FROM_YAML.format("server"), ((SERVER, "device"),)),
-    "embodiment_tag": LaunchArgument("", "the embodiment the checkpoint was fine-tuned for (new_embodiment, gr1, ...); "
-                                     + _FROM_YAML.format("server"), ((SERVER, "embodiment_tag"),)),
-    "language_key": LaunchArgument("", "the checkpoint's language key; the YAML's default (task) adopts the "
-                                   "checkpoint's own; " + _FROM_YAML.format("server"), ((SERVER, "language_key"),)),
-    "denoising_steps": LaunchArgument("", "flow-matching steps of the action head (N1.6: 4); "
-                                      + _FROM_YAML.format("server"), ((SERVER, "denoising_steps"),)),
+    "mock_mode": parameter(SERVER, "mock_mode"),
+    "mock_policy": parameter(SERVER, "mock_policy"),
+    "mock_delay_ms": parameter(SERVER, "mock_delay_ms"),
+    "mock_jitter_ms": parameter(SERVER, "mock_jitter_ms"),
+    "model_checkpoint": parameter(SERVER, "model_checkpoint"),
+    "use_tensorrt": parameter(SERVER, "use_tensorrt"),
+    "dit_engine_path": parameter(SERVER, "dit_engine_path"),
+    "device": parameter(SERVER, "device"),
+    "embodiment_tag": parameter(SERVER, "embodiment_tag"),
+    "language_key": parameter(SERVER, "language_key"),
+    "denoising_steps": parameter(SERVER, "denoising_steps"),
     "transport": LaunchArgument("", "ipc (on-device) or tcp (remote), both nodes; empty = from the YAMLs",
-                                ((SERVER, "transport"), (CLIENT, "transport")), ("ipc", "tcp")),
+                                ((SERVER, "transport"), (CLIENT, "transport")), choices_of(ServerConfig, "transport")),
     "ipc_path": LaunchArgument("", "IPC socket file, both nodes; empty = from the YAMLs",
                                ((SERVER, "ipc_path"), (CLIENT, "ipc_path"))),
     "server_host": LaunchArgument("", "TCP host: the client connects to it, a local server binds it; "
@@ -70,35 +74,17 @@ ARGUMENTS: dict[str, LaunchArgument] = {
     "api_token": LaunchArgument("", "where the shared token is: env:NAME or file:PATH (never the token itself), "
                                 "both nodes; empty = from the YAMLs",
                                 ((SERVER, "api_token"), (CLIENT, "api_token"))),
-    "server_curve_secret_key": LaunchArgument("", "CurveZMQ (tcp): the server's secret certificate "
-                                              "(server.key_secret from groot_keys); " + _FROM_YAML.format("server"),
-                                              ((SERVER, "curve_secret_key"),)),
-    "curve_allowed_clients": LaunchArgument("", "CurveZMQ (tcp): directory of allowed client public certificates "
-                                            "(*.key); " + _FROM_YAML.format("server"),
-                                            ((SERVER, "curve_allowed_clients"),)),
-    "client_curve_secret_key": LaunchArgument("", "CurveZMQ (tcp): the robot's secret certificate "
-                                              "(client.key_secret from groot_keys); " + _FROM_YAML.format("client"),
-                                              ((CLIENT, "curve_secret_key"),)),
-    "curve_server_key": LaunchArgument("", "CurveZMQ (tcp): the server's PUBLIC certificate (server.key), pinned; "
-                                       + _FROM_YAML.format("client"), ((CLIENT, "curve_server_key"),)),
-    "task_description": LaunchArgument("", "language instruction sent with every request; "
-                                       + _FROM_YAML.format("client"), ((CLIENT, "task_description"),)),
-    "target_fps": LaunchArgument("", "upper bound on inference requests per second; " + _FROM_YAML.format("client"),
-                                 ((CLIENT, "target_fps"),)),
-    "output_mode": LaunchArgument("", "joint_state, joint_trajectory (ros2_control) or both; "
-                                  + _FROM_YAML.format("client"), ((CLIENT, "output_mode"),),
-                                  ("joint_state", "joint_trajectory", "both")),
-    "record_dir": LaunchArgument("", "record one rosbag2 bag (MCAP) per activation into this directory (debug "
-                                 "topics, commands, status); " + _FROM_YAML.format("client") + " (off)",
-                                 ((CLIENT, "record_dir"),)),
-    "deadman_topic": LaunchArgument("", "heartbeat topic (any message type): the robot moves only while fresh "
-                                    "heartbeats arrive (docs/safety.md); " + _FROM_YAML.format("client") + " (off)",
-                                    ((CLIENT, "deadman_topic"),)),
-    "deadman_timeout_ms": LaunchArgument("", "silence on deadman_topic beyond this holds the robot; "
-                                         + _FROM_YAML.format("client"), ((CLIENT, "deadman_timeout_ms"),)),
-    "command_thread_priority": LaunchArgument("", "SCHED_FIFO priority (1-99) for the 100 Hz command thread, 0 = "
-                                              "normal; " + _FROM_YAML.format("client"),
-                                              ((CLIENT, "command_thread_priority"),)),
+    "server_curve_secret_key": parameter(SERVER, "curve_secret_key"),
+    "curve_allowed_clients": parameter(SERVER, "curve_allowed_clients"),
+    "client_curve_secret_key": parameter(CLIENT, "curve_secret_key"),
+    "curve_server_key": parameter(CLIENT, "curve_server_key"),
+    "task_description": parameter(CLIENT, "task_description"),
+    "target_fps": parameter(CLIENT, "target_fps"),
+    "output_mode": parameter(CLIENT, "output_mode"),
+    "record_dir": parameter(CLIENT, "record_dir"),
+    "deadman_topic": parameter(CLIENT, "deadman_topic"),
+    "deadman_timeout_ms": parameter(CLIENT, "deadman_timeout_ms"),
+    "command_thread_priority": parameter(CLIENT, "command_thread_priority"),
     "use_sim_time": LaunchArgument("", "use /clock (a simulator's) in every node; empty = false",
                                    ((SERVER, "use_sim_time"), (CLIENT, "use_sim_time"), (SIM, "use_sim_time"))),
     "strict_arguments": LaunchArgument("true", "fail on unknown name:=value; false when a parent launch file "

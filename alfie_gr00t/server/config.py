@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from alfie_gr00t import layout
-from alfie_gr00t.engines.base import EngineConfig
-from alfie_gr00t.settings import check_choice, require, require_curve_pair
+from alfie_gr00t.engines.base import EngineConfig, EngineSettings
+from alfie_gr00t.settings import check_choices, param, require, require_curve_pair, shared_values
 from alfie_gr00t.wire.protocol import RequestLimits
 from alfie_gr00t.wire.curve import CurveServerKeys, load_server_keys
 from alfie_gr00t.wire.transport import endpoint_address, is_loopback_host
@@ -17,59 +17,41 @@ _GROUP_SIZES = tuple(g.size for g in layout.LAYOUT_GROUPS)
 
 
 @dataclass(frozen=True)
-class ServerConfig:
-    transport: str = "ipc"
-    ipc_path: str = "/tmp/groot_inference.sock"
-    ipc_mode: str = "0660"
-    bind_host: str = "127.0.0.1"
-    bind_port: int = 5555
-    model_checkpoint: str = ""
-    use_tensorrt: bool = False
-    tensorrt_engine_path: str = ""  # GR00T DiT engine; "" = the dit*.engine beside model_checkpoint
-    dit_engine_path: str = ""  # GR00T DiT file, its suffix picks the backend: .engine/.plan/.trt TensorRT, .onnx ONNX Runtime
-    mock_mode: bool = False
-    mock_delay_ms: float = 0.0
-    mock_jitter_ms: float = 0.0
-    mock_policy: str = "hold"
-    device: str = "cuda:0"
-    embodiment_tag: str = "new_embodiment"
-    denoising_steps: int = 4
-    rtc: bool = True  # real-time chunking: inpaint a request's action_prefix (docs/rtc.md)
-    rtc_ramp_rate: float = 1.0  # soft-mask decay over the prefix after its frozen steps; 1 = the RTC paper's
-    warmup_runs: int = 3
-    action_horizon: int = layout.ACTION_HORIZON
-    action_dim: int = layout.ACTION_DIM
-    camera_names: tuple[str, ...] = layout.CAMERA_NAMES
+class ServerConfig(EngineSettings):
+    """groot_server's parameters: the engine's (EngineSettings) and the server's own, each declared once."""
+
+    transport: str = param("ipc", "`ipc` (on-device) or `tcp` (remote)", ("ipc", "tcp"))
+    ipc_path: str = param("/tmp/groot_inference.sock", "IPC socket file")
+    ipc_mode: str = param("0660", "IPC socket file mode (octal string)")
+    bind_host: str = param("127.0.0.1", "TCP bind address (`0.0.0.0` for remote use; set `api_token` then)")
+    bind_port: int = param(5555, "TCP port")
+    warmup_runs: int = param(3, "engine runs at start (timed, logged)")
     # Isaac-GR00T layout: a value left at its default adopts the checkpoint's (checkpoint.md)
-    video_keys: tuple[str, ...] = layout.CAMERA_NAMES  # == camera_names: each camera feeds the key of its name
-    state_group_names: tuple[str, ...] = _GROUP_NAMES
-    state_group_sizes: tuple[int, ...] = _GROUP_SIZES
-    language_key: str = "task"  # "task" = the checkpoint's own key; anything else must equal it
-    image_width: int = layout.IMAGE_WIDTH
-    image_height: int = layout.IMAGE_HEIGHT
-    decode_threads: int = 4
-    max_message_bytes: int = 16 << 20  # 8 raw observations (8.6 MB) fit with margin; README: message size limit
-    max_image_side: int = 2048
-    max_language_chars: int = 1024
-    max_batch_size: int = 8
-    api_token: str = ""
-    curve_secret_key: str = ""  # CurveZMQ (tcp only): this server's secret certificate (groot_keys server DIR)
-    curve_allowed_clients: str = ""  # directory of allowed client public certificates (*.key); empty dir = nobody
-    allow_remote_kill: bool = False
-    engine: str = "auto"
-    triton_url: str = "127.0.0.1:8001"
-    triton_model: str = "groot_policy"
-    triton_model_version: str = ""
-    triton_timeout_ms: float = 1000.0
+    state_group_names: tuple[str, ...] = param(
+        _GROUP_NAMES, "Isaac-GR00T state/action keys in layout order; both group parameters at their defaults = "
+        "adopt an Isaac-GR00T checkpoint's groups and sizes, set = must match them")
+    state_group_sizes: tuple[int, ...] = param(
+        _GROUP_SIZES, "their sizes (sum = action_dim); checked against the checkpoint's `statistics.json`")
+    decode_threads: int = param(4, "parallel JPEG decode threads")
+    max_message_bytes: int = param(16 << 20, "ZeroMQ `MAXMSGSIZE`: larger messages are dropped, and logged "
+                                             "([message size limit](wire.md#message-size-limit))")
+    max_image_side: int = param(2048, "largest declared image width/height (checked in the JPEG header before "
+                                      "decoding)")
+    max_language_chars: int = param(1024, "longest instruction")
+    max_batch_size: int = param(8, "largest Isaac-GR00T batch")
+    api_token: str = param("", "when set, every request must carry it (both protocols)")
+    curve_secret_key: str = param("", "CurveZMQ (`tcp` only): this server's secret certificate, "
+                                      "`server.key_secret` from `groot_keys server DIR` (mode 0600/0400, else "
+                                      "refused at start). Set together with `curve_allowed_clients` "
+                                      "([remote-gpu.md](remote-gpu.md#curvezmq-encrypted-and-authenticated))")
+    curve_allowed_clients: str = param("", "CurveZMQ: directory of the allowed clients' public certificates "
+                                           "(`*.key`), read at start; an empty directory refuses everyone; a "
+                                           "refused key is logged in Z85. Not writable by group/others")
+    allow_remote_kill: bool = param(False, "honour Isaac-GR00T `kill`")
 
     def __post_init__(self):
-        check_choice("transport", self.transport, ("ipc", "tcp"))
-        check_choice("mock_policy", self.mock_policy, ("hold", "trajectory"))
-        check_choice("engine", self.engine, ("auto", "triton"))
-        require(self.triton_timeout_ms > 0, f"triton_timeout_ms must be positive, got {self.triton_timeout_ms}")
-        require(self.rtc_ramp_rate > 0 and self.rtc_ramp_rate < 50,
-                f"rtc_ramp_rate must be in (0, 50), got {self.rtc_ramp_rate}")
-        require(self.mock_delay_ms >= 0 and self.mock_jitter_ms >= 0, "mock_delay_ms and mock_jitter_ms must be >= 0")
+        super().__post_init__()  # the engine's parameters
+        check_choices(self)
         require(len(self.camera_names) == len(set(self.camera_names)) > 0, "camera_names must be unique and non-empty")
         require(len(self.video_keys) == len(self.camera_names), "video_keys needs one key per camera name")
         groups = layout.groups_from_sizes(self.state_group_names, self.state_group_sizes)
@@ -122,16 +104,4 @@ class ServerConfig:
             state_group_names=tuple(g.name for g in groups), state_group_sizes=tuple(g.size for g in groups))
 
     def engine_config(self) -> EngineConfig:
-        return EngineConfig(
-            tensorrt_engine_path=self.tensorrt_engine_path, dit_engine_path=self.dit_engine_path,
-            mock_mode=self.mock_mode, model_checkpoint=self.model_checkpoint, use_tensorrt=self.use_tensorrt,
-            device=self.device, action_horizon=self.action_horizon, action_dim=self.action_dim,
-            image_width=self.image_width, image_height=self.image_height, camera_names=self.camera_names,
-            embodiment_tag=self.embodiment_tag, denoising_steps=self.denoising_steps,
-            rtc=self.rtc, rtc_ramp_rate=self.rtc_ramp_rate,
-            mock_delay_ms=self.mock_delay_ms, mock_jitter_ms=self.mock_jitter_ms, mock_policy=self.mock_policy,
-            video_keys=self.video_keys, state_groups=self.groups,
-            language_key=self.language_key,
-            engine=self.engine, triton_url=self.triton_url, triton_model=self.triton_model,
-            triton_model_version=self.triton_model_version, triton_timeout_ms=self.triton_timeout_ms,
-        )
+        return EngineConfig(**shared_values(self, EngineConfig), state_groups=self.groups)
