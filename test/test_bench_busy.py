@@ -105,7 +105,7 @@ def test_quick_run_end_to_end(tmp_path):
     assert result["meta"]["cpus"] == os.cpu_count() and result["meta"]["mode"] == "quick"
     assert [level["busy"] for level in result["levels"]] == [0, 1]
     for level in result["levels"]:
-        assert set(level["estop"]) == {"topic", "service"}
+        assert set(level["estop"]) == {"topic_linger", "topic_kept", "service_fresh", "service"}
         for row in level["estop"].values():
             assert row["rounds"] == 1 and 0 <= row["lost"] <= 1
             assert set(row) >= {"p50", "p99", "max", "observed_max", "over_50ms", "policy_after_max"}
