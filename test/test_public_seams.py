@@ -54,3 +54,24 @@ def test_background_server_says_whether_it_serves(ipc_path):
     with server:
         assert server.alive
     assert not server.alive
+
+
+def test_scheduler_observers_see_each_chunk_and_command_as_returned():
+    from alfie_gr00t.client.scheduler import ActionScheduler, SchedulerConfig
+
+    now = [50.0]
+    scheduler = ActionScheduler(SchedulerConfig(action_step_hz=15.0, action_horizon=16, crossfade_steps=0,
+                                                ema_alpha=1.0, watchdog_timeout_s=5.0, action_dim=3),
+                                clock=lambda: now[0])
+    chunks, commands = [], []
+    scheduler.watch(on_chunk=lambda *args: chunks.append(args), on_command=lambda t, out: commands.append((t, out)))
+    assert scheduler.command() is None and commands == [(50.0, None)]
+    actions = np.arange(48, dtype=np.float64).reshape(16, 3)
+    dropped = scheduler.add_chunk(actions, observation_time=50.0)
+    assert chunks == [(50.0, actions, 50.0, dropped, False)]
+    now[0] = 50.2
+    out = scheduler.command()
+    assert commands[-1][0] == 50.2 and np.array_equal(commands[-1][1], out) and out is not None
+    scheduler.add_chunk(actions + 1.0, observation_time=50.2)
+    assert chunks[-1][4] is True, "a chunk that came while another played"
+    assert scheduler.command(50.3) is not None and commands[-1][0] == 50.3

@@ -150,6 +150,15 @@ class ActionScheduler:
         # time at start) and the open one (wall start, plan time at start); it ends at _play_until().
         self._segments: deque[tuple[float, float, float]] = deque(maxlen=_MAX_SEGMENTS)
         self._open: tuple[float, float] | None = None
+        self._on_chunk: Callable | None = None
+        self._on_command: Callable | None = None
+
+    def watch(self, on_chunk: Callable | None = None, on_command: Callable | None = None) -> None:
+        """Observers for tools (the benchmarks): `on_chunk(t, actions, observation_time, dropped,
+        was_playing)` after each `add_chunk` (`was_playing`: another chunk was playing when it came),
+        `on_command(t, out)` after each `command`. They run on the caller's thread: keep them quick."""
+        self._on_chunk = on_chunk or self._on_chunk
+        self._on_command = on_command or self._on_command
 
     @property
     def config(self) -> SchedulerConfig:
@@ -181,6 +190,16 @@ class ActionScheduler:
         return self._splices_late
 
     def add_chunk(self, actions: np.ndarray, observation_time: float, frozen_steps: int = 0) -> int:
+        observer = self._on_chunk
+        if observer is None:
+            return self._add_chunk(actions, observation_time, frozen_steps)
+        t = self._clock()
+        was_playing = self.remaining_steps(t) > 0
+        dropped = self._add_chunk(actions, observation_time, frozen_steps)
+        observer(t, actions, observation_time, dropped, was_playing)
+        return dropped
+
+    def _add_chunk(self, actions: np.ndarray, observation_time: float, frozen_steps: int = 0) -> int:
         """Queue a chunk computed from an observation captured at `observation_time` (clock time).
 
         The steps the robot executed since then (plan time, not wall time: a held robot executed
@@ -242,6 +261,15 @@ class ActionScheduler:
             return self._plan_at(self._clock() if now is None else now)
 
     def command(self, now: float | None = None) -> np.ndarray | None:
+        observer = self._on_command
+        if observer is None:
+            return self._command(now)
+        t = self._clock() if now is None else now
+        out = self._command(t)
+        observer(t, out)
+        return out
+
+    def _command(self, now: float | None = None) -> np.ndarray | None:
         """The command for time `now` (default: the clock), or None when there is nothing to play.
 
         None means: no chunk yet, the queue ran dry, or the watchdog expired. The caller

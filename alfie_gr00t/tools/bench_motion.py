@@ -24,7 +24,7 @@ Parts, each on this machine:
 
 Targets (docs/performance.md) are printed with PASS/MISS beside each number; nothing here asserts them.
 The gate's listener (`MotionGate.watch`) records every command the robot was sent; the scheduler's
-`add_chunk`/`command` are wrapped on the node's own objects to see chunk arrivals and the queue at
+the scheduler's observers (`ActionScheduler.watch`) see chunk arrivals and the queue at
 each tick: the nodes run unchanged. The measures are in motion_metrics.py, the report in
 motion_report.py. Nothing leaves loopback: `main()` confines DDS discovery to localhost, in a
 domain of the benchmark's own; IPC sockets live under a fresh /tmp folder.
@@ -63,31 +63,24 @@ SEAM_VARIANTS = tuple((cf, prefix) for prefix in (True, False) for cf in (0, 3, 
 
 # -- recording inside the real nodes --------------------------------------------------------------
 def instrument(client, rec: Recording) -> None:
-    """Listen on the gate; wrap the scheduler's add_chunk/command on the node's own objects."""
+    """Listen on the gate's output and the scheduler's chunks and commands (their public observers)."""
     now = client.now
     scheduler = client.scheduler
-    add_chunk, command = scheduler.add_chunk, scheduler.command
 
     def recorded_output(cmd):
         if rec.on:
             rec.commands.append((now(), cmd.kind.value, cmd.vector.copy()))
 
-    def recorded_add_chunk(actions, observation_time, *args, **kwargs):
-        dropped = add_chunk(actions, observation_time, *args, **kwargs)
+    def recorded_chunk(t, actions, observation_time, dropped, was_playing):
         if dropped < len(actions):
             rec.chunks.append((now(), float(observation_time), int(dropped)))
-        return dropped
 
-    def recorded_command(at=None):
-        t = now() if at is None else at
-        out = command(t)
+    def recorded_command(t, out):
         if rec.on:
             rec.ticks.append((t, scheduler.remaining_steps(t), out is None))
-        return out
 
     client.gate.watch(recorded_output)
-    scheduler.add_chunk = recorded_add_chunk
-    scheduler.command = recorded_command
+    scheduler.watch(on_chunk=recorded_chunk, on_command=recorded_command)
 
 
 class _PeriodRecorder:

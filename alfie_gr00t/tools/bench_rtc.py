@@ -168,37 +168,30 @@ class Recording:
 
 
 def instrument(client, rec: Recording) -> None:
-    """Watch the gate's commands and wrap the scheduler's add_chunk and command on the node's own objects:
-    each queued chunk is kept with the clock time at which its first kept step plays, and each command
-    with the time the scheduler computed it for (a tick's publishing time jitters on shared cores)."""
+    """Watch the gate's commands and the scheduler's chunks and commands (their public observers): each
+    queued chunk is kept with the clock time at which its first kept step plays, and each command with
+    the time the scheduler computed it for (a tick's publishing time jitters on shared cores)."""
     now, gate, scheduler = client.now, client.gate, client.scheduler
-    add_chunk, command = scheduler.add_chunk, scheduler.command
     evaluated = {"t": None}
 
-    def recorded_command(at=None):
-        evaluated["t"] = now() if at is None else at
-        out = command(evaluated["t"])
+    def recorded_command(t, out):
+        evaluated["t"] = t
         if rec.on and out is not None:
-            rec.targets.append((evaluated["t"], out.copy()))
-        return out
+            rec.targets.append((t, out.copy()))
 
     def recorded_output(cmd):
         if rec.on:
             t = evaluated["t"] if cmd.kind.value == "policy" and evaluated["t"] is not None else now()
             rec.commands.append((t, cmd.kind.value, cmd.vector.copy()))
 
-    def recorded_add_chunk(actions, observation_time, *args, **kwargs):
-        t = now()
-        playing = scheduler.remaining_steps(t) > 0  # a switch between chunks, not a restart after a hold
-        dropped = add_chunk(actions, observation_time, *args, **kwargs)
+    def recorded_chunk(t, actions, observation_time, dropped, was_playing):
+        # was_playing: a switch between chunks, not a restart after a hold
         if rec.on and dropped < len(actions):
             kept = np.asarray(actions, dtype=np.float64)[dropped:].copy()
-            rec.chunks.append((t, float(observation_time), kept, scheduler.newest_start(), playing))
-        return dropped
+            rec.chunks.append((t, float(observation_time), kept, scheduler.newest_start(), was_playing))
 
     gate.watch(recorded_output)
-    scheduler.add_chunk = recorded_add_chunk
-    scheduler.command = recorded_command
+    scheduler.watch(on_chunk=recorded_chunk, on_command=recorded_command)
 
 
 # -- metrics (pure) ----------------------------------------------------------------------------------
