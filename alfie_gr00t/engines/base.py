@@ -49,8 +49,9 @@ class EngineSettings:
                             "inside its denoising loop (first `prefix_delay_steps` frozen, the rest of the prefix "
                             "soft), on every DiT backend; `false` ignores prefixes. The ping reply says which "
                             "([rtc.md](rtc.md))")
-    rtc_ramp_rate: float = param(1.0, "how fast the prefix's weight decays after the frozen steps (1 = the RTC "
-                                      "paper's soft mask; larger = a shorter pull toward the prefix). In (0, 50)")
+    rtc_ramp_rate: float = param(1.0, "bends the prefix's weight after the frozen steps, the raised cosine "
+                                      "(1 − cos(π·c^r))/2 ([rtc.md](rtc.md#the-schedule-and-why)); larger lets go "
+                                      "of the prefix sooner. In (0, 50)")
     mock_delay_ms: float = param(0.0, "mock inference time (ms): 170–550 is Jetson Orin, 35–150 a desktop GPU")
     mock_jitter_ms: float = param(0.0, "uniform ± jitter on `mock_delay_ms`")
     mock_policy: str = param("hold", "`hold`: joints hold the state, base velocities decay as `state·exp(−i/4)`; "
