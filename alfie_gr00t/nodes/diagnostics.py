@@ -15,7 +15,8 @@ Levels (docs/topics.md, "Diagnostics"):
   holds or failures while running, a policy too slow for the chunk it plays, joints
   missing from or invalid in the robot's state, non-finite commands rejected, the deadman
   holding (heartbeats stopped) or refusing an activation, command deadlines missed while
-  running, a real-time priority that was asked for and refused; else OK.
+  running (with the real-time priority refused, if it was); else OK. A refused priority alone is
+  no WARN: the status says it (`command_thread`), and most desktops refuse it.
 
 Missing keys are ignored, so statuses from older or newer nodes still map.
 """
@@ -219,10 +220,10 @@ def _stop_path_problems(status: dict, recent: dict, running: bool, warn) -> None
     if not running and "(deadman)" in error:
         warn(error)
     if running and int(recent.get("command_deadlines_missed", 0)):
+        thread = str(status.get("command_thread", ""))
+        refused = f" at {thread}" if "refused" in thread else ""
         warn(f"{int(recent['command_deadlines_missed'])} command deadline(s) missed: the 100 Hz thread was "
-             "starved (docs/robot-jetson.md, real-time priority)")
-    if "refused" in str(status.get("command_thread", "")):
-        warn(f"command thread: {status['command_thread']}")
+             f"starved{refused} (docs/robot-jetson.md, real-time priority)")
 
 
 class StatusHistory:

@@ -465,6 +465,7 @@ def run(args, log) -> dict:
     modes = tuple(args.modes.split(","))
     meta = report.machine_facts(mode="quick" if args.quick else "full", rounds=args.rounds, modes=list(modes),
                                 round_timeout_s=args.round_timeout, commit=_commit(), client_nice=args.client_nice,
+                                client_params=list(args.client_param),
                                 rmw=os.environ.get("RMW_IMPLEMENTATION") or "default (rmw_fastrtps_cpp)")
     started = time.monotonic()
     budget_s = 60.0 + len(levels) * (10.0 + args.rounds * len(modes) * (2.0 + 2 * args.round_timeout))
@@ -477,7 +478,7 @@ def run(args, log) -> dict:
         ipc = os.path.join(workdir, "policy.sock")
         server = {"mock_mode": "true", "mock_policy": "trajectory", "ipc_path": ipc}
         children.start("server", node_argv("alfie_gr00t.nodes.groot_server", server), budget_s)
-        client = node_argv(args.client_module, {"ipc_path": ipc})
+        client = node_argv(args.client_module, {"ipc_path": ipc, **dict(p.split(":=", 1) for p in args.client_param)})
         if args.client_nice:  # the client above the burners (docs/robot-jetson.md, "Real-time priority")
             client = ["nice", "-n", str(args.client_nice)] + client
         children.start("client", client, budget_s)
@@ -547,6 +548,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="FILE", default=os.path.join("bench_out", "busy.json"))
     parser.add_argument("--client-module", default="alfie_gr00t.nodes.groot_client",
                         help="the client's module (e.g. an older or instrumented copy on PYTHONPATH)")
+    parser.add_argument("--client-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a groot_client parameter (repeatable), e.g. command_thread_priority:=50")
     parser.add_argument("--client-nice", type=int, default=0,
                         help="run groot_client at this niceness (negative: above the burners; needs the right to)")
     parser.add_argument("--domain-id", type=int, help="ROS domain (default $ROS_DOMAIN_ID or one from the pid)")
