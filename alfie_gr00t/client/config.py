@@ -97,7 +97,7 @@ class ClientConfig:
     deadman_timeout_ms: float = param(500.0, "silence on `deadman_topic` longer than this holds the robot through "
                                              "the gate")
     command_thread_priority: int = param(50, "SCHED_FIFO priority (1–99) asked for the 100 Hz command thread "
-                                             "(its period p99 with every core busy: 11.3 ms, 13–14 ms without); "
+                                             "(its period p99 with every core busy: 11.5 ms, 13.5 ms without); "
                                              "refused without the right (logged, status `command_thread`); 0 = "
                                              "normal scheduling "
                                             "([robot-jetson.md](robot-jetson.md#real-time-priority))")
