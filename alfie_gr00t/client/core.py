@@ -339,10 +339,6 @@ class ClientCore:
                 self.worker.reset_failures()
             self.machine.restart("deadman: heartbeats back")
 
-    @property
-    def deadman_holding(self) -> bool:
-        return self._deadman_holding
-
     # -- recording and warnings ------------------------------------------------------------------
     def session_should_end(self) -> bool:
         """An activation's recording ends once it is over and the gate is silent (the hold published)."""

@@ -213,12 +213,9 @@ class InferenceWorker:
             return False  # deactivated while the request was in flight
         # Queued atomically with the state: a deactivation after the check above (and a reactivation)
         # must not find this activation's chunk in the next activation's schedule.
-        frozen = self._frozen_to_splice(actions, reply.rtc_report)
-        if frozen:
-            queue = lambda: self._scheduler.add_chunk(actions, snap.state_time, frozen_steps=frozen)  # noqa: E731
-        else:
-            queue = lambda: self._scheduler.add_chunk(actions, snap.state_time)  # noqa: E731
-        dropped = self._machine.play_if_current(epoch, queue)
+        frozen = self._frozen_to_splice(actions, reply.rtc_report)  # 0: crossfade as without replanning
+        dropped = self._machine.play_if_current(
+            epoch, lambda: self._scheduler.add_chunk(actions, snap.state_time, frozen_steps=frozen))
         if dropped is None:
             self._observe(snap, state, actions)
             return False

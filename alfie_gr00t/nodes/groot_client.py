@@ -120,7 +120,8 @@ class GrootClient(Node):
         self._topics = {name: self.resolve_topic_name(name) for name in (
             cfg.state_topic, cfg.base_velocity_topic, "~/task_description")}
         self._session_wanted = self.create_guard_condition(self._start_session)
-        self.create_timer(0.1, self._watch_session)
+        if self.recorder is not None:
+            self.create_timer(0.1, self._watch_session)
 
     def _log(self, level: str, message: str) -> None:
         """The core's log lines, through the ROS logger (/rosout) while the context is up. One call site per

@@ -98,12 +98,12 @@ class StopPath:
 
     def _on_stop(self, request, response):
         response.success, response.message = self._core.estop(True)
-        self._report("~/stop", True, response.message)
+        self._report("~/stop", response.success, response.message)
         return response
 
     def _on_estop_service(self, request, response):
         response.success, response.message = self._core.estop(request.data)
-        self._report(f"~/estop {str(request.data).lower()}", True, response.message)
+        self._report(f"~/estop {str(request.data).lower()}", response.success, response.message)
         return response
 
     def _report(self, what: str, ok: bool, message: str) -> None:
@@ -167,7 +167,7 @@ def message_class(type_name: str):
 
 
 def use_client_dds_profile(environ=os.environ) -> str:
-    """Before rclpy starts: Fast DDS readers that ask for a missed stop after 5 ms, not 70 ms
+    """Before rclpy starts: Fast DDS readers that ask for a missed stop after 1 ms, not 70 ms
     (config/fastdds_client.xml), unless another middleware runs or a Fast DDS profile file is already
     set (yours wins; add its reader setting to it). The file set, or "" when none."""
     if environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
